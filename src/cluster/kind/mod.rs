@@ -1,0 +1,1 @@
+//! kind on a GPU workstation.

@@ -1,0 +1,1 @@
+//! rke2 servers and agents over SSH.

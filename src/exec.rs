@@ -1,0 +1,510 @@
+//! The one place kgf-up runs external programs (helm, kustomize, kind, docker, ssh, ...).
+//!
+//! Every command goes through [`Exec::run`], which logs its argv and output to the run log with
+//! secrets redacted by value, enforces a timeout, retries only the failures a command declared
+//! transient, and in dry-run mode records commands that change something instead of running them.
+//! Nothing else in kgf-up may spawn a process. This module must not decide *what* to run.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Values that must never appear in a log line, an error or a plan: every [`Secret`] registers its
+/// value here on creation, and [`redact`] replaces each occurrence with `***`.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// A secret value (token, password, key). Its `Debug` and `Display` print `***`; the value is
+/// reachable only through [`Secret::expose`], and only ever passed to programs on stdin or in a file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        let value: String = value.into();
+        // Short values would redact ordinary words; kgf-up's secrets are tokens and generated keys.
+        if value.len() >= 4 {
+            let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+            if !secrets.contains(&value) {
+                secrets.push(value.clone());
+                // Longest first, so a secret that contains another is replaced whole.
+                secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            }
+        }
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Replaces every registered secret value in `text` with `***`.
+pub fn redact(text: &str) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// What a command's stdin carries.
+#[derive(Clone, Debug)]
+enum Stdin {
+    Null,
+    Bytes(Vec<u8>),
+    Secret(Secret),
+}
+
+/// One external command, described before it runs.
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    stdin: Stdin,
+    timeout: Duration,
+    changes: bool,
+    retry: Retry,
+}
+
+/// Retry policy: up to `attempts` tries, only when stderr or stdout contains one of `transient`.
+#[derive(Clone, Debug, Default)]
+struct Retry {
+    attempts: u32,
+    transient: Vec<String>,
+    backoff: Duration,
+}
+
+impl Cmd {
+    /// A read-only command with a two-minute timeout and no retries.
+    pub fn new(program: impl Into<String>) -> Self {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            dir: None,
+            stdin: Stdin::Null,
+            timeout: Duration::from_secs(120),
+            changes: false,
+            retry: Retry::default(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Stdin::Bytes(bytes.into());
+        self
+    }
+
+    /// Passes a secret on stdin: the only way a secret reaches another program.
+    pub fn stdin_secret(mut self, secret: &Secret) -> Self {
+        self.stdin = Stdin::Secret(secret.clone());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Marks the command as one that changes something: dry-run records it instead of running it.
+    pub fn changes(mut self) -> Self {
+        self.changes = true;
+        self
+    }
+
+    /// Retries up to `attempts` times in all, with exponential backoff from `backoff`, but only when
+    /// the output contains one of `transient` (errors known to heal by themselves).
+    pub fn retry_on(mut self, transient: &[&str], attempts: u32, backoff: Duration) -> Self {
+        self.retry = Retry {
+            attempts,
+            transient: transient.iter().map(|s| s.to_string()).collect(),
+            backoff,
+        };
+        self
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn get_args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn is_change(&self) -> bool {
+        self.changes
+    }
+
+    /// The command line as a user could paste it, secrets redacted.
+    pub fn display(&self) -> String {
+        let mut parts = Vec::with_capacity(self.args.len() + self.env.len() + 1);
+        for (k, v) in &self.env {
+            parts.push(format!("{k}={}", shell_quote(v)));
+        }
+        parts.push(shell_quote(&self.program));
+        parts.extend(self.args.iter().map(|a| shell_quote(a)));
+        redact(&parts.join(" "))
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a finished command printed.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("`{program}` was not found on PATH; {hint}")]
+    NotFound { program: String, hint: String },
+    #[error("could not start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` exited with {code}: {stderr}")]
+    Failed {
+        command: String,
+        code: String,
+        stderr: String,
+        /// The full (redacted) stdout, for callers that parse structured errors.
+        stdout: String,
+    },
+    #[error("`{command}` did not finish within {}s and was stopped", after.as_secs())]
+    TimedOut { command: String, after: Duration },
+}
+
+impl ExecError {
+    /// The failed command's stderr (redacted), if it ran to an exit status.
+    pub fn stderr(&self) -> Option<&str> {
+        match self {
+            ExecError::Failed { stderr, .. } => Some(stderr),
+            _ => None,
+        }
+    }
+}
+
+/// Runs commands. Cheap to clone; clones share the run log and the dry-run record.
+#[derive(Clone, Default)]
+pub struct Exec {
+    dry_run: bool,
+    planned: Arc<Mutex<Vec<String>>>,
+    hints: Arc<Vec<(String, String)>>,
+}
+
+impl Exec {
+    pub fn new() -> Self {
+        Exec::default()
+    }
+
+    /// In dry-run mode, commands marked [`Cmd::changes`] are recorded, not run.
+    pub fn dry_run() -> Self {
+        Exec {
+            dry_run: true,
+            ..Exec::default()
+        }
+    }
+
+    /// Install hints shown when a program is missing, e.g. `("helm", "install helm 3.22+ from ...")`.
+    pub fn with_hints(mut self, hints: Vec<(String, String)>) -> Self {
+        self.hints = Arc::new(hints);
+        self
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The changing commands a dry run skipped, in order.
+    pub fn planned(&self) -> Vec<String> {
+        self.planned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Runs `cmd` to completion (blocking). Non-zero exit is an error carrying the redacted stderr.
+    pub fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let line = cmd.display();
+        if self.dry_run && cmd.changes {
+            tracing::info!(target: "exec", command = %line, "dry run: not running");
+            self.planned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line);
+            return Ok(Output::default());
+        }
+        let program = which::which(&cmd.program).map_err(|_| ExecError::NotFound {
+            program: cmd.program.clone(),
+            hint: self.hint(&cmd.program),
+        })?;
+        let mut attempt = 1;
+        let mut backoff = cmd.retry.backoff;
+        loop {
+            let result = self.run_once(cmd, &program, &line);
+            let retryable = match &result {
+                Err(ExecError::Failed { stderr, stdout, .. }) => cmd
+                    .retry
+                    .transient
+                    .iter()
+                    .any(|t| stderr.contains(t.as_str()) || stdout.contains(t.as_str())),
+                _ => false,
+            };
+            if !retryable || attempt >= cmd.retry.attempts {
+                return result;
+            }
+            tracing::warn!(target: "exec", command = %line, attempt, "transient failure, retrying in {}s", backoff.as_secs_f32());
+            std::thread::sleep(backoff);
+            backoff = backoff.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+
+    /// [`Exec::run`] on tokio's blocking pool.
+    pub async fn run_async(&self, cmd: Cmd) -> Result<Output, ExecError> {
+        let exec = self.clone();
+        match tokio::task::spawn_blocking(move || exec.run(&cmd)).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
+    fn hint(&self, program: &str) -> String {
+        self.hints
+            .iter()
+            .find(|(p, _)| p == program)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_else(|| format!("install `{program}` or put it on PATH"))
+    }
+
+    fn run_once(
+        &self,
+        cmd: &Cmd,
+        program: &std::path::Path,
+        line: &str,
+    ) -> Result<Output, ExecError> {
+        tracing::info!(target: "exec", command = %line, "run");
+        let started = Instant::now();
+        let mut expr = duct::cmd(program, &cmd.args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(dir) = &cmd.dir {
+            expr = expr.dir(dir);
+        }
+        expr = match &cmd.stdin {
+            Stdin::Null => expr.stdin_null(),
+            Stdin::Bytes(b) => expr.stdin_bytes(b.clone()),
+            Stdin::Secret(s) => expr.stdin_bytes(s.expose().as_bytes().to_vec()),
+        };
+        let handle = expr.start().map_err(|source| ExecError::Spawn {
+            command: line.to_string(),
+            source,
+        })?;
+        let finished = handle
+            .wait_timeout(cmd.timeout)
+            .map_err(|source| ExecError::Spawn {
+                command: line.to_string(),
+                source,
+            })?
+            .is_some();
+        if !finished {
+            let _ = handle.kill();
+            tracing::warn!(target: "exec", command = %line, "timed out after {}s", cmd.timeout.as_secs());
+            return Err(ExecError::TimedOut {
+                command: line.to_string(),
+                after: cmd.timeout,
+            });
+        }
+        let out = handle.into_output().map_err(|source| ExecError::Spawn {
+            command: line.to_string(),
+            source,
+        })?;
+        let stdout = redact(&String::from_utf8_lossy(&out.stdout));
+        let stderr = redact(&String::from_utf8_lossy(&out.stderr));
+        let code = out
+            .status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".to_string());
+        tracing::debug!(target: "exec", command = %line, code = %code, elapsed_ms = started.elapsed().as_millis() as u64, stdout = %stdout, stderr = %stderr, "finished");
+        if out.status.success() {
+            Ok(Output { stdout, stderr })
+        } else {
+            Err(ExecError::Failed {
+                command: line.to_string(),
+                code,
+                stderr: tail(&stderr, 20),
+                stdout,
+            })
+        }
+    }
+}
+
+/// The last `n` lines of `text`, trimmed.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_by_value_everywhere() {
+        let token = Secret::new("K10abcdef::server:s3cr3t-token");
+        assert_eq!(format!("{token} {token:?}"), "*** ***");
+        let cmd = Cmd::new("echo").arg(format!("--token={}", token.expose()));
+        assert_eq!(cmd.display(), "echo '--token=***'");
+        assert_eq!(redact("a K10abcdef::server:s3cr3t-token b"), "a *** b");
+    }
+
+    #[test]
+    fn a_secret_on_stdin_reaches_the_program_but_not_the_output() {
+        let secret = Secret::new("stdin-secret-value-42");
+        let out = Exec::new()
+            .run(&Cmd::new("cat").stdin_secret(&secret))
+            .expect("cat runs");
+        assert_eq!(out.stdout, "***");
+    }
+
+    #[test]
+    fn failure_carries_exit_code_and_stderr() {
+        let err = Exec::new()
+            .run(&Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { code, stderr, .. } if code == "3" && stderr == "boom"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn timeout_kills_the_command() {
+        let started = Instant::now();
+        let err = Exec::new()
+            .run(
+                &Cmd::new("sleep")
+                    .arg("30")
+                    .timeout(Duration::from_millis(200)),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retries_only_transient_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let script = format!(
+            "echo x >> {0}; [ $(wc -l < {0}) -ge 3 ] || {{ echo 'connection refused' >&2; exit 1; }}",
+            count.display()
+        );
+        Exec::new()
+            .run(&Cmd::new("sh").args(["-c", &script]).retry_on(
+                &["connection refused"],
+                5,
+                Duration::from_millis(10),
+            ))
+            .expect("third attempt succeeds");
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 3);
+
+        let permanent = "echo 'invalid values' >&2; exit 1";
+        let started = Instant::now();
+        Exec::new()
+            .run(&Cmd::new("sh").args(["-c", permanent]).retry_on(
+                &["connection refused"],
+                5,
+                Duration::from_secs(1),
+            ))
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "a permanent error must not be retried"
+        );
+    }
+
+    #[test]
+    fn dry_run_records_changes_and_runs_reads() {
+        let exec = Exec::dry_run();
+        let out = exec.run(&Cmd::new("echo").arg("read")).unwrap();
+        assert_eq!(out.stdout, "read\n");
+        exec.run(&Cmd::new("false").arg("would-change").changes())
+            .expect("not run");
+        assert_eq!(exec.planned(), vec!["false would-change".to_string()]);
+    }
+
+    #[test]
+    fn missing_program_names_it_and_the_fix() {
+        let err = Exec::new()
+            .with_hints(vec![(
+                "kgf-no-such-tool".into(),
+                "install it from the docs".into(),
+            )])
+            .run(&Cmd::new("kgf-no-such-tool"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`kgf-no-such-tool` was not found on PATH; install it from the docs"
+        );
+    }
+}

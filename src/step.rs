@@ -1,0 +1,215 @@
+//! What a step is: observe (read-only) → apply (only when not converged) → wait (with a deadline).
+//!
+//! Steps are built by the plan from the profile and driven by the runner; this module only defines
+//! their shape and the context they get. It must not run anything itself.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use crate::exec::Exec;
+
+/// A step's canonical id, e.g. `cluster`, `component/cert-manager`. Made only by [`StepId::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct StepId(String);
+
+impl StepId {
+    pub fn new(kind: &str, name: &str) -> Self {
+        if name.is_empty() {
+            StepId(kind.to_string())
+        } else {
+            StepId(format!("{kind}/{name}"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What observe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Converged,
+    Missing,
+    Drifted,
+    Failed,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Converged => "converged",
+            State::Missing => "missing",
+            State::Drifted => "drifted",
+            State::Failed => "failed",
+        })
+    }
+}
+
+/// Observe's verdict and its reason, e.g. `Drifted` because "chart 0.1.0 deployed, 0.2.0 wanted".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    pub state: State,
+    pub reason: String,
+}
+
+impl Observation {
+    pub fn converged(reason: impl Into<String>) -> Self {
+        Observation {
+            state: State::Converged,
+            reason: reason.into(),
+        }
+    }
+    pub fn missing(reason: impl Into<String>) -> Self {
+        Observation {
+            state: State::Missing,
+            reason: reason.into(),
+        }
+    }
+    pub fn drifted(reason: impl Into<String>) -> Self {
+        Observation {
+            state: State::Drifted,
+            reason: reason.into(),
+        }
+    }
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Observation {
+            state: State::Failed,
+            reason: reason.into(),
+        }
+    }
+    pub fn is_converged(&self) -> bool {
+        self.state == State::Converged
+    }
+}
+
+/// What `plan` shows for a step without touching anything.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Description {
+    /// Where its content comes from: `helm repo/chart 1.2.3`, `kustomize path`, `kind v0.33.0`.
+    pub source: String,
+    /// Commands apply would run (secrets redacted).
+    pub commands: Vec<String>,
+    /// Objects apply would create or update, as `Kind namespace/name`.
+    pub objects: Vec<String>,
+}
+
+/// A failed step: what failed, why, how to fix it, and what was seen on the cluster.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    pub fix: Option<String>,
+    /// Unready pods, their reasons, events and log tails, when a wait timed out.
+    pub diagnosis: Option<String>,
+    /// Whether the error is the user's input (exit 2) or the host failing preflight (exit 3).
+    pub kind: ErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    Step,
+    Input,
+    Preflight,
+}
+
+impl StepError {
+    pub fn new(message: impl Into<String>) -> Self {
+        StepError {
+            message: message.into(),
+            fix: None,
+            diagnosis: None,
+            kind: ErrorKind::Step,
+        }
+    }
+
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    pub fn with_diagnosis(mut self, diagnosis: impl Into<String>) -> Self {
+        self.diagnosis = Some(diagnosis.into());
+        self
+    }
+
+    pub fn input(mut self) -> Self {
+        self.kind = ErrorKind::Input;
+        self
+    }
+
+    pub fn preflight(mut self) -> Self {
+        self.kind = ErrorKind::Preflight;
+        self
+    }
+
+    /// Wraps a module error with the step's context: "installing cert-manager: <cause>".
+    pub fn context(context: impl fmt::Display, cause: impl std::error::Error) -> Self {
+        let mut message = format!("{context}: {cause}");
+        let mut source = cause.source();
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        StepError::new(message)
+    }
+}
+
+/// Everything a step may use. Shared by all steps of a run.
+pub struct Ctx {
+    pub exec: Exec,
+    /// The cluster's kubeconfig, set by the cluster step (or given with `--kubeconfig`).
+    pub kubeconfig: OnceCell<Kubeconfig>,
+    /// Default deadline for a step's wait.
+    pub timeout: Duration,
+    /// Directory for rendered files (values, kind configs) of this run.
+    pub work_dir: PathBuf,
+}
+
+/// Where the cluster's API is: a kubeconfig file and the context to use in it.
+#[derive(Clone, Debug)]
+pub struct Kubeconfig {
+    pub path: PathBuf,
+    pub context: Option<String>,
+}
+
+impl Ctx {
+    /// The kubeconfig, or an error saying that the cluster step has not produced one.
+    pub fn kubeconfig(&self) -> Result<&Kubeconfig, StepError> {
+        self.kubeconfig.get().ok_or_else(|| {
+            StepError::new("no cluster is known yet")
+                .with_fix("run the cluster step first, or pass --kubeconfig")
+        })
+    }
+}
+
+pub type StepResult<T> = Result<T, StepError>;
+
+/// One unit of work in a plan.
+pub trait Step: Send + Sync {
+    fn id(&self) -> StepId;
+    /// Steps that must be converged before this one starts.
+    fn needs(&self) -> Vec<StepId>;
+    fn describe(&self) -> Description;
+    /// Read-only: what is there now, and why that is (or is not) what the profile wants.
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>>;
+    /// Changes only what observe named. Every change goes through `ctx.exec` or `kube::apply`.
+    fn apply<'a>(&'a self, ctx: &'a Ctx, seen: &'a Observation) -> BoxFuture<'a, StepResult<()>>;
+    /// Until ready, within the step's deadline; on timeout, a diagnosis.
+    fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>>;
+}
+
+pub type DynStep = Arc<dyn Step>;

@@ -1,0 +1,172 @@
+//! Test support: the test bed's kubeconfig and binaries, kubectl, and audit-log counting.
+//!
+//! Integration tests run inside the bed's network namespace (`scripts/testbed test` or
+//! `scripts/testbed run -- cargo test`), which sets `KUBECONFIG`, `KGF_TESTBED_BIN` and
+//! `KGF_TESTBED_AUDIT_LOG`. A test that needs the bed calls [`bed`], which fails with the fix when
+//! the test is run outside it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The running test bed, as the environment describes it.
+pub struct Bed {
+    pub kubeconfig: PathBuf,
+    pub bin: PathBuf,
+    pub audit_log: PathBuf,
+}
+
+pub fn bed() -> Bed {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} is not set: run the tests inside the test bed, e.g. \
+                 `scripts/testbed test` or `scripts/testbed run -- cargo test`"
+                )
+            })
+    };
+    Bed {
+        kubeconfig: var("KUBECONFIG"),
+        bin: var("KGF_TESTBED_BIN"),
+        audit_log: var("KGF_TESTBED_AUDIT_LOG"),
+    }
+}
+
+/// The repository root (where `scripts/` and `tests/fixtures/` are).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+impl Bed {
+    /// Runs a bed binary (`kubectl`, `helm3`, ...) and returns its output, whatever the exit status.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(self.bin.join(program))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+    }
+
+    /// Runs kubectl and returns stdout; panics with stderr when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.tool("kubectl", args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies YAML from a string with kubectl.
+    pub fn apply(&self, yaml: &str) {
+        self.apply_args(yaml, &[]);
+    }
+
+    /// Applies YAML into `namespace`.
+    pub fn apply_in(&self, namespace: &str, yaml: &str) {
+        self.apply_args(yaml, &["-n", namespace]);
+    }
+
+    fn apply_args(&self, yaml: &str, extra: &[&str]) {
+        let mut child = Command::new(self.bin.join("kubectl"))
+            .args(["apply", "-f", "-"])
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A point in the audit log; requests after it are counted by [`Bed::mutations_since`].
+    pub fn audit_mark(&self) -> AuditMark {
+        AuditMark(
+            std::fs::metadata(&self.audit_log)
+                .map(|m| m.len())
+                .unwrap_or(0),
+        )
+    }
+
+    /// Mutating requests (create, update, patch, delete, deletecollection) logged after `mark`
+    /// whose user agent starts with one of `agents` (e.g. "kgf-up", "Helm", "kubectl"). The bed's
+    /// own controllers and kwok mutate all the time; they are not counted.
+    pub fn mutations_since(&self, mark: &AuditMark, agents: &[&str]) -> Vec<AuditEvent> {
+        read_audit(&self.audit_log, mark.0)
+            .into_iter()
+            .filter(|e| e.is_mutation() && agents.iter().any(|a| e.user_agent.starts_with(a)))
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct AuditMark(u64);
+
+/// The parts of an audit event the tests look at.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub verb: String,
+    pub uri: String,
+    pub user: String,
+    pub user_agent: String,
+    pub resource: String,
+    pub name: String,
+}
+
+impl AuditEvent {
+    pub fn is_mutation(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
+}
+
+fn read_audit(path: &Path, from: u64) -> Vec<AuditEvent> {
+    let mut file = std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("cannot read the audit log {}: {e}", path.display()));
+    file.seek(SeekFrom::Start(from)).unwrap();
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .map(|v| {
+            let s = |p: &str| {
+                v.pointer(p)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            AuditEvent {
+                verb: s("/verb"),
+                uri: s("/requestURI"),
+                user: s("/user/username"),
+                user_agent: s("/userAgent"),
+                resource: s("/objectRef/resource"),
+                name: s("/objectRef/name"),
+            }
+        })
+        .collect()
+}
