@@ -1,9 +1,20 @@
 //! kgf-up: stands up a GPU-ready ML platform on kind, rke2, a simulated or an existing cluster.
 //!
-//! Layers depend only downward: `cli` → actions (`up`, `plan`, ...) → `runner` and `plan` →
-//! steps (`cluster`, `components`, `validate`, `pipeline`) → adapters (`kube`, `helm`,
-//! `kustomize`, `ssh`, `exec`).
+//! Layers depend only downward: `cli` → actions (`main`) → `runner`, `plan`, `teardown` →
+//! steps (`cluster`, `components`, `validate`) → adapters (`kube`, `helm`, `exec`), with
+//! `profile` (what to do), `inventory` (what was done) and `ui` (what the user sees) beside them.
 
+pub mod cli;
 pub mod cluster;
+pub mod components;
 pub mod exec;
+pub mod helm;
+pub mod inventory;
+pub mod kube;
+pub mod plan;
+pub mod profile;
+pub mod runner;
 pub mod step;
+pub mod teardown;
+pub mod ui;
+pub mod validate;

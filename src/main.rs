@@ -1,1 +1,265 @@
-fn main() {}
+//! kgf-up's one exit point: parse arguments, run the verb, print the error once, exit with its code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{CommandFactory, Parser};
+
+use kgf_up::cli::{Cli, Command, Output};
+use kgf_up::cluster::{self, Overrides};
+use kgf_up::exec::{Exec, redact};
+use kgf_up::plan;
+use kgf_up::profile::{self, Provider};
+use kgf_up::runner::{self, Outcome};
+use kgf_up::step::{Ctx, ErrorKind, StepError};
+use kgf_up::ui::Ui;
+
+/// An error on its way out: the message (already a sentence with its fix) and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn input(e: impl std::fmt::Display) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 2,
+        }
+    }
+}
+
+impl From<StepError> for Failure {
+    fn from(e: StepError) -> Self {
+        let mut message = e.message.clone();
+        if let Some(fix) = &e.fix {
+            message.push_str(&format!("\n  fix: {fix}"));
+        }
+        let code = match e.kind {
+            ErrorKind::Step => 1,
+            ErrorKind::Input => 2,
+            ErrorKind::Preflight => 3,
+        };
+        Failure { message, code }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let log_file = cli.global.log_file.clone().unwrap_or_else(default_log_file);
+    init_logging(&log_file, cli.global.verbose);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let code = runtime.block_on(async {
+        tokio::select! {
+            result = run(cli) => match result {
+                Ok(()) => 0,
+                Err(f) => {
+                    eprintln!("kgf-up: {}", redact(&f.message));
+                    if f.code != 2 {
+                        eprintln!("  log: {}", log_file.display());
+                    }
+                    f.code
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("kgf-up: interrupted; run the same command again to finish (log: {})", log_file.display());
+                130
+            }
+        }
+    });
+    // Blocking helm/kubectl calls may still run; do not wait for them on the way out.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+fn default_log_file() -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    cluster::state_dir("logs").join(format!("kgf-up-{stamp}.log"))
+}
+
+/// The full trace goes to the log file (secrets are redacted where commands are logged);
+/// `--verbose` copies it to stderr.
+fn init_logging(path: &PathBuf, verbose: bool) {
+    use tracing_subscriber::prelude::*;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let file = std::fs::File::create(path).ok().map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(Arc::new(f))
+            .with_ansi(false)
+    });
+    let stderr = verbose.then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(
+            "info,kgf_up=debug,exec=debug,kube=info",
+        ))
+        .with(file)
+        .with(stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let g = &cli.global;
+    let command = cli.command.unwrap_or(Command::Up);
+    if let Command::Completions { shell } = command {
+        clap_complete::generate(shell, &mut Cli::command(), "kgf-up", &mut std::io::stdout());
+        return Ok(());
+    }
+    let interactive = !g.non_interactive
+        && std::env::var("CI").map(|v| v != "true").unwrap_or(true)
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal();
+    let loaded = profile::load(&g.profile, &g.sets).map_err(Failure::input)?;
+    let mut loaded = loaded;
+    if let Some(t) = g.timeout {
+        loaded.profile.settings.timeout = t;
+    }
+    let overrides = Overrides {
+        kubeconfig: g.kubeconfig.clone(),
+        context: g.context.clone(),
+    };
+    let plan = plan::build(&loaded, &overrides).map_err(Failure::input)?;
+    let json = g.output == Output::Json;
+    let ui = Ui::new(json, interactive && !g.verbose);
+    let work_dir = cluster::state_dir(&loaded.profile.name).join("work");
+    std::fs::create_dir_all(&work_dir).map_err(|e| Failure {
+        message: format!("cannot create {}: {e}", work_dir.display()),
+        code: 1,
+    })?;
+    let exec = match command {
+        Command::Plan => Exec::dry_run(),
+        _ => Exec::new(),
+    };
+    let ctx = Arc::new(Ctx::new(
+        exec,
+        work_dir,
+        loaded.profile.settings.timeout,
+        loaded.profile.settings.namespace.clone(),
+    ));
+    let started = Instant::now();
+    match command {
+        Command::Plan => {
+            println!("{}", plan::render(&plan, &loaded, json));
+            Ok(())
+        }
+        Command::Up | Command::Verify => {
+            if loaded.profile.cluster.provider == Provider::Sim {
+                ui.note(
+                    "sim profile: nodes are simulated by kwok; pods are scheduled but never run",
+                );
+            }
+            let finished = runner::up(&plan, ctx, &ui, loaded.profile.settings.concurrency).await;
+            let failed = finished.iter().find_map(|f| match &f.outcome {
+                Outcome::Failed(e) => Some((f.id.clone(), e.kind)),
+                _ => None,
+            });
+            let next = if failed.is_some() {
+                "fix the cause above, then run `kgf-up up` again: converged steps are skipped"
+            } else {
+                "kgf-up status"
+            };
+            ui.summary(&finished, started.elapsed(), next);
+            match failed {
+                None => Ok(()),
+                Some((id, kind)) => Err(Failure {
+                    message: format!("step {id} failed (details above)"),
+                    code: if kind == ErrorKind::Preflight { 3 } else { 1 },
+                }),
+            }
+        }
+        Command::Status => status(&plan, ctx, &ui).await,
+        Command::Down { all: _ } => {
+            down(&plan, &loaded.profile, ctx, &ui, interactive, g.yes).await
+        }
+        Command::Doctor { fix: _ } => {
+            let seen = plan.steps[0].observe(&ctx).await?;
+            ui.note(&format!("cluster: {} ({})", seen.state, seen.reason));
+            Ok(())
+        }
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure> {
+    let observed = runner::status(plan, ctx).await;
+    let mut all_converged = true;
+    for (id, result) in &observed {
+        let (state, reason) = match result {
+            Ok(o) => (o.state.to_string(), o.reason.clone()),
+            Err(e) => ("failed".to_string(), e.message.clone()),
+        };
+        all_converged &= state == "converged";
+        if ui.is_json() {
+            println!(
+                "{}",
+                serde_json::json!({"step": id.as_str(), "phase": "observe", "status": state, "elapsed": 0.0, "message": reason})
+            );
+        } else {
+            println!("  {:<36} {:<10} {reason}", id.to_string(), state);
+        }
+    }
+    let unobserved = plan.steps.len() - observed.len();
+    if unobserved > 0 && !ui.is_json() {
+        println!("  ({unobserved} steps not observed: the cluster is not there)");
+    }
+    if all_converged && unobserved == 0 {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: "not every step is converged; `kgf-up up` converges them".into(),
+            code: 1,
+        })
+    }
+}
+
+/// Removes what the inventory lists, in reverse plan order, then the cluster for sim.
+async fn down(
+    plan: &plan::Plan,
+    profile: &profile::Profile,
+    ctx: Arc<Ctx>,
+    ui: &Ui,
+    interactive: bool,
+    yes: bool,
+) -> Result<(), Failure> {
+    if interactive && !yes {
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(format!(
+                "Remove everything kgf-up installed for `{}`?",
+                profile.name
+            ))
+            .default(false)
+            .interact()
+            .unwrap_or(false);
+        if !ok {
+            return Err(Failure {
+                message: "nothing removed".into(),
+                code: 1,
+            });
+        }
+    }
+    let seen = plan.steps[0].observe(&ctx).await?;
+    if !seen.is_converged() {
+        ui.note(&format!("no cluster to clean: {}", seen.reason));
+        return Ok(());
+    }
+    let removed = kgf_up::teardown::remove_recorded(plan, &ctx, ui).await?;
+    if profile.cluster.provider == Provider::Sim {
+        cluster::sim::delete(&ctx.exec, profile)?;
+        ui.note(&format!("deleted simulated cluster {}", profile.name));
+    }
+    ui.note(&format!("down: removed {removed} recorded steps"));
+    Ok(())
+}

@@ -13,6 +13,8 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::exec::Exec;
+use crate::inventory::Inventory;
+use crate::kube::Kube;
 
 /// A step's canonical id, e.g. `cluster`, `component/cert-manager`. Made only by [`StepId::new`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -177,6 +179,10 @@ pub struct Ctx {
     pub timeout: Duration,
     /// Directory for rendered files (values, kind configs) of this run.
     pub work_dir: PathBuf,
+    /// Namespace of kgf-up's own objects (the inventory).
+    pub namespace: String,
+    kube: OnceCell<Kube>,
+    inventory: OnceCell<Inventory>,
 }
 
 /// Where the cluster's API is: a kubeconfig file and the context to use in it.
@@ -187,6 +193,44 @@ pub struct Kubeconfig {
 }
 
 impl Ctx {
+    pub fn new(exec: Exec, work_dir: PathBuf, timeout: Duration, namespace: String) -> Self {
+        Ctx {
+            exec,
+            kubeconfig: OnceCell::new(),
+            timeout,
+            work_dir,
+            namespace,
+            kube: OnceCell::new(),
+            inventory: OnceCell::new(),
+        }
+    }
+
+    /// The API client, connected on first use from the kubeconfig.
+    pub async fn kube(&self) -> StepResult<&Kube> {
+        let kubeconfig = self.kubeconfig()?;
+        self.kube
+            .get_or_try_init(|| async {
+                Kube::connect(kubeconfig).await.map_err(|e| {
+                    StepError::context("connecting to the cluster", e).with_fix(
+                        "check that the cluster is running and the kubeconfig/context point at it",
+                    )
+                })
+            })
+            .await
+    }
+
+    /// The inventory as it was when first read in this run.
+    pub async fn inventory(&self) -> StepResult<&Inventory> {
+        let kube = self.kube().await?;
+        self.inventory
+            .get_or_try_init(|| async {
+                Inventory::read(kube, &self.namespace)
+                    .await
+                    .map_err(|e| StepError::context("reading kgf-up's inventory", e))
+            })
+            .await
+    }
+
     /// The kubeconfig, or an error saying that the cluster step has not produced one.
     pub fn kubeconfig(&self) -> Result<&Kubeconfig, StepError> {
         self.kubeconfig.get().ok_or_else(|| {

@@ -1,0 +1,143 @@
+//! Command-line arguments (clap only): the verbs, their flags, and the documented exit codes.
+//! Turns argv into [`Options`]; it must not do any work itself.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (or nothing to change)
+  1    a step failed (the message names it, the cause and the fix)
+  2    bad input: profile, --set or flags
+  3    preflight failed: a tool, the container engine, a GPU or a host is missing
+  130  interrupted (Ctrl-C); the next `kgf-up up` resumes";
+
+/// Stand up a GPU-ready ML platform in one idempotent command.
+///
+/// kgf-up creates or adopts a cluster (kind on a GPU workstation, rke2 on VMs over SSH, a
+/// simulated kwok cluster, or an existing context), installs the NVIDIA GPU operator, Kubeflow
+/// Pipelines, KubeRay, KServe with cert-manager, MinIO and Prometheus, proves the GPUs work and
+/// deploys the gene-fusion pipeline. Every step observes first and changes only what is missing,
+/// so running it again is fast and safe, and an interrupted run is finished by the next one.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kgf-up",
+    version,
+    after_help = EXIT_CODES,
+    after_long_help = concat!(
+        "Examples:\n",
+        "  kgf-up --profile kind-gpu            stand up kind on this GPU workstation\n",
+        "  kgf-up plan --profile rke2           show every step, command and object; change nothing\n",
+        "  kgf-up --profile sim --set components.minio.enabled=false\n",
+        "  kgf-up status                        each step: converged, missing, drifted or failed\n",
+        "  kgf-up down                          remove what kgf-up installed\n\n",
+    ),
+    args_conflicts_with_subcommands = false
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or adopt the cluster and install everything the profile names (the default).
+    Up,
+    /// Print every step, its source and version, the commands and objects it would apply.
+    Plan,
+    /// Show each step's observed state on the live cluster.
+    Status,
+    /// Run the smoke checks alone: GPU allocatable, CUDA pod, each component's health.
+    Verify,
+    /// Remove what kgf-up installed (and the cluster, for kind and sim).
+    Down {
+        /// For kind: also remove the local registry container.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Preflight only: tools and versions, container engine, GPU driver and toolkit, SSH reach.
+    Doctor {
+        /// Apply the host fixes doctor proposes (asks first when interactive).
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// A built-in profile (kind-gpu, rke2, sim) or the path of a profile YAML file.
+    #[arg(
+        long,
+        short = 'p',
+        global = true,
+        default_value = "kind-gpu",
+        env = "KGF_PROFILE"
+    )]
+    pub profile: String,
+    /// Override a profile value: key.path=value (repeatable), e.g. components.minio.enabled=false.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Kubeconfig for the existing provider (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for the existing provider (default: the current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Never prompt or read stdin (implied by CI=true or when stdin is not a terminal).
+    #[arg(long, global = true)]
+    pub non_interactive: bool,
+    /// Answer yes to confirmations (down, doctor --fix).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Output: text for people, json for machines (one event object per line).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Where to write the run log (every command and its output, secrets redacted).
+    #[arg(long, global = true)]
+    pub log_file: Option<PathBuf>,
+    /// Default deadline for each step's wait, e.g. 90s, 10m (overrides settings.timeout).
+    #[arg(long, global = true, value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+    /// Print the trace to stderr as well as to the log file.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    crate::profile::parse_duration(s)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_is_the_default_and_flags_are_global() {
+        let cli = Cli::try_parse_from(["kgf-up", "--profile", "sim", "--set", "a.b=1"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.global.profile, "sim");
+        let cli = Cli::try_parse_from(["kgf-up", "status", "-o", "json"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Status)));
+        assert_eq!(cli.global.output, Output::Json);
+    }
+}

@@ -1,0 +1,156 @@
+//! The built-in components: pinned sources, namespaces, ordering and values per provider.
+//! Pins are checked against upstream release notes; the README's versions table lists them.
+
+use serde_json::json;
+
+use crate::profile::{ComponentSpec, Provider, Source};
+
+pub const NAMES: &[&str] = &[
+    "cert-manager",
+    "gpu-operator",
+    "kubeflow-pipelines",
+    "kuberay",
+    "kserve-crd",
+    "kserve",
+    "kserve-runtimes",
+    "minio",
+    "prometheus",
+];
+
+pub fn is_built_in(name: &str) -> bool {
+    NAMES.contains(&name)
+}
+
+fn helm(repo: &str, chart: &str, version: &str) -> Option<Source> {
+    Some(Source::Helm {
+        repo: repo.into(),
+        chart: chart.into(),
+        version: version.into(),
+    })
+}
+
+fn oci(reference: &str, version: &str) -> Option<Source> {
+    Some(Source::Oci {
+        reference: reference.into(),
+        version: version.into(),
+    })
+}
+
+fn needs(names: &[&str]) -> Option<Vec<String>> {
+    Some(names.iter().map(|s| s.to_string()).collect())
+}
+
+/// The built-in defaults of `name` on `provider`, or `None` for a custom component.
+pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
+    let sim = provider == Provider::Sim;
+    let spec = match name {
+        "cert-manager" => ComponentSpec {
+            source: helm("https://charts.jetstack.io", "cert-manager", "v1.17.2"),
+            namespace: Some("cert-manager".into()),
+            values: json!({"crds": {"enabled": true}}),
+            ..Default::default()
+        },
+        "gpu-operator" => ComponentSpec {
+            source: helm("https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v26.7.0"),
+            namespace: Some("gpu-operator".into()),
+            values: gpu_operator_values(provider),
+            ..Default::default()
+        },
+        "kubeflow-pipelines" => ComponentSpec {
+            source: Some(Source::Kustomize {
+                paths: vec![
+                    "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=2.17.0".into(),
+                    "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=2.17.0".into(),
+                ],
+            }),
+            namespace: Some("kubeflow".into()),
+            ..Default::default()
+        },
+        "kuberay" => ComponentSpec {
+            source: helm("https://ray-project.github.io/kuberay-helm/", "kuberay-operator", "1.7.0"),
+            namespace: Some("kuberay".into()),
+            release: Some("kuberay-operator".into()),
+            ..Default::default()
+        },
+        "kserve-crd" => ComponentSpec {
+            source: oci("oci://ghcr.io/kserve/charts/kserve-crd", "v0.20.0"),
+            namespace: Some("kserve".into()),
+            ..Default::default()
+        },
+        "kserve" => ComponentSpec {
+            source: oci("oci://ghcr.io/kserve/charts/kserve-resources", "v0.20.0"),
+            namespace: Some("kserve".into()),
+            needs: needs(&["cert-manager", "kserve-crd"]),
+            values: json!({"kserve": {"controller": {"deploymentMode": "Standard"}}}),
+            ..Default::default()
+        },
+        "kserve-runtimes" => ComponentSpec {
+            source: oci("oci://ghcr.io/kserve/charts/kserve-runtime-configs", "v0.20.0"),
+            namespace: Some("kserve".into()),
+            needs: needs(&["kserve"]),
+            ..Default::default()
+        },
+        "minio" => ComponentSpec {
+            source: helm("https://charts.min.io/", "minio", "5.4.0"),
+            namespace: Some("minio".into()),
+            values: json!({
+                "mode": "standalone",
+                "replicas": 1,
+                "resources": {"requests": {"memory": "512Mi"}},
+                "persistence": {"size": if sim { "1Gi" } else { "20Gi" }},
+                "image": {"tag": "RELEASE.2025-10-15T17-29-55Z"},
+                "buckets": [
+                    {"name": "datasets", "policy": "none"},
+                    {"name": "models", "policy": "none"},
+                    {"name": "pipelines", "policy": "none"}
+                ],
+            }),
+            ..Default::default()
+        },
+        "prometheus" => ComponentSpec {
+            source: oci(
+                "oci://ghcr.io/prometheus-community/charts/kube-prometheus-stack",
+                "88.0.0",
+            ),
+            namespace: Some("monitoring".into()),
+            release: Some("kube-prometheus-stack".into()),
+            values: json!({
+                "prometheus": {"prometheusSpec": {
+                    "serviceMonitorSelectorNilUsesHelmValues": false,
+                    "podMonitorSelectorNilUsesHelmValues": false
+                }},
+                // The admission webhooks need a running cert-gen job; pods never run on sim.
+                "prometheusOperator": {"admissionWebhooks": {"enabled": !sim}},
+            }),
+            ..Default::default()
+        },
+        _ => return None,
+    };
+    Some(spec)
+}
+
+/// GPU operator values per provider (design §5): on kind the host provides driver and toolkit and
+/// the control plane (which NFD labels as a GPU node, sharing the host's kernel) gets no operands;
+/// on rke2 the toolkit is pointed at rke2's containerd socket only.
+fn gpu_operator_values(provider: Provider) -> serde_json::Value {
+    let off_control_plane = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}
+        ]}]
+    }}});
+    match provider {
+        Provider::Kind => json!({
+            "driver": {"enabled": false},
+            "toolkit": {"enabled": false},
+            "devicePlugin": {"affinity": off_control_plane},
+            "gfd": {"affinity": off_control_plane},
+            "dcgmExporter": {"affinity": off_control_plane, "config": {"create": false}},
+        }),
+        Provider::Rke2 => json!({
+            "toolkit": {"env": [
+                {"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"}
+            ]},
+        }),
+        Provider::Sim | Provider::Existing => json!({}),
+    }
+}

@@ -1,0 +1,548 @@
+//! The step that installs one component: observe compares the cluster with the inventory and the
+//! desired content hash, apply installs (helm) or server-side applies (kustomize), wait checks
+//! readiness and, on timeout, diagnoses the component's namespace.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams};
+use sha2::{Digest, Sha256};
+
+use super::{Component, local_path};
+use crate::exec::Cmd;
+use crate::helm::{Helm, Release};
+use crate::inventory::{self, Record, RecordState};
+use crate::kube::{Kube, ObjectRef, parse_manifests};
+use crate::profile::{Source, Tools};
+use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
+
+pub struct ComponentStep {
+    pub component: Component,
+    pub tools: Tools,
+    pub base_dir: PathBuf,
+    /// Set when kgf-up created the cluster in this plan: the cluster step comes first.
+    pub cluster_step: StepId,
+    rendered: Mutex<Option<Rendered>>,
+}
+
+#[derive(Clone)]
+struct Rendered {
+    objects: Vec<DynamicObject>,
+    hash: String,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ComponentStep {
+    pub fn new(
+        component: Component,
+        tools: Tools,
+        base_dir: PathBuf,
+        cluster_step: StepId,
+    ) -> Self {
+        ComponentStep {
+            component,
+            tools,
+            base_dir,
+            cluster_step,
+            rendered: Mutex::new(None),
+        }
+    }
+
+    fn is_helm(&self) -> bool {
+        !matches!(self.component.source, Source::Kustomize { .. })
+    }
+
+    fn version(&self) -> String {
+        match &self.component.source {
+            Source::Helm { version, .. } | Source::Oci { version, .. } => version.clone(),
+            Source::Chart { .. } => "local".into(),
+            Source::Kustomize { paths } => paths
+                .iter()
+                .filter_map(|p| p.split_once("?ref=").map(|(_, r)| r.to_string()))
+                .next()
+                .unwrap_or_else(|| "local".into()),
+        }
+    }
+
+    /// The hash that decides whether a helm release must be upgraded: source, version, values.
+    fn helm_hash(&self) -> String {
+        let c = &self.component;
+        sha256(
+            serde_json::json!({"source": c.source.describe(), "values": c.values})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    fn values_file(&self, ctx: &Ctx) -> StepResult<PathBuf> {
+        let path = ctx
+            .work_dir
+            .join(format!("{}-values.yaml", self.component.name));
+        // JSON is YAML: helm reads it as is.
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&self.component.values).expect("values serialize"),
+        )
+        .map_err(|e| StepError::new(format!("cannot write {}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    fn helm(&self, ctx: &Ctx) -> StepResult<Helm> {
+        Helm::detect(&ctx.exec, &self.tools.helm).map_err(|e| {
+            StepError::context("finding helm", e)
+                .with_fix("install helm 3.22+ or 4.x, or set tools.helm in the profile")
+                .preflight()
+        })
+    }
+
+    /// Renders the kustomizations (read-only: `kustomize build`), once per run.
+    async fn render(&self, ctx: &Ctx) -> StepResult<Rendered> {
+        if let Some(r) = self.rendered.lock().expect("not poisoned").clone() {
+            return Ok(r);
+        }
+        let Source::Kustomize { paths } = &self.component.source else {
+            unreachable!("render is for kustomize sources")
+        };
+        let mut yaml = String::new();
+        for path in paths {
+            let target = local_path(&self.base_dir, path);
+            let out = ctx
+                .exec
+                .run_async(
+                    Cmd::new(&self.tools.kustomize)
+                        .args(["build", &target])
+                        .timeout(Duration::from_secs(300)),
+                )
+                .await
+                .map_err(|e| {
+                    StepError::context(format!("rendering {target}"), e).with_fix(
+                        "check the path or URL and its ?ref=, and that kustomize 5.x is installed",
+                    )
+                })?;
+            yaml.push_str(&out.stdout);
+            yaml.push_str("\n---\n");
+        }
+        let objects = parse_manifests(
+            &yaml,
+            &format!("kustomize build of {}", self.component.name),
+        )
+        .map_err(|e| StepError::context("reading the rendered manifests", e))?;
+        let rendered = Rendered {
+            objects,
+            hash: sha256(yaml.as_bytes()),
+        };
+        *self.rendered.lock().expect("not poisoned") = Some(rendered.clone());
+        Ok(rendered)
+    }
+
+    async fn observe_helm(&self, ctx: &Ctx) -> StepResult<Observation> {
+        let c = &self.component;
+        let helm = self.helm(ctx)?;
+        let exec = ctx.exec.clone();
+        let (name, ns) = (c.release.clone(), c.namespace.clone());
+        let status = tokio::task::spawn_blocking(move || helm.status(&exec, &name, &ns))
+            .await
+            .expect("helm status does not panic")
+            .map_err(|e| {
+                StepError::context(format!("reading release {}/{}", c.namespace, c.release), e)
+            })?;
+        let record = ctx.inventory().await?.get(&self.id());
+        let Some(status) = status else {
+            return Ok(Observation::missing(format!(
+                "release {}/{} is not installed",
+                c.namespace, c.release
+            )));
+        };
+        if status.status.starts_with("pending-") {
+            return Ok(Observation::drifted(format!(
+                "release {}/{} is stuck in {} (an earlier helm was interrupted); it will be recovered",
+                c.namespace, c.release, status.status
+            )));
+        }
+        if status.status != "deployed" {
+            return Ok(Observation::drifted(format!(
+                "release {}/{} is {}; it will be upgraded again",
+                c.namespace, c.release, status.status
+            )));
+        }
+        let want = self.version();
+        if !matches!(c.source, Source::Chart { .. })
+            && status.version.trim_start_matches('v') != want.trim_start_matches('v')
+        {
+            return Ok(Observation::drifted(format!(
+                "chart {} {} is deployed, {want} is wanted",
+                status.chart, status.version
+            )));
+        }
+        match record {
+            None => Ok(Observation::drifted(
+                "the release is deployed but not in kgf-up's inventory",
+            )),
+            Some(r) if r.state != RecordState::Done => Ok(Observation::drifted(
+                "an earlier up stopped before this release was ready",
+            )),
+            Some(r) if r.hash != self.helm_hash() => Ok(Observation::drifted(
+                "values or source changed since the last install",
+            )),
+            Some(_) => Ok(Observation::converged(format!(
+                "release {}/{} deployed (chart {} {}), values unchanged",
+                c.namespace, c.release, status.chart, status.version
+            ))),
+        }
+    }
+
+    async fn observe_kustomize(&self, ctx: &Ctx) -> StepResult<Observation> {
+        let rendered = self.render(ctx).await?;
+        let kube = ctx.kube().await?;
+        let record = ctx.inventory().await?.get(&self.id());
+        let Some(record) = record else {
+            return Ok(Observation::missing(format!(
+                "{} objects to apply",
+                rendered.objects.len()
+            )));
+        };
+        if record.state != RecordState::Done {
+            return Ok(Observation::drifted("an earlier up stopped while applying"));
+        }
+        if record.hash != rendered.hash {
+            return Ok(Observation::drifted(
+                "the rendered manifests changed since the last apply",
+            ));
+        }
+        for r in &record.objects {
+            if !kube
+                .exists(r)
+                .await
+                .map_err(|e| StepError::context("reading the cluster", e))?
+            {
+                return Ok(Observation::drifted(format!("{r} was deleted")));
+            }
+        }
+        Ok(Observation::converged(format!(
+            "{} objects applied, manifests unchanged",
+            record.objects.len()
+        )))
+    }
+
+    fn record(
+        &self,
+        state: RecordState,
+        hash: String,
+        objects: Vec<ObjectRef>,
+        created_namespaces: Vec<String>,
+    ) -> Record {
+        Record {
+            state,
+            source: self.component.source.describe(),
+            version: self.version(),
+            hash,
+            objects,
+            release: self
+                .is_helm()
+                .then(|| format!("{}/{}", self.component.namespace, self.component.release)),
+            created_namespaces,
+            time: inventory::now(),
+        }
+    }
+
+    async fn write(&self, ctx: &Ctx, record: &Record) -> StepResult<()> {
+        inventory::write(ctx.kube().await?, &ctx.namespace, &self.id(), record)
+            .await
+            .map_err(|e| StepError::context("recording the step in the inventory", e))
+    }
+
+    /// Namespaces kgf-up creates are recorded so `down` removes them; pre-existing ones are not.
+    async fn namespace_created(&self, ctx: &Ctx, kube: &Kube) -> StepResult<Vec<String>> {
+        let ns = &self.component.namespace;
+        let previous = ctx
+            .inventory()
+            .await?
+            .get(&self.id())
+            .map(|r| r.created_namespaces.clone())
+            .unwrap_or_default();
+        if previous.contains(ns) {
+            return Ok(previous);
+        }
+        let api: Api<Namespace> = Api::all(kube.client());
+        let exists = api
+            .get_opt(ns)
+            .await
+            .map_err(|e| StepError::context(format!("reading namespace {ns}"), e))?
+            .is_some();
+        Ok(if exists { previous } else { vec![ns.clone()] })
+    }
+
+    async fn crd_names(kube: &Kube) -> StepResult<Vec<String>> {
+        let api: Api<CustomResourceDefinition> = Api::all(kube.client());
+        Ok(api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| StepError::context("listing CRDs", e))?
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .collect())
+    }
+
+    async fn apply_helm(&self, ctx: &Ctx, seen: &Observation) -> StepResult<()> {
+        let c = &self.component;
+        let kube = ctx.kube().await?;
+        let helm = self.helm(ctx)?;
+        if seen.reason.contains("stuck in pending-") {
+            let status = helm
+                .status(&ctx.exec, &c.release, &c.namespace)
+                .map_err(|e| StepError::context("reading the release", e))?;
+            if let Some(status) = status {
+                helm.recover(&ctx.exec, &c.release, &c.namespace, &status)
+                    .map_err(|e| {
+                        StepError::context(
+                            format!("recovering release {}/{}", c.namespace, c.release),
+                            e,
+                        )
+                    })?;
+            }
+        }
+        let created = self.namespace_created(ctx, kube).await?;
+        let before = Self::crd_names(kube).await?;
+        let mut objects = ctx
+            .inventory()
+            .await?
+            .get(&self.id())
+            .map(|r| r.objects.clone())
+            .unwrap_or_default();
+        self.write(
+            ctx,
+            &self.record(
+                RecordState::Applying,
+                self.helm_hash(),
+                objects.clone(),
+                created.clone(),
+            ),
+        )
+        .await?;
+        let values = self.values_file(ctx)?;
+        let release = Release {
+            name: &c.release,
+            namespace: &c.namespace,
+            source: &c.source,
+            base_dir: &self.base_dir,
+            values_file: &values,
+            timeout: c.timeout,
+        };
+        let exec = ctx.exec.clone();
+        let result = helm.upgrade_install(&exec, &release);
+        if let Err(e) = result {
+            let diagnosis = kube.diagnose(&c.namespace).await;
+            return Err(StepError::context(format!("installing {} with helm", c.name), e)
+                .with_fix(format!(
+                    "see the pods below; after fixing the cause, run `kgf-up up` again (it resumes here). Values: {}",
+                    values.display()
+                ))
+                .with_diagnosis(diagnosis));
+        }
+        // CRDs the chart brought (helm never removes them): recorded so `down` can.
+        for name in Self::crd_names(kube).await? {
+            if !before.contains(&name) {
+                let r = ObjectRef {
+                    api_version: "apiextensions.k8s.io/v1".into(),
+                    kind: "CustomResourceDefinition".into(),
+                    namespace: None,
+                    name,
+                };
+                if !objects.contains(&r) {
+                    objects.push(r);
+                }
+            }
+        }
+        self.write(
+            ctx,
+            &self.record(RecordState::Done, self.helm_hash(), objects, created),
+        )
+        .await
+    }
+
+    async fn apply_kustomize(&self, ctx: &Ctx) -> StepResult<()> {
+        let c = &self.component;
+        let rendered = self.render(ctx).await?;
+        let kube = ctx.kube().await?;
+        let created = self.namespace_created(ctx, kube).await?;
+        // Recorded before applying, by name, so an interrupted apply can still be cleaned up.
+        let intended: Vec<ObjectRef> = rendered
+            .objects
+            .iter()
+            .map(|o| {
+                let t = o.types.as_ref().expect("parsed objects have types");
+                ObjectRef {
+                    api_version: t.api_version.clone(),
+                    kind: t.kind.clone(),
+                    namespace: o
+                        .metadata
+                        .namespace
+                        .clone()
+                        .or_else(|| Some(c.namespace.clone())),
+                    name: o.name_any(),
+                }
+            })
+            .collect();
+        self.write(
+            ctx,
+            &self.record(
+                RecordState::Applying,
+                rendered.hash.clone(),
+                intended,
+                created.clone(),
+            ),
+        )
+        .await?;
+        let mut objects = rendered.objects.clone();
+        if created.contains(&c.namespace)
+            && !objects.iter().any(|o| {
+                o.types.as_ref().map(|t| t.kind.as_str()) == Some("Namespace")
+                    && o.name_any() == c.namespace
+            })
+        {
+            let ns: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": c.namespace}
+            }))
+            .expect("a namespace object");
+            objects.insert(0, ns);
+            objects = {
+                let yaml = objects
+                    .iter()
+                    .map(|o| serde_json::to_string(o).expect("serializes"))
+                    .collect::<Vec<_>>()
+                    .join("\n---\n");
+                parse_manifests(&yaml, "namespaced manifests").expect("re-parses what it wrote")
+            };
+        }
+        let applied = kube
+            .apply(&objects, &c.namespace, c.timeout)
+            .await
+            .map_err(|e| StepError::context(format!("applying {}", c.name), e))?;
+        self.write(
+            ctx,
+            &self.record(RecordState::Done, rendered.hash.clone(), applied, created),
+        )
+        .await
+    }
+
+    /// Waits for every object of the latest record by its kind's readiness rule.
+    async fn wait_recorded(&self, ctx: &Ctx, kube: &Kube) -> StepResult<()> {
+        let c = &self.component;
+        let record = fresh_record(kube, &ctx.namespace, &self.id()).await?;
+        let started = tokio::time::Instant::now();
+        for r in &record.objects {
+            let left = c.timeout.saturating_sub(started.elapsed());
+            if let Err(e) = kube.wait_ready(r, left).await {
+                let ns = r.namespace.clone().unwrap_or_else(|| c.namespace.clone());
+                return Err(StepError::context(format!("waiting for {}", c.name), e)
+                    .with_fix("see the pods below; fix the cause and run `kgf-up up` again")
+                    .with_diagnosis(kube.diagnose(&ns).await));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record written during this run (the run's inventory snapshot predates it).
+async fn fresh_record(kube: &Kube, namespace: &str, id: &StepId) -> StepResult<Record> {
+    inventory::Inventory::read(kube, namespace)
+        .await
+        .map_err(|e| StepError::context("reading the inventory", e))?
+        .get(id)
+        .cloned()
+        .ok_or_else(|| StepError::new(format!("{id} has no inventory record after applying")))
+}
+
+impl Step for ComponentStep {
+    fn id(&self) -> StepId {
+        StepId::new("component", &self.component.name)
+    }
+
+    fn needs(&self) -> Vec<StepId> {
+        std::iter::once(self.cluster_step.clone())
+            .chain(
+                self.component
+                    .needs
+                    .iter()
+                    .map(|n| StepId::new("component", n)),
+            )
+            .collect()
+    }
+
+    fn describe(&self) -> Description {
+        let c = &self.component;
+        let commands = if self.is_helm() {
+            vec![format!(
+                "{} upgrade --install {} {} --namespace {} --create-namespace --values <{}-values.yaml> --wait",
+                self.tools.helm,
+                c.release,
+                c.source.describe(),
+                c.namespace,
+                c.name
+            )]
+        } else {
+            let Source::Kustomize { paths } = &c.source else {
+                unreachable!()
+            };
+            paths
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} build {} | server-side apply (CRDs first)",
+                        self.tools.kustomize, p
+                    )
+                })
+                .collect()
+        };
+        Description {
+            source: c.source.describe(),
+            commands,
+            objects: vec![format!("namespace {}", c.namespace)],
+        }
+    }
+
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
+        async move {
+            if self.is_helm() {
+                self.observe_helm(ctx).await
+            } else {
+                self.observe_kustomize(ctx).await
+            }
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Ctx, seen: &'a Observation) -> BoxFuture<'a, StepResult<()>> {
+        async move {
+            if self.is_helm() {
+                self.apply_helm(ctx, seen).await
+            } else {
+                self.apply_kustomize(ctx).await
+            }
+        }
+        .boxed()
+    }
+
+    fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
+        async move {
+            if self.is_helm() {
+                // helm --wait already waited for the release's workloads.
+                Ok(())
+            } else {
+                self.wait_recorded(ctx, ctx.kube().await?).await
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,740 @@
+//! The Kubernetes API: a client from a kubeconfig, server-side apply of multi-document YAML (CRDs
+//! first and waited Established, then namespaces, then the rest), waits built on watches, and the
+//! diagnosis printed when a wait times out.
+//!
+//! Every change kgf-up makes to a cluster goes through [`Kube::apply`] or [`Kube::delete`]; this
+//! module must not decide what to apply.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::{Client, Config, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::step::Kubeconfig;
+
+/// The field manager of every server-side apply kgf-up makes.
+pub const FIELD_MANAGER: &str = "kgf-up";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot read kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("cannot reach the Kubernetes API at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{what}: {message}")]
+    Manifest { what: String, message: String },
+    #[error(
+        "the cluster does not serve {kind} ({api_version}); the component that provides this kind must be installed first"
+    )]
+    UnknownKind { api_version: String, kind: String },
+    #[error("{action} {object}: {source}")]
+    Api {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "timed out after {}s waiting for {object} to be {condition}; last seen: {last}",
+        waited.as_secs_f64().ceil()
+    )]
+    Timeout {
+        object: String,
+        condition: String,
+        waited: Duration,
+        last: String,
+    },
+}
+
+/// A reference to one object, as kgf-up records it in the inventory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+impl ObjectRef {
+    fn gvk(&self) -> GroupVersionKind {
+        let (group, version) = match self.api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), self.api_version.clone()),
+        };
+        GroupVersionKind::gvk(&group, &version, &self.kind)
+    }
+}
+
+/// Parses multi-document YAML into objects, ordered for applying: CRDs, namespaces, the rest
+/// (declared order kept within each group). Empty documents and `List` wrappers are handled.
+pub fn parse_manifests(yaml: &str, what: &str) -> Result<Vec<DynamicObject>, KubeError> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(yaml).map_err(|e| KubeError::Manifest {
+            what: what.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut objects = Vec::new();
+    for doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        let items = if doc.get("kind").and_then(|k| k.as_str()) == Some("List") {
+            doc.get("items")
+                .and_then(|i| i.as_array())
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            vec![doc]
+        };
+        for item in items {
+            let obj: DynamicObject =
+                serde_json::from_value(item).map_err(|e| KubeError::Manifest {
+                    what: what.to_string(),
+                    message: format!("not a Kubernetes object: {e}"),
+                })?;
+            if obj.types.is_none() || obj.metadata.name.is_none() {
+                return Err(KubeError::Manifest {
+                    what: what.to_string(),
+                    message: "an object lacks apiVersion, kind or metadata.name".into(),
+                });
+            }
+            objects.push(obj);
+        }
+    }
+    objects.sort_by_key(|o| match kind_of(o) {
+        "CustomResourceDefinition" => 0,
+        "Namespace" => 1,
+        _ => 2,
+    });
+    Ok(objects)
+}
+
+fn kind_of(obj: &DynamicObject) -> &str {
+    obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("")
+}
+
+/// A connected client plus a cache of resolved kinds.
+#[derive(Clone)]
+pub struct Kube {
+    client: Client,
+    url: String,
+    kinds: std::sync::Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>,
+}
+
+impl Kube {
+    /// Connects with the kubeconfig's context; checks the API answers.
+    pub async fn connect(kubeconfig: &Kubeconfig) -> Result<Kube, KubeError> {
+        let path = kubeconfig.path.display().to_string();
+        let file = kube::config::Kubeconfig::read_from(&kubeconfig.path).map_err(|e| {
+            KubeError::Kubeconfig {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let options = kube::config::KubeConfigOptions {
+            context: kubeconfig.context.clone(),
+            ..Default::default()
+        };
+        let mut config = Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| KubeError::Kubeconfig {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("kgf-up/", env!("CARGO_PKG_VERSION"))),
+        ));
+        config.read_timeout = Some(Duration::from_secs(60));
+        let url = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| KubeError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        client
+            .apiserver_version()
+            .await
+            .map_err(|e| KubeError::Unreachable {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Kube {
+            client,
+            url,
+            kinds: Default::default(),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Resolves a kind through discovery (cached; a miss asks the server again, so kinds of CRDs
+    /// applied earlier in this run are found).
+    async fn resolve(&self, r: &ObjectRef) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+        let gvk = r.gvk();
+        if let Some(hit) = self.kinds.lock().await.get(&gvk) {
+            return Ok(hit.clone());
+        }
+        match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok(found) => {
+                self.kinds.lock().await.insert(gvk, found.clone());
+                Ok(found)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(KubeError::UnknownKind {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+            }),
+            Err(kube::Error::Discovery(_)) => Err(KubeError::UnknownKind {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+            }),
+            Err(source) => Err(KubeError::Api {
+                action: "discovering",
+                object: format!("{} {}", r.api_version, r.kind),
+                source,
+            }),
+        }
+    }
+
+    async fn api_for(
+        &self,
+        r: &ObjectRef,
+    ) -> Result<(Api<DynamicObject>, Option<String>), KubeError> {
+        let (ar, caps) = self.resolve(r).await?;
+        Ok(match caps.scope {
+            Scope::Namespaced => {
+                let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
+                (
+                    Api::namespaced_with(self.client.clone(), &ns, &ar),
+                    Some(ns),
+                )
+            }
+            Scope::Cluster => (Api::all_with(self.client.clone(), &ar), None),
+        })
+    }
+
+    /// The reference an object will have once applied (namespace defaulted for namespaced kinds).
+    pub async fn reference(
+        &self,
+        obj: &DynamicObject,
+        default_namespace: &str,
+    ) -> Result<ObjectRef, KubeError> {
+        let types = obj.types.as_ref().expect("parse_manifests checked types");
+        let mut r = ObjectRef {
+            api_version: types.api_version.clone(),
+            kind: types.kind.clone(),
+            namespace: obj
+                .metadata
+                .namespace
+                .clone()
+                .or_else(|| Some(default_namespace.to_string())),
+            name: obj.name_any(),
+        };
+        let (_, caps) = self.resolve(&r).await?;
+        if caps.scope == Scope::Cluster {
+            r.namespace = None;
+        }
+        Ok(r)
+    }
+
+    /// Server-side applies `objects` in order (as [`parse_manifests`] sorted them); each CRD is
+    /// waited Established before anything after it, so custom resources of it resolve.
+    pub async fn apply(
+        &self,
+        objects: &[DynamicObject],
+        default_namespace: &str,
+        deadline: Duration,
+    ) -> Result<Vec<ObjectRef>, KubeError> {
+        let params = PatchParams::apply(FIELD_MANAGER);
+        let mut applied = Vec::with_capacity(objects.len());
+        for obj in objects {
+            let r = self.reference(obj, default_namespace).await?;
+            let (api, ns) = self.api_for(&r).await?;
+            let mut body = obj.clone();
+            body.metadata.namespace = ns;
+            body.metadata.resource_version = None;
+            tracing::info!(target: "kube", object = %r, "server-side apply");
+            api.patch(&r.name, &params, &Patch::Apply(&body))
+                .await
+                .map_err(|source| KubeError::Api {
+                    action: "applying",
+                    object: r.to_string(),
+                    source,
+                })?;
+            if r.kind == "CustomResourceDefinition" {
+                self.wait_ready(&r, deadline).await?;
+            }
+            applied.push(r);
+        }
+        Ok(applied)
+    }
+
+    /// Whether the object exists (a read).
+    pub async fn exists(&self, r: &ObjectRef) -> Result<bool, KubeError> {
+        let (api, _) = match self.api_for(r).await {
+            Ok(a) => a,
+            Err(KubeError::UnknownKind { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        api.get_opt(&r.name)
+            .await
+            .map(|o| o.is_some())
+            .map_err(|source| KubeError::Api {
+                action: "reading",
+                object: r.to_string(),
+                source,
+            })
+    }
+
+    /// Deletes the object (foreground) and waits until it is gone; absent is fine.
+    pub async fn delete(&self, r: &ObjectRef, deadline: Duration) -> Result<(), KubeError> {
+        let (api, _) = match self.api_for(r).await {
+            Ok(a) => a,
+            Err(KubeError::UnknownKind { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let uid = match api.get_opt(&r.name).await {
+            Ok(Some(obj)) => obj.metadata.uid.unwrap_or_default(),
+            Ok(None) => return Ok(()),
+            Err(source) => {
+                return Err(KubeError::Api {
+                    action: "reading",
+                    object: r.to_string(),
+                    source,
+                });
+            }
+        };
+        tracing::info!(target: "kube", object = %r, "delete");
+        match api.delete(&r.name, &DeleteParams::foreground()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(source) => {
+                return Err(KubeError::Api {
+                    action: "deleting",
+                    object: r.to_string(),
+                    source,
+                });
+            }
+        }
+        let gone = await_condition(api, &r.name, conditions::is_deleted(&uid));
+        match tokio::time::timeout(deadline, gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(KubeError::Api {
+                action: "waiting for deletion of",
+                object: r.to_string(),
+                source: kube::Error::Service(Box::new(e)),
+            }),
+            Err(_) => Err(KubeError::Timeout {
+                object: r.to_string(),
+                condition: "deleted".into(),
+                waited: deadline,
+                last: "still present (finalizers?)".into(),
+            }),
+        }
+    }
+
+    /// Waits until the object is ready by its kind's rule: Deployment Available, StatefulSet and
+    /// DaemonSet rolled out, Job complete, CRD Established; other kinds only need to exist.
+    pub async fn wait_ready(&self, r: &ObjectRef, deadline: Duration) -> Result<(), KubeError> {
+        let ns = r.namespace.clone().unwrap_or_default();
+        let c = self.client.clone();
+        match r.kind.as_str() {
+            "CustomResourceDefinition" => {
+                self.watch(
+                    Api::<CustomResourceDefinition>::all(c),
+                    r,
+                    "Established",
+                    conditions::is_crd_established(),
+                    deadline,
+                )
+                .await
+            }
+            "Deployment" => {
+                self.watch(
+                    Api::<Deployment>::namespaced(c, &ns),
+                    r,
+                    "Available with every replica updated",
+                    deployment_ready,
+                    deadline,
+                )
+                .await
+            }
+            "StatefulSet" => {
+                self.watch(
+                    Api::<StatefulSet>::namespaced(c, &ns),
+                    r,
+                    "rolled out",
+                    statefulset_ready,
+                    deadline,
+                )
+                .await
+            }
+            "DaemonSet" => {
+                self.watch(
+                    Api::<DaemonSet>::namespaced(c, &ns),
+                    r,
+                    "rolled out on every node",
+                    daemonset_ready,
+                    deadline,
+                )
+                .await
+            }
+            "Job" => {
+                self.watch(
+                    Api::<Job>::namespaced(c, &ns),
+                    r,
+                    "Complete",
+                    conditions::is_job_completed(),
+                    deadline,
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn watch<K>(
+        &self,
+        api: Api<K>,
+        r: &ObjectRef,
+        condition: &str,
+        cond: impl Condition<K>,
+        deadline: Duration,
+    ) -> Result<(), KubeError>
+    where
+        K: Resource
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Serialize
+            + Send
+            + Sync
+            + 'static,
+    {
+        let waiting = await_condition(api.clone(), &r.name, cond);
+        match tokio::time::timeout(deadline, waiting).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(KubeError::Api {
+                action: "watching",
+                object: r.to_string(),
+                source: kube::Error::Service(Box::new(e)),
+            }),
+            Err(_) => {
+                let last = match api.get_opt(&r.name).await {
+                    Ok(Some(obj)) => serde_json::to_value(&obj)
+                        .ok()
+                        .and_then(|v| v.get("status").cloned())
+                        .map(|s| summarize_status(&s))
+                        .unwrap_or_else(|| "no status".into()),
+                    Ok(None) => "absent".into(),
+                    Err(e) => format!("unreadable: {e}"),
+                };
+                Err(KubeError::Timeout {
+                    object: r.to_string(),
+                    condition: condition.to_string(),
+                    waited: deadline,
+                    last,
+                })
+            }
+        }
+    }
+
+    /// Nodes and their allocatable amount of `resource` (e.g. `nvidia.com/gpu`).
+    pub async fn allocatable(&self, resource: &str) -> Result<Vec<(String, i64, bool)>, KubeError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let list = nodes
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| KubeError::Api {
+                action: "listing",
+                object: "nodes".into(),
+                source,
+            })?;
+        Ok(list
+            .items
+            .iter()
+            .map(|n| {
+                let amount = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.allocatable.as_ref())
+                    .and_then(|a| a.get(resource))
+                    .and_then(|q| q.0.parse::<i64>().ok())
+                    .unwrap_or(0);
+                let gpu_node =
+                    n.labels().get("nvidia.com/gpu.present").map(String::as_str) == Some("true");
+                (n.name_any(), amount, gpu_node)
+            })
+            .collect())
+    }
+
+    /// What a user needs when a wait fails: every pod in `namespace` that is not ready, with its
+    /// phase and reason, the last events about it, and its containers' last log lines where the
+    /// API can give them.
+    pub async fn diagnose(&self, namespace: &str) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let Ok(list) = pods.list(&ListParams::default()).await else {
+            return format!("(could not list pods in {namespace})");
+        };
+        let mut all_events = events
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        all_events.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+        let mut out = String::new();
+        for pod in list.items.iter().filter(|p| !pod_ready(p)) {
+            let name = pod.name_any();
+            let status = pod.status.clone().unwrap_or_default();
+            let waiting: Vec<String> = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| {
+                    let w = c.state.as_ref()?.waiting.as_ref()?;
+                    Some(format!(
+                        "{}: {} {}",
+                        c.name,
+                        w.reason.clone().unwrap_or_default(),
+                        w.message.clone().unwrap_or_default()
+                    ))
+                })
+                .collect();
+            let conditions: Vec<String> = status
+                .conditions
+                .iter()
+                .flatten()
+                .filter(|c| c.status != "True")
+                .map(|c| {
+                    format!(
+                        "{}={} {} {}",
+                        c.type_,
+                        c.status,
+                        c.reason.clone().unwrap_or_default(),
+                        c.message.clone().unwrap_or_default()
+                    )
+                    .trim_end()
+                    .to_string()
+                })
+                .collect();
+            out.push_str(&format!(
+                "pod {namespace}/{name}: phase {}",
+                status.phase.clone().unwrap_or_else(|| "Unknown".into())
+            ));
+            for line in conditions.iter().chain(waiting.iter()) {
+                out.push_str(&format!("\n    {line}"));
+            }
+            let mine: Vec<&Event> = all_events
+                .iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some(name.as_str()))
+                .collect();
+            for e in mine.iter().rev().take(5).rev() {
+                out.push_str(&format!(
+                    "\n    event {} {}: {}",
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default().trim()
+                ));
+            }
+            for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+                let params = LogParams {
+                    container: Some(c.name.clone()),
+                    tail_lines: Some(10),
+                    ..Default::default()
+                };
+                match tokio::time::timeout(Duration::from_secs(5), pods.logs(&name, &params)).await
+                {
+                    Ok(Ok(log)) if !log.trim().is_empty() => {
+                        out.push_str(&format!("\n    log {}:", c.name));
+                        for l in log.lines() {
+                            out.push_str(&format!("\n      {l}"));
+                        }
+                    }
+                    _ => out.push_str(&format!("\n    log {}: not available from the API", c.name)),
+                }
+            }
+            out.push('\n');
+        }
+        if out.is_empty() {
+            out = format!("every pod in {namespace} is ready");
+        }
+        out.trim_end().to_string()
+    }
+
+    /// Watches pods in `namespace` until every one is ready or `deadline` passes.
+    pub async fn wait_pods_ready(
+        &self,
+        namespace: &str,
+        deadline: Duration,
+    ) -> Result<(), KubeError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let started = tokio::time::Instant::now();
+        let stream = kube::runtime::watcher(pods.clone(), Default::default());
+        let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(stream));
+        loop {
+            let list =
+                pods.list(&ListParams::default())
+                    .await
+                    .map_err(|source| KubeError::Api {
+                        action: "listing pods in",
+                        object: namespace.to_string(),
+                        source,
+                    })?;
+            let unready: Vec<String> = list
+                .items
+                .iter()
+                .filter(|p| !pod_ready(p))
+                .map(|p| p.name_any())
+                .collect();
+            if unready.is_empty() {
+                return Ok(());
+            }
+            let left = deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(KubeError::Timeout {
+                    object: format!("pods in {namespace}"),
+                    condition: "Ready".into(),
+                    waited: deadline,
+                    last: format!("not ready: {}", unready.join(", ")),
+                });
+            }
+            // Re-check on the next change, or when the deadline comes.
+            let _ = tokio::time::timeout(left, stream.next()).await;
+        }
+    }
+}
+
+/// A status in one line: its conditions that are not True (type=status reason: message), or
+/// the whole status when it has no conditions.
+fn summarize_status(status: &serde_json::Value) -> String {
+    let Some(conditions) = status.get("conditions").and_then(|c| c.as_array()) else {
+        return status.to_string();
+    };
+    let s = |c: &serde_json::Value, k: &str| {
+        c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string()
+    };
+    let failing: Vec<String> = conditions
+        .iter()
+        .filter(|c| s(c, "status") != "True")
+        .map(|c| {
+            format!(
+                "{}={} {}: {}",
+                s(c, "type"),
+                s(c, "status"),
+                s(c, "reason"),
+                s(c, "message")
+            )
+        })
+        .collect();
+    if failing.is_empty() {
+        status.to_string()
+    } else {
+        failing.join("; ")
+    }
+}
+
+/// Ready or finished: a completed pod of a Job is fine.
+fn pod_ready(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    if status.phase.as_deref() == Some("Succeeded") {
+        return true;
+    }
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn deployment_ready(obj: Option<&Deployment>) -> bool {
+    let Some(d) = obj else { return false };
+    let (Some(spec), Some(status)) = (&d.spec, &d.status) else {
+        return false;
+    };
+    let want = spec.replicas.unwrap_or(1);
+    let available = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Available" && c.status == "True");
+    available
+        && status.observed_generation >= d.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= want
+        && status.available_replicas.unwrap_or(0) >= want
+}
+
+fn statefulset_ready(obj: Option<&StatefulSet>) -> bool {
+    let Some(s) = obj else { return false };
+    let (Some(spec), Some(status)) = (&s.spec, &s.status) else {
+        return false;
+    };
+    let want = spec.replicas.unwrap_or(1);
+    status.observed_generation >= s.metadata.generation
+        && status.ready_replicas.unwrap_or(0) >= want
+        && status.updated_replicas.unwrap_or(0) >= want
+}
+
+fn daemonset_ready(obj: Option<&DaemonSet>) -> bool {
+    let Some(d) = obj else { return false };
+    let Some(status) = &d.status else {
+        return false;
+    };
+    status.observed_generation >= d.metadata.generation
+        && status.updated_number_scheduled.unwrap_or(0) >= status.desired_number_scheduled
+        && status.number_ready >= status.desired_number_scheduled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_ordered_crds_then_namespaces_then_the_rest() {
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: x}\n---\n\
+                    apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\n\
+                    ---\n\
+                    apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: ws.t.io}\n";
+        let objs = parse_manifests(yaml, "test").unwrap();
+        let kinds: Vec<&str> = objs.iter().map(kind_of).collect();
+        assert_eq!(
+            kinds,
+            ["CustomResourceDefinition", "Namespace", "ConfigMap"]
+        );
+    }
+
+    #[test]
+    fn a_document_without_a_name_is_an_error_naming_the_source() {
+        let err = parse_manifests("apiVersion: v1\nkind: ConfigMap\n", "kustomize x").unwrap_err();
+        assert!(err.to_string().starts_with("kustomize x: "), "{err}");
+    }
+}

@@ -1,0 +1,155 @@
+//! The plan: a profile turned into steps (cluster → components by their `needs` → validation) and
+//! their order as levels of a DAG. Building a plan does no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cluster;
+use crate::components::{self, ComponentStep};
+use crate::profile::Loaded;
+use crate::step::{Description, DynStep, StepId};
+use crate::validate;
+
+pub struct Plan {
+    pub steps: Vec<DynStep>,
+    /// The helm program, for removing releases of steps no longer in the profile.
+    pub helm: String,
+    /// Step ids by level: every step's needs are in earlier levels.
+    pub levels: Vec<Vec<StepId>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Component(#[from] components::ComponentError),
+    #[error(
+        "the components' needs form a cycle: {0}\n  fix: remove one of these needs in the profile"
+    )]
+    Cycle(String),
+    #[error(
+        "step {step} needs {need}, which is not in the plan\n  fix: enable {need} or remove it from {step}'s needs"
+    )]
+    Missing { step: StepId, need: StepId },
+}
+
+pub fn build(loaded: &Loaded, overrides: &cluster::Overrides) -> Result<Plan, PlanError> {
+    let profile = &loaded.profile;
+    let cluster_step = cluster::step(profile, overrides);
+    let cluster_id = cluster_step.id();
+    let mut steps: Vec<DynStep> = vec![cluster_step];
+    let resolved = components::resolve(profile)?;
+    let names: Vec<String> = resolved.iter().map(|c| c.name.clone()).collect();
+    for component in resolved {
+        steps.push(Arc::new(ComponentStep::new(
+            component,
+            profile.tools.clone(),
+            loaded.base_dir.clone(),
+            cluster_id.clone(),
+        )));
+    }
+    let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
+    steps.extend(validate::steps(profile, &cluster_id, &after));
+    let levels = levels(&steps)?;
+    Ok(Plan {
+        steps,
+        levels,
+        helm: profile.tools.helm.clone(),
+    })
+}
+
+/// Orders steps into levels (Kahn's algorithm), keeping declared order within a level.
+pub fn levels(steps: &[DynStep]) -> Result<Vec<Vec<StepId>>, PlanError> {
+    let ids: Vec<StepId> = steps.iter().map(|s| s.id()).collect();
+    let mut needs: BTreeMap<StepId, BTreeSet<StepId>> = BTreeMap::new();
+    for s in steps {
+        for need in s.needs() {
+            if !ids.contains(&need) {
+                return Err(PlanError::Missing { step: s.id(), need });
+            }
+        }
+        needs.insert(s.id(), s.needs().into_iter().collect());
+    }
+    let mut placed: BTreeSet<StepId> = BTreeSet::new();
+    let mut levels = Vec::new();
+    while placed.len() < ids.len() {
+        let level: Vec<StepId> = ids
+            .iter()
+            .filter(|id| !placed.contains(*id) && needs[*id].iter().all(|n| placed.contains(n)))
+            .cloned()
+            .collect();
+        if level.is_empty() {
+            let stuck: Vec<String> = ids
+                .iter()
+                .filter(|id| !placed.contains(*id))
+                .map(|id| id.to_string())
+                .collect();
+            return Err(PlanError::Cycle(stuck.join(" ↔ ")));
+        }
+        placed.extend(level.iter().cloned());
+        levels.push(level);
+    }
+    Ok(levels)
+}
+
+#[derive(Serialize)]
+struct PlannedStep<'a> {
+    level: usize,
+    step: &'a StepId,
+    needs: Vec<StepId>,
+    #[serde(flatten)]
+    description: Description,
+}
+
+/// The plan as text (for people) or as one JSON document (for machines).
+pub fn render(plan: &Plan, loaded: &Loaded, json: bool) -> String {
+    let by_id: BTreeMap<StepId, &DynStep> = plan.steps.iter().map(|s| (s.id(), s)).collect();
+    let planned: Vec<PlannedStep> = plan
+        .levels
+        .iter()
+        .enumerate()
+        .flat_map(|(i, level)| {
+            let by_id = &by_id;
+            level.iter().map(move |id| PlannedStep {
+                level: i + 1,
+                step: id,
+                needs: by_id[id].needs(),
+                description: by_id[id].describe(),
+            })
+        })
+        .collect();
+    if json {
+        return serde_json::to_string_pretty(&serde_json::json!({
+            "profile": loaded.origin,
+            "resolved": loaded.profile,
+            "steps": planned,
+        }))
+        .expect("the plan serializes");
+    }
+    let mut out = format!("Profile {}:\n", loaded.origin);
+    let resolved = serde_saphyr::to_string(&loaded.profile).unwrap_or_default();
+    for line in resolved.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("\nSteps (each level runs after the previous one; steps within a level run concurrently):\n");
+    let mut level = 0;
+    for p in &planned {
+        if p.level != level {
+            level = p.level;
+            out.push_str(&format!("\n level {level}\n"));
+        }
+        out.push_str(&format!("  {}  [{}]\n", p.step, p.description.source));
+        if !p.needs.is_empty() {
+            let needs: Vec<String> = p.needs.iter().map(|n| n.to_string()).collect();
+            out.push_str(&format!("      needs: {}\n", needs.join(", ")));
+        }
+        for c in &p.description.commands {
+            out.push_str(&format!("      $ {c}\n"));
+        }
+        for o in &p.description.objects {
+            out.push_str(&format!("      applies {o}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,784 @@
+//! Profiles: the typed schema of what to stand up, the built-in profiles embedded from `profiles/`,
+//! loading from a path, and `--set key.path=value` overrides.
+//!
+//! Parsing does no I/O beyond reading the file: every error names the file, line and column, what
+//! was expected and (for an unknown key) the nearest valid key. This module must not touch a
+//! cluster or run a program.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The built-in profiles, by name.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("kind-gpu", include_str!("../profiles/kind-gpu.yaml")),
+    ("rke2", include_str!("../profiles/rke2.yaml")),
+    ("sim", include_str!("../profiles/sim.yaml")),
+];
+
+/// A resolved profile: what `up` stands up.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The platform's name: the kind/sim cluster name and the kubeconfig context kgf-up creates.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub tools: Tools,
+    #[serde(default)]
+    pub settings: Settings,
+    /// Components by name. Built-in names get built-in defaults; other names are custom components
+    /// and need a `source`.
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentSpec>,
+    #[serde(default)]
+    pub validation: Validation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// kind on this workstation (Docker or Podman), GPUs handed to nodes.
+    Kind,
+    /// rke2 servers and agents on hosts reached over SSH.
+    Rke2,
+    /// A kwokctl control plane with simulated nodes: pods do not run.
+    Sim,
+    /// A cluster that already exists, reached through a kubeconfig context.
+    Existing,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Provider::Kind => "kind",
+            Provider::Rke2 => "rke2",
+            Provider::Sim => "sim",
+            Provider::Existing => "existing",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub provider: Provider,
+    #[serde(default)]
+    pub sim: SimSpec,
+    #[serde(default)]
+    pub existing: ExistingSpec,
+}
+
+/// The `sim` provider: a kwokctl cluster with simulated nodes.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSpec {
+    #[serde(default = "SimSpec::default_nodes")]
+    pub nodes: Vec<SimNode>,
+}
+
+impl SimSpec {
+    fn default_nodes() -> Vec<SimNode> {
+        vec![
+            SimNode {
+                name: "sim-gpu-0".into(),
+                gpus: 1,
+                cpu: 16,
+                memory: "64Gi".into(),
+            },
+            SimNode {
+                name: "sim-cpu-0".into(),
+                gpus: 0,
+                cpu: 16,
+                memory: "64Gi".into(),
+            },
+        ]
+    }
+}
+
+impl Default for SimSpec {
+    fn default() -> Self {
+        SimSpec {
+            nodes: SimSpec::default_nodes(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimNode {
+    pub name: String,
+    /// `nvidia.com/gpu` in capacity and allocatable.
+    #[serde(default)]
+    pub gpus: u32,
+    #[serde(default = "default_cpu")]
+    pub cpu: u32,
+    #[serde(default = "default_memory")]
+    pub memory: String,
+}
+
+fn default_cpu() -> u32 {
+    16
+}
+
+fn default_memory() -> String {
+    "64Gi".into()
+}
+
+/// The `existing` provider: kgf-up installs onto this context and creates nothing cluster-level.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExistingSpec {
+    /// Kubeconfig file; default: `--kubeconfig`, then `KUBECONFIG`, then `~/.kube/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in it; default: its current context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// External programs kgf-up drives, by name or path.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tools {
+    #[serde(default = "Tools::helm")]
+    pub helm: String,
+    #[serde(default = "Tools::kustomize")]
+    pub kustomize: String,
+    #[serde(default = "Tools::kubectl")]
+    pub kubectl: String,
+    #[serde(default = "Tools::kwokctl")]
+    pub kwokctl: String,
+}
+
+impl Tools {
+    fn helm() -> String {
+        "helm".into()
+    }
+    fn kustomize() -> String {
+        "kustomize".into()
+    }
+    fn kubectl() -> String {
+        "kubectl".into()
+    }
+    fn kwokctl() -> String {
+        "kwokctl".into()
+    }
+}
+
+impl Default for Tools {
+    fn default() -> Self {
+        Tools {
+            helm: Tools::helm(),
+            kustomize: Tools::kustomize(),
+            kubectl: Tools::kubectl(),
+            kwokctl: Tools::kwokctl(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// How many independent steps run at once.
+    #[serde(default = "Settings::concurrency")]
+    pub concurrency: usize,
+    /// A step's default wait deadline (e.g. `90s`, `10m`); a component's `timeout` overrides it.
+    #[serde(default = "Settings::timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Namespace of kgf-up's own objects (the inventory).
+    #[serde(default = "Settings::namespace")]
+    pub namespace: String,
+}
+
+impl Settings {
+    fn concurrency() -> usize {
+        4
+    }
+    fn timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    fn namespace() -> String {
+        "kgf-system".into()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            concurrency: Settings::concurrency(),
+            timeout: Settings::timeout(),
+            namespace: Settings::namespace(),
+        }
+    }
+}
+
+/// One component: where it comes from, where it goes, what it needs first.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Helm release name; default: the component's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Components that must be ready first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
+    /// Helm values, deep-merged over the component's built-in values.
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub values: serde_json::Value,
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+fn is_null(v: &serde_json::Value) -> bool {
+    v.is_null()
+}
+
+/// Where a component's manifests come from.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    /// A chart from a helm repository, pinned.
+    Helm {
+        repo: String,
+        chart: String,
+        version: String,
+    },
+    /// A chart in an OCI registry (`oci://...`), pinned.
+    Oci { reference: String, version: String },
+    /// A local chart directory or `.tgz`, relative to the profile file.
+    Chart { path: PathBuf },
+    /// Kustomizations (paths relative to the profile file, or remote URLs with `?ref=`), rendered in
+    /// order and applied together: CRDs first, then namespaces, then the rest.
+    Kustomize { paths: Vec<String> },
+}
+
+impl Source {
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Helm {
+                repo,
+                chart,
+                version,
+            } => format!("helm {repo} {chart} {version}"),
+            Source::Oci { reference, version } => format!("helm {reference} {version}"),
+            Source::Chart { path } => format!("helm chart {}", path.display()),
+            Source::Kustomize { paths } => format!("kustomize {}", paths.join(" + ")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// Every node labelled `nvidia.com/gpu.present=true` must show this much allocatable
+    /// `nvidia.com/gpu`; at least `min_gpu_nodes` must.
+    #[serde(default = "Validation::min_gpu_nodes")]
+    pub min_gpu_nodes: u32,
+    /// Run a CUDA sample pod that requests one GPU and must log `Test PASSED`.
+    #[serde(default = "yes")]
+    pub cuda_smoke: bool,
+    #[serde(default = "Validation::cuda_image")]
+    pub cuda_image: String,
+}
+
+impl Validation {
+    fn min_gpu_nodes() -> u32 {
+        1
+    }
+    fn cuda_image() -> String {
+        "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04".into()
+    }
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation {
+            min_gpu_nodes: Validation::min_gpu_nodes(),
+            cuda_smoke: true,
+            cuda_image: Validation::cuda_image(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Parses `90s`, `10m`, `1h`, `1h30m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(format!("`{text}` is not a duration like 90s, 10m or 1h")),
+        };
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration like 90s, 10m or 1h"))?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(format!("`{text}` is not a duration like 90s, 10m or 1h"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+mod duration {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_duration {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "unknown profile `{0}`\n  fix: use a built-in profile (kind-gpu, rke2, sim) or the path of a YAML file"
+    )]
+    UnknownName(String),
+    #[error("cannot read profile {}: {source}\n  fix: check the path; built-in profiles are kind-gpu, rke2, sim", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}{}", fix_line(.fix))]
+    Invalid {
+        file: String,
+        line: u64,
+        column: u64,
+        message: String,
+        fix: Option<String>,
+    },
+    #[error("{file}: {message}{}", fix_line(.fix))]
+    Semantic {
+        file: String,
+        message: String,
+        fix: Option<String>,
+    },
+    #[error("--set {expr}: {message}{}", fix_line(.fix))]
+    Set {
+        expr: String,
+        message: String,
+        fix: Option<String>,
+    },
+}
+
+fn fix_line(fix: &Option<String>) -> String {
+    fix.as_ref()
+        .map(|f| format!("\n  fix: {f}"))
+        .unwrap_or_default()
+}
+
+/// A profile together with where it came from (for messages and relative paths).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub profile: Profile,
+    /// `kind-gpu (built-in)` or the file's path.
+    pub origin: String,
+    /// Directory relative source paths are resolved against.
+    pub base_dir: PathBuf,
+}
+
+/// Loads a built-in profile by name, or a YAML file by path, and applies `--set` overrides.
+pub fn load(name_or_path: &str, sets: &[String]) -> Result<Loaded, ProfileError> {
+    let (text, origin, base_dir) = match BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+        Some((name, text)) => (
+            text.to_string(),
+            format!("{name} (built-in)"),
+            std::env::current_dir().unwrap_or_default(),
+        ),
+        None => {
+            let path = Path::new(name_or_path);
+            let looks_like_path = name_or_path.contains('/')
+                || name_or_path.ends_with(".yaml")
+                || name_or_path.ends_with(".yml");
+            if !looks_like_path && !path.exists() {
+                return Err(ProfileError::UnknownName(name_or_path.to_string()));
+            }
+            let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (text, name_or_path.to_string(), base)
+        }
+    };
+    let profile = parse(&text, &origin)?;
+    let profile = apply_sets(profile, sets)?;
+    validate(&profile, &origin)?;
+    Ok(Loaded {
+        profile,
+        origin,
+        base_dir,
+    })
+}
+
+/// Parses profile YAML; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
+    serde_saphyr::from_str::<Profile>(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        let message = match &e {
+            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+            other => first_line_without_position(&other.to_string()),
+        };
+        let fix = hint(&message);
+        ProfileError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+            fix,
+        }
+    })
+}
+
+/// serde-saphyr's rendering starts with "error: line L column C: "; the position is ours to print.
+fn first_line_without_position(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or(rendered);
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.find(": ") {
+        Some(i) if first.starts_with("line ") => first[i + 2..].to_string(),
+        _ => first.to_string(),
+    }
+}
+
+/// For "unknown field `x`, expected one of a, b" (or "unknown variant"), the nearest valid name.
+fn hint(message: &str) -> Option<String> {
+    let (what, rest) = if let Some(r) = message.strip_prefix("unknown field `") {
+        ("key", r)
+    } else if let Some(r) = message.strip_prefix("unknown variant `") {
+        ("value", r)
+    } else {
+        return None;
+    };
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest
+        .split_once("expected ")
+        .map(|(_, e)| e)?
+        .trim_start_matches("one of ")
+        .split([',', ' '])
+        .map(|s| s.trim_matches('`'))
+        .filter(|s| !s.is_empty() && *s != "or")
+        .collect();
+    let nearest = expected
+        .iter()
+        .map(|e| (levenshtein(unknown, e), *e))
+        .min()?;
+    if nearest.0 <= unknown.len().max(3) / 2 + 1 {
+        Some(format!("did you mean the {what} `{}`?", nearest.1))
+    } else {
+        Some(format!("valid {what}s here: {}", expected.join(", ")))
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Applies `key.path=value` overrides. The value is read as YAML (so `true`, `3`, `[a, b]` keep
+/// their types) and the whole profile is type-checked again.
+pub fn apply_sets(profile: Profile, sets: &[String]) -> Result<Profile, ProfileError> {
+    if sets.is_empty() {
+        return Ok(profile);
+    }
+    let mut tree = serde_json::to_value(&profile).expect("a profile serializes");
+    for expr in sets {
+        let set_err = |message: String, fix: Option<String>| ProfileError::Set {
+            expr: expr.clone(),
+            message,
+            fix,
+        };
+        let (path, raw) = expr.split_once('=').ok_or_else(|| {
+            set_err(
+                "expected key.path=value".into(),
+                Some("for example --set components.minio.enabled=false".into()),
+            )
+        })?;
+        let keys: Vec<&str> = path.split('.').collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(set_err(
+                format!("`{path}` has an empty key"),
+                Some("keys are separated by single dots: components.minio.enabled".into()),
+            ));
+        }
+        let value: serde_json::Value = if raw.is_empty() {
+            serde_json::Value::String(String::new())
+        } else {
+            serde_saphyr::from_str(raw).map_err(|e| {
+                set_err(
+                    format!(
+                        "`{raw}` is not a valid value: {}",
+                        first_line_without_position(&e.to_string())
+                    ),
+                    Some("quote strings that contain YAML syntax: --set 'key=\"a: b\"'".into()),
+                )
+            })?
+        };
+        let mut node = &mut tree;
+        for (i, key) in keys.iter().enumerate() {
+            if !node.is_object() {
+                if node.is_null() {
+                    *node = serde_json::Value::Object(Default::default());
+                } else {
+                    return Err(set_err(
+                        format!(
+                            "`{}` is a {}, not a mapping",
+                            keys[..i].join("."),
+                            kind_of(node)
+                        ),
+                        None,
+                    ));
+                }
+            }
+            let map = node.as_object_mut().expect("checked above");
+            node = map
+                .entry(key.to_string())
+                .or_insert(serde_json::Value::Null);
+        }
+        *node = value;
+    }
+    serde_json::from_value::<Profile>(tree).map_err(|e| {
+        let message = e.to_string();
+        let fix = hint(&message);
+        ProfileError::Set {
+            expr: sets.join(" --set "),
+            message,
+            fix,
+        }
+    })
+}
+
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "list",
+        serde_json::Value::Object(_) => "mapping",
+    }
+}
+
+/// Checks what the types cannot: names, references, sizes.
+fn validate(profile: &Profile, file: &str) -> Result<(), ProfileError> {
+    let semantic = |message: String, fix: &str| ProfileError::Semantic {
+        file: file.to_string(),
+        message,
+        fix: Some(fix.to_string()),
+    };
+    if !is_dns_label(&profile.name) {
+        return Err(semantic(
+            format!("name `{}` is not a valid cluster name", profile.name),
+            "use lowercase letters, digits and '-', at most 63 characters",
+        ));
+    }
+    if profile.settings.concurrency == 0 {
+        return Err(semantic(
+            "settings.concurrency is 0".into(),
+            "set it to 1 or more",
+        ));
+    }
+    for (name, spec) in &profile.components {
+        if !is_dns_label(name) {
+            return Err(semantic(
+                format!("component name `{name}` is not valid"),
+                "use lowercase letters, digits and '-'",
+            ));
+        }
+        for need in spec.needs.iter().flatten() {
+            if !profile.components.contains_key(need) && !crate::components::is_built_in(need) {
+                return Err(semantic(
+                    format!(
+                        "component `{name}` needs `{need}`, which no profile entry or built-in component defines"
+                    ),
+                    "fix the name in `needs`, or add the component",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name: t\ncluster:\n  provider: existing\n";
+
+    #[test]
+    fn built_in_profiles_parse() {
+        for (name, _) in BUILT_IN {
+            load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_position_and_nearest_key() {
+        let err = parse(
+            "name: t\ncluster:\n  provider: existing\nsettings:\n  concurency: 2\n",
+            "p.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("p.yaml:5:3: unknown field `concurency`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fix: did you mean the key `concurrency`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_provider_suggests_the_nearest() {
+        let err = parse("name: t\ncluster:\n  provider: kinf\n", "p.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.yaml:3:13: unknown variant `kinf`"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean the value `kind`?"), "{err}");
+    }
+
+    #[test]
+    fn set_overrides_with_types() {
+        let p = apply_sets(
+            parse(MINIMAL, "p").unwrap(),
+            &[
+                "settings.concurrency=2".into(),
+                "components.minio.enabled=false".into(),
+                "components.minio.values.mode=standalone".into(),
+                "settings.timeout=90s".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.settings.concurrency, 2);
+        assert_eq!(p.settings.timeout, Duration::from_secs(90));
+        assert_eq!(p.components["minio"].enabled, Some(false));
+        assert_eq!(p.components["minio"].values["mode"], "standalone");
+    }
+
+    #[test]
+    fn set_with_wrong_type_or_key_is_an_error_with_a_fix() {
+        let base = || parse(MINIMAL, "p").unwrap();
+        let err = apply_sets(base(), &["settings.concurrency=many".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--set settings.concurrency=many:"), "{err}");
+        let err = apply_sets(base(), &["settings.concurency=2".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean the key `concurrency`?"), "{err}");
+        let err = apply_sets(base(), &["name".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected key.path=value"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("10").is_ok());
+        assert!(parse_duration("10x").is_err());
+    }
+
+    #[test]
+    fn nearest_key_distance() {
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("", "ab"), 2);
+    }
+}

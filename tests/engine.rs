@@ -1,0 +1,381 @@
+//! The engine end to end on the test bed: the real `kgf-up` binary installs a fixture
+//! kustomization (CRD + custom resource + operator) and a fixture helm chart with real kustomize
+//! and helm; a second `up` makes no mutating request; `down` leaves the bed as it was; a step that
+//! never gets ready fails with a diagnosis while independent steps converge; an `up` killed at
+//! any point is finished by the next one.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Bed, bed, fixture};
+
+fn kgf_up(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
+    cmd.args(args)
+        .env("PATH", path_with_bed())
+        .env("CI", "true")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn path_with_bed() -> String {
+    format!(
+        "{}:{}",
+        bed().bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A copy of the test bed profile with its own names, so tests can run side by side.
+fn profile(dir: &Path, tag: &str, extra_components: &str) -> PathBuf {
+    let path = dir.join("profile.yaml");
+    let yaml = format!(
+        "name: kgf-{tag}\ncluster: {{provider: existing}}\n\
+         settings: {{timeout: 60s, namespace: kgf-{tag}-system}}\n\
+         components:\n  \
+           gadgets:\n    source: {{kustomize: {{paths: [{gadgets}]}}}}\n    namespace: kgf-{tag}-gadgets\n  \
+           hello:\n    source: {{chart: {{path: {chart}}}}}\n    namespace: kgf-{tag}-hello\n    needs: [gadgets]\n\
+         {extra_components}\
+         validation: {{min_gpu_nodes: 1, cuda_smoke: false}}\n",
+        gadgets = fixture("engine/kustomization").display(),
+        chart = fixture("testbed/chart").display(),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// What exists on the bed, by kind and name, for the kinds kgf-up's fixtures create.
+fn objects(bed: &Bed) -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for kind in [
+        "namespaces",
+        "customresourcedefinitions",
+        "deployments",
+        "serviceaccounts",
+        "configmaps",
+        "secrets",
+        "services",
+    ] {
+        let out = bed.kubectl(&[
+            "get",
+            kind,
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+        ]);
+        for line in out.lines() {
+            // Other tests' namespaces come and go while this test runs.
+            if line.contains("kgf-x-") || line.contains("kgf-k") || line.contains("kgf-n") {
+                continue;
+            }
+            set.insert(format!("{kind} {line}"));
+        }
+    }
+    set
+}
+
+#[test]
+fn up_installs_a_second_up_changes_nothing_and_down_restores_the_bed() {
+    let bed = bed();
+    let profile = fixture("profiles/testbed.yaml");
+    let profile = profile.to_str().unwrap();
+    let before = objects(&bed);
+
+    let out = kgf_up(&["up", "--profile", profile]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("component/gadgets"), "{}", text(&out));
+    // The custom resource could only be applied after its CRD was Established.
+    let replicas = bed.kubectl(&[
+        "-n",
+        "kgf-gadgets",
+        "get",
+        "gadgets.fixture.kgf-up.test",
+        "default-gadget",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "2");
+    let ready = bed.kubectl(&[
+        "-n",
+        "kgf-hello",
+        "get",
+        "deployment",
+        "hello",
+        "-o",
+        "jsonpath={.status.readyReplicas}",
+    ]);
+    assert_eq!(ready, "2", "the profile's values reached the chart");
+
+    let mark = bed.audit_mark();
+    let out = kgf_up(&["up", "--profile", profile]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("no changes"), "{}", text(&out));
+    let mutations = bed.mutations_since(&mark, &["kgf-up", "Helm", "helm", "kubectl"]);
+    assert!(
+        mutations.is_empty(),
+        "the second up mutated: {mutations:#?}"
+    );
+
+    let out = kgf_up(&["status", "--profile", profile]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for step in [
+        "cluster",
+        "component/gadgets",
+        "component/hello",
+        "validate/gpu-allocatable",
+    ] {
+        assert!(
+            text(&out)
+                .lines()
+                .any(|l| l.contains(step) && l.contains("converged")),
+            "{}",
+            text(&out)
+        );
+    }
+
+    let out = kgf_up(&["down", "--profile", profile, "--non-interactive"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        objects(&bed),
+        before,
+        "down leaves the bed as it was before up"
+    );
+}
+
+#[test]
+fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converge() {
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = profile(
+        dir.path(),
+        "n",
+        &format!(
+            "  stuck:\n    source: {{kustomize: {{paths: [{}]}}}}\n    namespace: kgf-n-stuck\n    timeout: 5s\n  \
+               after-stuck:\n    source: {{chart: {{path: {}}}}}\n    namespace: kgf-n-after\n    needs: [stuck]\n",
+            fixture("engine/never-ready").display(),
+            fixture("testbed/chart").display()
+        ),
+    );
+    let started = Instant::now();
+    let out = kgf_up(&["up", "--profile", profile.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "failed within its deadline"
+    );
+    assert!(
+        all.contains("timed out after 5s waiting for Deployment kgf-n-stuck/stuck"),
+        "{all}"
+    );
+    assert!(
+        all.contains("pod kgf-n-stuck/stuck-"),
+        "the diagnosis names the pod: {all}"
+    );
+    assert!(all.contains("Unschedulable"), "and its reason: {all}");
+    assert!(
+        all.contains("event Warning FailedScheduling"),
+        "and its events: {all}"
+    );
+    assert!(
+        all.contains("component/after-stuck") && all.contains("not attempted"),
+        "{all}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.contains("component/hello") && l.contains("applied")),
+        "independent branches finish: {all}"
+    );
+
+    // The next up retries only what is not converged.
+    let out = kgf_up(&["up", "--profile", profile.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is a JSON event"))
+        .collect();
+    let status_of = |step: &str| {
+        events
+            .iter()
+            .filter(|e| e["step"] == step && e["phase"] == "done")
+            .map(|e| e["status"].as_str().unwrap().to_string())
+            .next_back()
+    };
+    assert_eq!(status_of("component/hello").as_deref(), Some("converged"));
+    assert_eq!(status_of("component/stuck").as_deref(), Some("failed"));
+    for e in &events {
+        for key in ["step", "phase", "status", "elapsed", "message"] {
+            assert!(e.get(key).is_some(), "event without {key}: {e}");
+        }
+    }
+    let out = kgf_up(&[
+        "down",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--non-interactive",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let namespaces = bed.kubectl(&["get", "ns", "-o", "name"]);
+    assert!(!namespaces.contains("kgf-n-"), "{namespaces}");
+}
+
+/// Starts `up` in its own process group, waits until `ready` says so, then SIGKILLs the group
+/// (kgf-up and any helm it started), as a power cut or `kill -9` would.
+fn kill_up_when(profile: &Path, ready: impl Fn() -> bool) {
+    let mut child = kgf_up(&["up", "--profile", profile.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+fn helm_running() -> bool {
+    Command::new("pgrep")
+        .args(["-f", "helm3? upgrade --install hello .*kgf-k"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false)
+}
+
+#[test]
+fn an_up_killed_at_any_point_is_finished_by_the_next_up() {
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = profile(dir.path(), "k", "");
+    let points: [(&str, Box<dyn Fn() -> bool>); 4] = [
+        ("at once", Box::new(|| true)),
+        (
+            "while applying the kustomization",
+            Box::new(|| {
+                support::bed()
+                    .kubectl(&["get", "crd", "-o", "name"])
+                    .contains("gadgets.fixture")
+            }),
+        ),
+        ("during the helm step", Box::new(helm_running)),
+        (
+            "after the helm step",
+            Box::new(|| {
+                support::bed()
+                    .tool(
+                        "kubectl",
+                        &["-n", "kgf-k-hello", "get", "deployment", "hello"],
+                    )
+                    .status
+                    .success()
+            }),
+        ),
+    ];
+    for (when, ready) in points {
+        kill_up_when(&profile, ready);
+        let out = kgf_up(&["up", "--profile", profile.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "up after a kill {when}: {}",
+            text(&out)
+        );
+        let releases = String::from_utf8_lossy(
+            &bed.tool("helm", &["list", "-a", "-n", "kgf-k-hello", "-o", "json"])
+                .stdout,
+        )
+        .to_string();
+        let releases: Vec<serde_json::Value> = serde_json::from_str(&releases).unwrap();
+        assert_eq!(
+            releases.len(),
+            1,
+            "one release after a kill {when}: {releases:?}"
+        );
+        assert_eq!(releases[0]["status"], "deployed", "after a kill {when}");
+        let deployments = bed.kubectl(&["-n", "kgf-k-gadgets", "get", "deployments", "-o", "name"]);
+        assert_eq!(
+            deployments.trim(),
+            "deployment.apps/gadget-operator",
+            "no duplicates after a kill {when}"
+        );
+        let out = kgf_up(&["up", "--profile", profile.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            text(&out).contains("no changes"),
+            "converged after a kill {when}: {}",
+            text(&out)
+        );
+        // Start the next kill point from nothing, so each one interrupts a first install.
+        let out = kgf_up(&[
+            "down",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--non-interactive",
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "down after a kill {when}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn non_interactive_never_reads_stdin() {
+    // `down` would ask for confirmation; with --non-interactive it must not, even with a stdin
+    // that stays open and says nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = profile(dir.path(), "x-stdin", "");
+    let mut child = kgf_up(&[
+        "down",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--non-interactive",
+    ])
+    .env_remove("CI")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "kgf-up waited for input");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = stdin.write_all(b"n\n");
+    assert!(child.wait().unwrap().success());
+}
