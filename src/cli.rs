@@ -5,13 +5,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub const EXIT_CODES: &str = "\
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
   0    success (or nothing to change)
   1    a step failed (the message names it, the cause and the fix)
   2    bad input: profile, --set or flags
   3    preflight failed: a tool, the container engine, a GPU or a host is missing
-  130  interrupted (Ctrl-C); the next `kgf-up up` resumes";
+  130  interrupted (Ctrl-C); the next `kgf-up up` resumes"
+    };
+}
 
 /// Stand up a GPU-ready ML platform in one idempotent command.
 ///
@@ -24,7 +28,7 @@ Exit codes:
 #[command(
     name = "kgf-up",
     version,
-    after_help = EXIT_CODES,
+    after_help = exit_codes!(),
     after_long_help = concat!(
         "Examples:\n",
         "  kgf-up --profile kind-gpu            stand up kind on this GPU workstation\n",
@@ -32,6 +36,7 @@ Exit codes:
         "  kgf-up --profile sim --set components.minio.enabled=false\n",
         "  kgf-up status                        each step: converged, missing, drifted or failed\n",
         "  kgf-up down                          remove what kgf-up installed\n\n",
+        exit_codes!()
     ),
     args_conflicts_with_subcommands = false
 )]

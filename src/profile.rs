@@ -776,6 +776,26 @@ mod tests {
         assert!(parse_duration("10x").is_err());
     }
 
+    proptest::proptest! {
+        // PROPTEST_CASES raises the count for a longer fuzzing run (the closing note says how long).
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text, "fuzz.yaml");
+        }
+
+        #[test]
+        fn parsing_profile_shaped_yaml_never_panics(
+            text in "(name|cluster|provider|sim|nodes|gpus|settings|components|source|helm|values|needs|timeout|[a-z]{1,6})(: |:\n  |: \\{|: \\[|- )[a-z0-9 :{}\\[\\],.\n-]{0,60}"
+        ) {
+            let _ = parse(&text, "fuzz.yaml");
+        }
+
+        #[test]
+        fn arbitrary_set_expressions_never_panic(expr in "[a-z_.]{0,24}(=[a-z0-9 \\[\\]{}:,.-]{0,16})?") {
+            let _ = apply_sets(parse(MINIMAL, "p").unwrap(), &[expr]);
+        }
+    }
+
     #[test]
     fn nearest_key_distance() {
         assert_eq!(levenshtein("kitten", "sitting"), 3);
