@@ -82,6 +82,7 @@ pub struct Cmd {
     timeout: Duration,
     changes: bool,
     retry: Retry,
+    secret_stdout: bool,
 }
 
 /// Retry policy: up to `attempts` tries, only when stderr or stdout contains one of `transient`.
@@ -104,6 +105,7 @@ impl Cmd {
             timeout: Duration::from_secs(120),
             changes: false,
             retry: Retry::default(),
+            secret_stdout: false,
         }
     }
 
@@ -139,6 +141,13 @@ impl Cmd {
     /// Passes a secret on stdin: the only way a secret reaches another program.
     pub fn stdin_secret(mut self, secret: &Secret) -> Self {
         self.stdin = Stdin::Secret(secret.clone());
+        self
+    }
+
+    /// Marks stdout as carrying a credential (a join token, a kubeconfig with a client key): it is
+    /// returned to the caller but never logged nor put into an error.
+    pub fn secret_stdout(mut self) -> Self {
+        self.secret_stdout = true;
         self
     }
 
@@ -379,12 +388,17 @@ impl Exec {
         })?;
         let stdout = redact(&String::from_utf8_lossy(&out.stdout));
         let stderr = redact(&String::from_utf8_lossy(&out.stderr));
+        let logged_stdout = if cmd.secret_stdout {
+            format!("<{} bytes, not logged>", stdout.len())
+        } else {
+            stdout.clone()
+        };
         let code = out
             .status
             .code()
             .map(|c| c.to_string())
             .unwrap_or_else(|| "a signal".to_string());
-        tracing::debug!(target: "exec", command = %line, code = %code, elapsed_ms = started.elapsed().as_millis() as u64, stdout = %stdout, stderr = %stderr, "finished");
+        tracing::debug!(target: "exec", command = %line, code = %code, elapsed_ms = started.elapsed().as_millis() as u64, stdout = %logged_stdout, stderr = %stderr, "finished");
         if out.status.success() {
             Ok(Output { stdout, stderr })
         } else {
@@ -392,7 +406,7 @@ impl Exec {
                 command: line.to_string(),
                 code,
                 stderr: tail(&stderr, 20),
-                stdout,
+                stdout: logged_stdout,
             })
         }
     }

@@ -12,6 +12,7 @@ pub mod helm;
 pub mod inventory;
 pub mod kube;
 pub mod plan;
+pub mod preflight;
 pub mod profile;
 pub mod runner;
 pub mod step;

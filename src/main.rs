@@ -131,18 +131,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         kubeconfig: g.kubeconfig.clone(),
         context: g.context.clone(),
     };
-    let plan = plan::build(&loaded, &overrides).map_err(Failure::input)?;
     let json = g.output == Output::Json;
+    let exec = match command {
+        Command::Plan => Exec::dry_run(),
+        _ => Exec::new(),
+    }
+    .with_hints(kgf_up::preflight::install_hints());
+    // Facts before decisions: on kind, how many GPUs the host has decides the nodes.
+    let mut facts = cluster::Facts::default();
+    if loaded.profile.cluster.provider == Provider::Kind {
+        let options = cluster::preflight_options(&loaded.profile);
+        let report = kgf_up::preflight::run(&exec, &options).await;
+        facts.gpus = report.facts.gpus.len() as u32;
+        if let Command::Doctor { fix } = command {
+            return doctor(&exec, report, &options, fix, interactive, g.yes, json).await;
+        }
+    }
+    let plan = plan::build(&loaded, &overrides, &facts).map_err(Failure::input)?;
     let ui = Ui::new(json, interactive && !g.verbose);
     let work_dir = cluster::state_dir(&loaded.profile.name).join("work");
     std::fs::create_dir_all(&work_dir).map_err(|e| Failure {
         message: format!("cannot create {}: {e}", work_dir.display()),
         code: 1,
     })?;
-    let exec = match command {
-        Command::Plan => Exec::dry_run(),
-        _ => Exec::new(),
-    };
     let ctx = Arc::new(Ctx::new(
         exec,
         work_dir,
@@ -181,12 +192,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Status => status(&plan, ctx, &ui).await,
-        Command::Down { all: _ } => {
-            down(&plan, &loaded.profile, ctx, &ui, interactive, g.yes).await
+        Command::Down { all } => {
+            down(&plan, &loaded.profile, ctx, &ui, interactive, g.yes, all).await
         }
-        Command::Doctor { fix: _ } => {
+        Command::Doctor { .. } => {
+            // Off kind there is no host to check: doctor checks that the cluster answers.
             let seen = plan.steps[0].observe(&ctx).await?;
-            ui.note(&format!("cluster: {} ({})", seen.state, seen.reason));
+            ui.note(&format!(
+                "{}: {} ({})",
+                plan.steps[0].id(),
+                seen.state,
+                seen.reason
+            ));
             Ok(())
         }
         Command::Completions { .. } => unreachable!("handled above"),
@@ -225,7 +242,75 @@ async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure
     }
 }
 
-/// Removes what the inventory lists, in reverse plan order, then the cluster for sim.
+/// `doctor`: the host checks with the exact fix for each failure; `--fix` applies the fixes
+/// (asking first when interactive), then checks again.
+async fn doctor(
+    exec: &Exec,
+    report: kgf_up::preflight::Report,
+    options: &kgf_up::preflight::Options,
+    fix: bool,
+    interactive: bool,
+    yes: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use kgf_up::preflight::{self, Status};
+    let print = |r: &preflight::Report| {
+        if json {
+            println!("{}", serde_json::to_string(r).expect("a report serializes"));
+        } else {
+            println!("{}", r.render());
+        }
+    };
+    print(&report);
+    let report = if fix && report.status() == Status::Fail {
+        preflight::apply_fixes(exec, &report, options.root, &mut |check| {
+            if !interactive || yes {
+                return true;
+            }
+            let shown = check
+                .fix
+                .as_ref()
+                .map(|f| f.shown.clone())
+                .unwrap_or_default();
+            dialoguer::Confirm::new()
+                .with_prompt(format!("{}: run `{shown}`?", check.name))
+                .default(true)
+                .interact()
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            code: 3,
+        })?;
+        let again = preflight::run(exec, options).await;
+        print(&again);
+        again
+    } else {
+        report
+    };
+    match report.status() {
+        Status::Fail => Err(Failure {
+            message: format!(
+                "preflight failed: {}{}",
+                report
+                    .failed()
+                    .map(|c| c.name.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if fix {
+                    ""
+                } else {
+                    "\n  fix: run the fix commands above, or `kgf-up doctor --fix`"
+                }
+            ),
+            code: 3,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes what the inventory lists, in reverse plan order; for kind and sim, the cluster itself.
 async fn down(
     plan: &plan::Plan,
     profile: &profile::Profile,
@@ -233,6 +318,7 @@ async fn down(
     ui: &Ui,
     interactive: bool,
     yes: bool,
+    all: bool,
 ) -> Result<(), Failure> {
     if interactive && !yes {
         let ok = dialoguer::Confirm::new()
@@ -249,6 +335,20 @@ async fn down(
                 code: 1,
             });
         }
+    }
+    if profile.cluster.provider == Provider::Kind {
+        // Deleting the cluster removes everything installed on it.
+        kgf_up::cluster::kind::down(&ctx.exec, &profile.cluster.kind, all)
+            .await
+            .map_err(|e| Failure {
+                message: e.to_string(),
+                code: 1,
+            })?;
+        ui.note(&format!(
+            "deleted kind cluster {}",
+            profile.cluster.kind.name
+        ));
+        return Ok(());
     }
     let seen = plan.steps[0].observe(&ctx).await?;
     if !seen.is_converged() {

@@ -28,17 +28,21 @@ pub enum PlanError {
         "the components' needs form a cycle: {0}\n  fix: remove one of these needs in the profile"
     )]
     Cycle(String),
+    #[error("{0}\n  fix: correct the cluster section of the profile")]
+    Cluster(#[from] cluster::kind::KindError),
     #[error(
         "step {step} needs {need}, which is not in the plan\n  fix: enable {need} or remove it from {step}'s needs"
     )]
     Missing { step: StepId, need: StepId },
 }
 
-pub fn build(loaded: &Loaded, overrides: &cluster::Overrides) -> Result<Plan, PlanError> {
+pub fn build(
+    loaded: &Loaded,
+    overrides: &cluster::Overrides,
+    facts: &cluster::Facts,
+) -> Result<Plan, PlanError> {
     let profile = &loaded.profile;
-    let cluster_step = cluster::step(profile, overrides);
-    let cluster_id = cluster_step.id();
-    let mut steps: Vec<DynStep> = vec![cluster_step];
+    let cluster::Steps { mut steps, ready } = cluster::steps(profile, overrides, facts)?;
     let resolved = components::resolve(profile)?;
     let names: Vec<String> = resolved.iter().map(|c| c.name.clone()).collect();
     for component in resolved {
@@ -46,11 +50,11 @@ pub fn build(loaded: &Loaded, overrides: &cluster::Overrides) -> Result<Plan, Pl
             component,
             profile.tools.clone(),
             loaded.base_dir.clone(),
-            cluster_id.clone(),
+            ready.clone(),
         )));
     }
     let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
-    steps.extend(validate::steps(profile, &cluster_id, &after));
+    steps.extend(validate::steps(profile, &ready, &after));
     let levels = levels(&steps)?;
     Ok(Plan {
         steps,

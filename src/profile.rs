@@ -69,6 +69,8 @@ impl fmt::Display for Provider {
 pub struct Cluster {
     pub provider: Provider,
     #[serde(default)]
+    pub kind: crate::cluster::kind::KindSpec,
+    #[serde(default)]
     pub sim: SimSpec,
     #[serde(default)]
     pub existing: ExistingSpec,

@@ -140,7 +140,8 @@ pub async fn up(plan: &Plan, ctx: Arc<Ctx>, ui: &Ui, concurrency: usize) -> Vec<
 }
 
 /// Observes every step without changing anything. Steps whose needs are not converged are
-/// observed too (a read cannot hurt), except when the cluster itself is not there.
+/// observed too (a read cannot hurt), but only while the cluster is known: once a level ends
+/// without a kubeconfig, there is nothing to observe on.
 pub async fn status(plan: &Plan, ctx: Arc<Ctx>) -> Vec<(StepId, Result<Observation, StepError>)> {
     let mut out = Vec::new();
     for level in &plan.levels {
@@ -155,11 +156,11 @@ pub async fn status(plan: &Plan, ctx: Arc<Ctx>) -> Vec<(StepId, Result<Observati
             async move { (step.id(), step.observe(&ctx).await) }
         });
         let results = futures::future::join_all(futures).await;
-        let cluster_missing = results
+        let all_converged = results
             .iter()
-            .any(|(id, r)| id.as_str() == "cluster" && !matches!(r, Ok(o) if o.is_converged()));
+            .all(|(_, r)| matches!(r, Ok(o) if o.is_converged()));
         out.extend(results);
-        if cluster_missing {
+        if !all_converged && ctx.kubeconfig.get().is_none() {
             break;
         }
     }

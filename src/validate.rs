@@ -19,9 +19,9 @@ pub const GPU: &str = "nvidia.com/gpu";
 const SMOKE_JOB: &str = "kgf-cuda-smoke";
 
 /// The validation steps of a profile; they run after `after` (every component).
-pub fn steps(profile: &Profile, cluster: &StepId, after: &[StepId]) -> Vec<DynStep> {
+pub fn steps(profile: &Profile, cluster: &[StepId], after: &[StepId]) -> Vec<DynStep> {
     let v = &profile.validation;
-    let mut needs = vec![cluster.clone()];
+    let mut needs = cluster.to_vec();
     needs.extend(after.iter().cloned());
     let mut steps: Vec<DynStep> = Vec::new();
     if v.min_gpu_nodes > 0 {

@@ -4,6 +4,7 @@
 //! after it only ever talk to the cluster through that kubeconfig.
 
 pub mod existing;
+pub mod kind;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -23,18 +24,51 @@ pub fn id() -> StepId {
     StepId::new("cluster", "")
 }
 
-/// The cluster step of a profile.
-pub fn step(profile: &Profile, overrides: &Overrides) -> DynStep {
-    match profile.cluster.provider {
-        Provider::Existing => Arc::new(existing::Existing::new(
+/// What the host told preflight, for the decisions planning makes (facts before decisions).
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// GPUs `nvidia-smi` listed on this workstation (kind).
+    pub gpus: u32,
+}
+
+/// A provider's steps; all of them must be done before anything is installed on the cluster.
+pub struct Steps {
+    pub steps: Vec<DynStep>,
+    pub ready: Vec<StepId>,
+}
+
+/// The cluster steps of a profile.
+pub fn steps(
+    profile: &Profile,
+    overrides: &Overrides,
+    facts: &Facts,
+) -> Result<Steps, kind::KindError> {
+    let steps: Vec<DynStep> = match profile.cluster.provider {
+        Provider::Existing | Provider::Rke2 => vec![Arc::new(existing::Existing::new(
             &profile.cluster.existing,
             overrides,
-        )),
-        Provider::Sim => Arc::new(sim::Sim::new(profile)),
-        Provider::Kind | Provider::Rke2 => Arc::new(existing::Existing::new(
-            &profile.cluster.existing,
-            overrides,
-        )),
+        ))],
+        Provider::Sim => vec![Arc::new(sim::Sim::new(profile))],
+        Provider::Kind => {
+            let preflight: DynStep = Arc::new(crate::preflight::PreflightStep {
+                options: preflight_options(profile),
+            });
+            let plan = kind::KindPlan::new(profile.cluster.kind.clone(), facts.gpus)?;
+            std::iter::once(preflight)
+                .chain(plan.steps(&[crate::preflight::PreflightStep::id()]))
+                .collect()
+        }
+    };
+    let ready = steps.iter().map(|s| s.id()).collect();
+    Ok(Steps { steps, ready })
+}
+
+/// Preflight for a profile: GPUs are needed when validation wants GPU nodes.
+pub fn preflight_options(profile: &Profile) -> crate::preflight::Options {
+    crate::preflight::Options {
+        needs_gpu: profile.validation.min_gpu_nodes > 0,
+        kind: (profile.cluster.provider == Provider::Kind).then(|| profile.cluster.kind.clone()),
+        ..Default::default()
     }
 }
 

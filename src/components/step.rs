@@ -26,8 +26,8 @@ pub struct ComponentStep {
     pub component: Component,
     pub tools: Tools,
     pub base_dir: PathBuf,
-    /// Set when kgf-up created the cluster in this plan: the cluster step comes first.
-    pub cluster_step: StepId,
+    /// The cluster's steps that must be done before anything is installed on it.
+    pub cluster_ready: Vec<StepId>,
     rendered: Mutex<Option<Rendered>>,
 }
 
@@ -47,13 +47,13 @@ impl ComponentStep {
         component: Component,
         tools: Tools,
         base_dir: PathBuf,
-        cluster_step: StepId,
+        cluster_ready: Vec<StepId>,
     ) -> Self {
         ComponentStep {
             component,
             tools,
             base_dir,
-            cluster_step,
+            cluster_ready,
             rendered: Mutex::new(None),
         }
     }
@@ -470,7 +470,9 @@ impl Step for ComponentStep {
     }
 
     fn needs(&self) -> Vec<StepId> {
-        std::iter::once(self.cluster_step.clone())
+        self.cluster_ready
+            .iter()
+            .cloned()
             .chain(
                 self.component
                     .needs

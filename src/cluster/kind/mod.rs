@@ -1,1 +1,262 @@
-//! kind on a GPU workstation.
+//! kind on a GPU workstation: the cluster, its local registry and the NVIDIA runtime in its nodes.
+//!
+//! [`KindPlan`] turns the profile's `cluster.kind` section and the host's GPU count into the kind
+//! config and an ordered list of [`Step`](crate::step::Step)s; [`down`] removes what they made.
+//! Every command runs through [`crate::exec`]. Host facts (GPU count, toolkit version) come from
+//! preflight, and host fixes (docker's runtime, inotify) belong to [`crate::preflight`], not here.
+//!
+//! What cannot run on kgf-up's CI (no Docker, no GPU) is tested through named stand-ins for
+//! `docker`, `kind` and `kubectl` (`tests/support/standins/`), and the rendered configs through
+//! kind v0.33.0's own config loader (`scripts/kind-config-check`).
+
+mod cluster;
+mod cmds;
+pub mod config;
+mod context;
+mod gpu_node;
+pub mod record;
+mod registry;
+pub mod spec;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub use gpu_node::NodeTask;
+pub use spec::{
+    DEFAULT_NODE_IMAGE, GpuLayout, GpuSpec, KindSpec, NodeGpus, NodePlan, RegistrySpec, Role,
+    ToolkitSource,
+};
+
+use crate::exec::{Cmd, Exec, ExecError};
+use crate::step::{Ctx, DynStep, StepId};
+
+/// The kind release the pinned node image belongs to (what preflight asks `kind version` for).
+pub const KIND_VERSION: &str = "v0.33.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error("invalid cluster.kind: {0}")]
+    Spec(String),
+    #[error("{what}")]
+    Exec {
+        what: String,
+        #[source]
+        source: Box<ExecError>,
+    },
+    #[error("could not understand {what}: {detail}")]
+    Parse { what: String, detail: String },
+    #[error("could not write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Step ids of the kind provider, made only here.
+pub mod ids {
+    use super::NodeTask;
+    use crate::step::StepId;
+
+    pub fn cluster() -> StepId {
+        StepId::new("kind", "cluster")
+    }
+    pub fn context() -> StepId {
+        StepId::new("kind", "context")
+    }
+    pub fn registry() -> StepId {
+        StepId::new("kind", "registry")
+    }
+    pub fn registry_hosts(node: &str) -> StepId {
+        StepId::new("kind/registry-hosts", node)
+    }
+    pub fn registry_hosting() -> StepId {
+        StepId::new("kind", "registry-hosting")
+    }
+    pub fn gpu_node(node: &str, task: NodeTask) -> StepId {
+        StepId::new("kind/gpu", &format!("{node}/{}", task.slug()))
+    }
+    pub fn runtime_class() -> StepId {
+        StepId::new("kind", "runtime-class")
+    }
+}
+
+/// The kind cluster a run wants: the spec, its nodes and the rendered config.
+#[derive(Debug)]
+pub struct KindPlan {
+    pub spec: KindSpec,
+    /// GPUs planned for (the profile's `gpus.count`, else what preflight detected).
+    pub gpu_count: u32,
+    pub nodes: Vec<NodePlan>,
+    /// The kind config, exactly as written for `kind create cluster` and recorded in the cluster.
+    pub config: String,
+}
+
+impl KindPlan {
+    /// Plans the cluster for a host on which preflight found `detected_gpus` GPUs.
+    pub fn new(spec: KindSpec, detected_gpus: u32) -> Result<Arc<Self>, KindError> {
+        let gpu_count = spec.gpu_count(detected_gpus);
+        let nodes = spec.nodes(gpu_count)?;
+        let config = config::render_nodes(&spec, &nodes);
+        Ok(Arc::new(KindPlan {
+            spec,
+            gpu_count,
+            nodes,
+            config,
+        }))
+    }
+
+    /// Where the kind config is written for `kind create cluster`.
+    pub fn config_path(&self, ctx: &Ctx) -> PathBuf {
+        ctx.work_dir.join(format!("kind-{}.yaml", self.spec.name))
+    }
+
+    /// The cluster's own kubeconfig file (kgf-up's; the user's is changed only by `kind/context`).
+    pub fn kubeconfig_path(&self, ctx: &Ctx) -> PathBuf {
+        ctx.work_dir
+            .join(format!("kind-{}.kubeconfig", self.spec.name))
+    }
+
+    /// The steps, in order: cluster, context, registry (container, hosts.toml per node, hosting
+    /// ConfigMap), the GPU parts of each GPU node, RuntimeClass. `after` are the steps the cluster
+    /// step needs (e.g. preflight).
+    pub fn steps(self: &Arc<Self>, after: &[StepId]) -> Vec<DynStep> {
+        let mut steps: Vec<DynStep> = vec![Arc::new(cluster::ClusterStep {
+            plan: self.clone(),
+            needs: after.to_vec(),
+        })];
+        if self.spec.select_context {
+            steps.push(Arc::new(context::ContextStep { plan: self.clone() }));
+        }
+        if self.spec.registry.enabled {
+            steps.push(Arc::new(registry::RegistryStep {
+                plan: self.clone(),
+                seen: Mutex::new(None),
+            }));
+            for node in &self.nodes {
+                steps.push(Arc::new(registry::RegistryHostsStep {
+                    plan: self.clone(),
+                    node: node.name.clone(),
+                }));
+            }
+            steps.push(Arc::new(registry::RegistryHostingStep {
+                plan: self.clone(),
+            }));
+        }
+        let mut runtime_needs = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.has_gpus()) {
+            for task in NodeTask::for_node(node) {
+                if task == NodeTask::ContainerdRuntime {
+                    runtime_needs.push(ids::gpu_node(&node.name, task));
+                }
+                steps.push(Arc::new(gpu_node::GpuNodeStep::new(
+                    self.clone(),
+                    node.clone(),
+                    task,
+                )));
+            }
+        }
+        if !runtime_needs.is_empty() {
+            steps.push(Arc::new(gpu_node::RuntimeClassStep {
+                needs: runtime_needs,
+            }));
+        }
+        steps
+    }
+}
+
+/// The commands `kgf-up down` runs for a kind profile: delete the cluster (kind's delete is a
+/// no-op for a missing cluster), and with `all` the registry container too. Asking the user
+/// first is the caller's job.
+pub fn down_commands(spec: &KindSpec, all: bool) -> Vec<Cmd> {
+    let mut cmds = vec![
+        Cmd::new("kind")
+            .args(["delete", "cluster", "--name", &spec.name])
+            .timeout(cmds::CREATE_TIMEOUT)
+            .changes(),
+    ];
+    if all && spec.registry.enabled {
+        cmds.push(
+            Cmd::new("docker")
+                .args(["rm", "-f", &spec.registry.name])
+                .changes(),
+        );
+    }
+    cmds
+}
+
+/// Runs [`down_commands`]. A registry that is already gone is not an error.
+pub async fn down(exec: &Exec, spec: &KindSpec, all: bool) -> Result<(), KindError> {
+    for cmd in down_commands(spec, all) {
+        match exec.run_async(cmd.clone()).await {
+            Ok(_) => {}
+            Err(ExecError::Failed { stderr, .. })
+                if cmd.program() == "docker"
+                    && stderr.to_lowercase().contains("no such container") => {}
+            Err(source) => {
+                return Err(KindError::Exec {
+                    what: format!("running {}", cmd.display()),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_come_in_dependency_order_with_unique_ids() {
+        let mut spec = KindSpec::default();
+        spec.gpus.layout = GpuLayout::WorkerPerGpu;
+        let plan = KindPlan::new(spec, 2).unwrap();
+        let steps = plan.steps(&[StepId::new("preflight", "")]);
+        let ids: Vec<String> = steps.iter().map(|s| s.id().to_string()).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for step in &steps {
+            for need in step.needs() {
+                assert!(
+                    seen.contains(&need) || need.as_str() == "preflight",
+                    "{} needs {need}, which is not before it",
+                    step.id()
+                );
+            }
+            assert!(seen.insert(step.id()), "duplicate id {}", step.id());
+        }
+        assert_eq!(ids[0], "kind/cluster");
+        assert!(ids.contains(&"kind/gpu/kgf-worker2/devices".to_string()));
+        assert!(!ids.iter().any(|i| i.contains("kgf-control-plane/")));
+        assert_eq!(ids.last().unwrap(), "kind/runtime-class");
+        assert_eq!(steps[0].needs(), vec![StepId::new("preflight", "")]);
+    }
+
+    #[test]
+    fn a_cluster_without_gpus_gets_no_gpu_steps() {
+        let plan = KindPlan::new(KindSpec::default(), 0).unwrap();
+        let steps = plan.steps(&[]);
+        assert!(
+            steps
+                .iter()
+                .all(|s| !s.id().as_str().starts_with("kind/gpu"))
+        );
+        assert!(!steps.iter().any(|s| s.id() == ids::runtime_class()));
+    }
+
+    #[test]
+    fn down_removes_the_registry_only_with_all() {
+        let spec = KindSpec::default();
+        let shown =
+            |all| -> Vec<String> { down_commands(&spec, all).iter().map(Cmd::display).collect() };
+        assert_eq!(shown(false), ["kind delete cluster --name kgf"]);
+        assert_eq!(
+            shown(true),
+            [
+                "kind delete cluster --name kgf",
+                "docker rm -f kind-registry"
+            ]
+        );
+    }
+}

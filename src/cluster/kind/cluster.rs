@@ -1,0 +1,264 @@
+//! Step `kind/cluster`: the kind cluster exists with the profile's config.
+//!
+//! Creates the cluster only when no cluster of the name exists. When one exists, compares the
+//! config recorded in it ([`super::record`]) with the rendered one and names every difference;
+//! it deletes and re-creates the cluster only when the profile sets `recreate: true`.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::cmds::{self, CREATE_TIMEOUT, kubectl};
+use super::{KindError, KindPlan, ids, record};
+use crate::exec::Cmd;
+use crate::step::{Ctx, Description, Kubeconfig, Observation, State, Step, StepError, StepId};
+use std::sync::Arc;
+
+pub struct ClusterStep {
+    pub(super) plan: Arc<KindPlan>,
+    pub(super) needs: Vec<StepId>,
+}
+
+impl ClusterStep {
+    fn name(&self) -> &str {
+        &self.plan.spec.name
+    }
+
+    fn create_cmd(&self, ctx: &Ctx) -> Cmd {
+        Cmd::new("kind")
+            .args(["create", "cluster", "--name", self.name()])
+            .arg(format!("--config={}", self.plan.config_path(ctx).display()))
+            // kind writes only this file (mode 0600); the user's kubeconfig changes only in
+            // `kind/context`.
+            .arg(format!(
+                "--kubeconfig={}",
+                self.plan.kubeconfig_path(ctx).display()
+            ))
+            .timeout(CREATE_TIMEOUT)
+            .changes()
+    }
+
+    fn delete_cmd(&self) -> Cmd {
+        Cmd::new("kind")
+            .args(["delete", "cluster", "--name", self.name()])
+            .timeout(CREATE_TIMEOUT)
+            .changes()
+    }
+
+    /// Has kind write the cluster's kubeconfig to kgf-up's own file in the run's work dir and
+    /// hands it to later steps. kind writes the file itself, so the client key never passes
+    /// through kgf-up's output or run log; and since it touches nothing the user owns, it runs in
+    /// dry runs too.
+    async fn export_kubeconfig(&self, ctx: &Ctx) -> Result<(), KindError> {
+        let path = self.plan.kubeconfig_path(ctx);
+        create_parent(&path)?;
+        cmds::run(
+            &ctx.exec,
+            Cmd::new("kind")
+                .args(["export", "kubeconfig", "--name", self.name()])
+                .arg(format!("--kubeconfig={}", path.display())),
+            "writing the kind cluster's kubeconfig",
+        )
+        .await?;
+        self.set_kubeconfig(ctx);
+        Ok(())
+    }
+
+    fn set_kubeconfig(&self, ctx: &Ctx) {
+        // Already set means an earlier phase of this run did it, with the same value.
+        let _ = ctx.kubeconfig.set(Kubeconfig {
+            path: self.plan.kubeconfig_path(ctx),
+            context: Some(self.plan.spec.context()),
+        });
+    }
+
+    async fn observe_inner(&self, ctx: &Ctx) -> Result<Observation, KindError> {
+        let clusters = cmds::run(
+            &ctx.exec,
+            Cmd::new("kind").args(["get", "clusters"]),
+            "listing kind clusters",
+        )
+        .await?;
+        if !clusters.lines().any(|l| l.trim() == self.name()) {
+            return Ok(Observation::missing(format!(
+                "no kind cluster named {}",
+                self.name()
+            )));
+        }
+        self.export_kubeconfig(ctx).await?;
+        let kc = ctx.kubeconfig.get().expect("set by export_kubeconfig");
+        let configmap = cmds::get_object(
+            &ctx.exec,
+            kc,
+            "configmap",
+            Some(record::NAMESPACE),
+            record::NAME,
+        )
+        .await?;
+        let Some(recorded) = configmap.as_ref().and_then(record::recorded) else {
+            return Ok(Observation::drifted(format!(
+                "kind cluster {} exists but has no config recorded by kgf-up (ConfigMap {}/{}): it was made by something else, so its nodes, GPU mounts and registry patch are unknown",
+                self.name(),
+                record::NAMESPACE,
+                record::NAME
+            )));
+        };
+        let differences = record::diff(recorded, &self.plan.config)?;
+        if differences.is_empty() {
+            Ok(Observation::converged(format!(
+                "kind cluster {} exists with the profile's config",
+                self.name()
+            )))
+        } else {
+            Ok(Observation::drifted(format!(
+                "kind cluster {} was created with a different config (recorded → profile):\n  {}",
+                self.name(),
+                differences.join("\n  ")
+            )))
+        }
+    }
+
+    async fn apply_inner(&self, ctx: &Ctx, seen: &Observation) -> Result<(), StepError> {
+        if seen.state == State::Drifted {
+            if !self.plan.spec.recreate {
+                return Err(StepError::new(format!(
+                    "{}; kind cannot change an existing cluster",
+                    seen.reason
+                ))
+                .with_fix(format!(
+                    "to delete and re-create it (everything in it is lost): --set cluster.kind.recreate=true; to keep it: change the profile back, or use another cluster.kind.name; to remove it: kgf-up down (or kind delete cluster --name {})",
+                    self.name()
+                ))
+                .input());
+            }
+            tracing::warn!(cluster = %self.name(), "recreate is set: deleting the cluster to re-create it");
+            cmds::run(&ctx.exec, self.delete_cmd(), "deleting the kind cluster")
+                .await
+                .map_err(|e| StepError::context("re-creating the kind cluster", e))?;
+        }
+        let config_path = self.plan.config_path(ctx);
+        create_parent(&config_path)
+            .and_then(|()| {
+                std::fs::write(&config_path, &self.plan.config).map_err(|source| KindError::Io {
+                    path: config_path.clone(),
+                    source,
+                })
+            })
+            .map_err(|e| StepError::context("writing the kind config", e))?;
+        cmds::run(&ctx.exec, self.create_cmd(ctx), "creating the kind cluster")
+            .await
+            .map_err(|e| {
+                StepError::context("creating the kind cluster", e).with_fix(format!(
+                    "read kind's message above; `kind delete cluster --name {}` removes a half-created cluster, then run kgf-up again",
+                    self.name()
+                ))
+            })?;
+        self.set_kubeconfig(ctx);
+        let kc = ctx.kubeconfig()?;
+        cmds::run(
+            &ctx.exec,
+            cmds::apply_object(kc, &record::manifest(&self.plan.config)),
+            "recording the kind config in the cluster",
+        )
+        .await
+        .map_err(|e| StepError::context("recording the kind config", e))?;
+        Ok(())
+    }
+}
+
+fn create_parent(path: &std::path::Path) -> Result<(), KindError> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| KindError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Step for ClusterStep {
+    fn id(&self) -> StepId {
+        ids::cluster()
+    }
+
+    fn needs(&self) -> Vec<StepId> {
+        self.needs.clone()
+    }
+
+    fn describe(&self) -> Description {
+        Description {
+            source: format!(
+                "kind ({}), node image {}",
+                super::KIND_VERSION,
+                self.plan.spec.node_image
+            ),
+            commands: vec![
+                "kind get clusters".to_string(),
+                format!(
+                    "kind create cluster --name {} --config=<work dir>/kind-{}.yaml --kubeconfig=<work dir>/kind-{}.kubeconfig",
+                    self.name(),
+                    self.name(),
+                    self.name()
+                ),
+            ],
+            objects: vec![format!("ConfigMap {}/{}", record::NAMESPACE, record::NAME)],
+        }
+    }
+
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, StepError>> {
+        async move {
+            self.observe_inner(ctx).await.map_err(|e| {
+                // The cluster is listed but its API server does not answer: most often its node
+                // containers are stopped.
+                let unreachable = matches!(&e, KindError::Exec { what, .. } if what.starts_with("reading configmap"));
+                let err = StepError::context("observing the kind cluster", e);
+                if unreachable {
+                    err.with_fix(format!(
+                        "start the cluster's node containers: docker start $(kind get nodes --name {})",
+                        self.name()
+                    ))
+                } else {
+                    err
+                }
+            })
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        seen: &'a Observation,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        self.apply_inner(ctx, seen).boxed()
+    }
+
+    fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
+        async move {
+            let kc = ctx.kubeconfig()?;
+            let secs = ctx.timeout.as_secs().max(1);
+            let wait = kubectl(kc)
+                .args(["wait", "--for=condition=Ready", "nodes", "--all"])
+                .arg(format!("--timeout={secs}s"))
+                .timeout(ctx.timeout + std::time::Duration::from_secs(30));
+            if let Err(e) = ctx.exec.run_async(wait).await {
+                let nodes = ctx
+                    .exec
+                    .run_async(kubectl(kc).args(["get", "nodes", "-o", "wide"]))
+                    .await
+                    .map(|o| o.stdout)
+                    .unwrap_or_else(|e| e.to_string());
+                return Err(StepError::context(
+                    format!("waiting {secs}s for the kind nodes to be Ready"),
+                    e,
+                )
+                .with_diagnosis(nodes)
+                .with_fix(format!(
+                    "look at the node's kubelet: docker exec {}-control-plane journalctl -u kubelet --no-pager | tail -50",
+                    self.name()
+                )));
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,538 @@
+//! Steps `kind/gpu/<node>/<task>`: the NVIDIA container runtime inside one GPU node, each part
+//! observed and re-applied on its own (what nvkind does in one pass, and cannot repair later).
+//!
+//! Parts, in order: the toolkit installed in the node; `/sbin/ldconfig.real` where the toolkit's
+//! config asks for it (Ubuntu-built packages on the Debian-based node image); containerd's
+//! `nvidia` runtime; `/proc/driver/nvidia/params` with `ModifyDeviceFiles: 0`, so the driver does
+//! not re-create device nodes (toolkit ≥ 1.19 mounts this itself when it injects the GPU; older
+//! ones need the copy-and-bind-mount done here); and removing `/dev/nvidia<i>` of GPUs not given
+//! to the node. The mount and the removals do not survive a restart of the node container, which
+//! is why each is observed every run.
+
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::cmds::{self, INSTALL_TIMEOUT, node_exec, node_script};
+use super::spec::{NodeGpus, NodePlan, ToolkitSource};
+use super::{KindError, KindPlan, ids};
+use crate::exec::{Cmd, ExecError};
+use crate::preflight::parse;
+use crate::step::{Ctx, Description, Observation, Step, StepError, StepId};
+
+/// One part of the in-node GPU setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeTask {
+    Toolkit,
+    Ldconfig,
+    ContainerdRuntime,
+    ParamsMask,
+    DeviceNodes,
+}
+
+impl NodeTask {
+    pub fn slug(self) -> &'static str {
+        match self {
+            NodeTask::Toolkit => "toolkit",
+            NodeTask::Ldconfig => "ldconfig",
+            NodeTask::ContainerdRuntime => "containerd",
+            NodeTask::ParamsMask => "params",
+            NodeTask::DeviceNodes => "devices",
+        }
+    }
+
+    /// The tasks a node needs, in order: device nodes only where the node sees some GPUs.
+    pub fn for_node(node: &NodePlan) -> Vec<NodeTask> {
+        let mut tasks = vec![
+            NodeTask::Toolkit,
+            NodeTask::Ldconfig,
+            NodeTask::ContainerdRuntime,
+            NodeTask::ParamsMask,
+        ];
+        if matches!(node.gpus, NodeGpus::Indices(_)) {
+            tasks.push(NodeTask::DeviceNodes);
+        }
+        tasks
+    }
+}
+
+const TOOLKIT_CONFIG: &str = "/etc/nvidia-container-runtime/config.toml";
+const PARAMS: &str = "/proc/driver/nvidia/params";
+const DEBS_DIR: &str = "/tmp/kgf-up-nvidia-debs";
+
+/// NVIDIA's documented apt install, run inside the node (needs internet there).
+fn apt_script(version: Option<&str>) -> String {
+    let packages = match version {
+        None => "nvidia-container-toolkit".to_string(),
+        Some(v) => format!(
+            "nvidia-container-toolkit={v} nvidia-container-toolkit-base={v} libnvidia-container-tools={v} libnvidia-container1={v}"
+        ),
+    };
+    format!(
+        "set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends ca-certificates curl gpg
+curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+apt-get update
+apt-get install -y {packages}
+"
+    )
+}
+
+const DPKG_SCRIPT: &str =
+    "set -eu\ndpkg -i /tmp/kgf-up-nvidia-debs/*.deb\nrm -rf /tmp/kgf-up-nvidia-debs\n";
+
+/// Copies the driver's params, sets `ModifyDeviceFiles: 0` and bind-mounts the copy; unmounts a
+/// tmpfs an older toolkit left over the directory first (the step nvkind #61 saw fail on 1.18
+/// when nothing was mounted there).
+const MASK_SCRIPT: &str = "set -eu
+if mountpoint -q /proc/driver/nvidia; then umount -R /proc/driver/nvidia; fi
+cp /proc/driver/nvidia/params /root/gpu-params
+sed -i 's/^ModifyDeviceFiles: 1$/ModifyDeviceFiles: 0/' /root/gpu-params
+mount --bind /root/gpu-params /proc/driver/nvidia/params
+";
+
+fn remove_device_script(index: u32) -> String {
+    format!("while umount /dev/nvidia{index} 2>/dev/null; do :; done; rm -f /dev/nvidia{index}")
+}
+
+/// Whether containerd's config (as `containerd config dump` prints it) has an `nvidia` runtime.
+pub fn has_nvidia_runtime(config: &str) -> bool {
+    config.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("[plugins.") && l.ends_with(".runtimes.nvidia]")
+    })
+}
+
+/// What observe found that apply acts on.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    /// Device indices present in the node but not given to it.
+    extra_devices: Vec<u32>,
+}
+
+pub struct GpuNodeStep {
+    pub(super) plan: Arc<KindPlan>,
+    pub(super) node: NodePlan,
+    pub(super) task: NodeTask,
+    seen: Mutex<Seen>,
+}
+
+impl GpuNodeStep {
+    pub(super) fn new(plan: Arc<KindPlan>, node: NodePlan, task: NodeTask) -> Self {
+        GpuNodeStep {
+            plan,
+            node,
+            task,
+            seen: Mutex::new(Seen::default()),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    fn apply_cmds(&self, extra_devices: &[u32]) -> Vec<Cmd> {
+        let node = self.name();
+        match self.task {
+            NodeTask::Toolkit => match &self.plan.spec.toolkit {
+                ToolkitSource::Apt { version } => {
+                    vec![
+                        node_script(node, &apt_script(version.as_deref()))
+                            .timeout(INSTALL_TIMEOUT)
+                            .changes(),
+                    ]
+                }
+                ToolkitSource::Debs { path } => vec![
+                    Cmd::new("docker")
+                        .arg("cp")
+                        .arg(format!("{}/.", path.display()))
+                        .arg(format!("{node}:{DEBS_DIR}"))
+                        .changes(),
+                    node_script(node, DPKG_SCRIPT)
+                        .timeout(INSTALL_TIMEOUT)
+                        .changes(),
+                ],
+            },
+            NodeTask::Ldconfig => vec![
+                node_exec(node)
+                    .args(["ln", "-sf", "/sbin/ldconfig", "/sbin/ldconfig.real"])
+                    .changes(),
+            ],
+            NodeTask::ContainerdRuntime => vec![
+                node_exec(node)
+                    .args([
+                        "nvidia-ctk",
+                        "runtime",
+                        "configure",
+                        "--runtime=containerd",
+                        "--config-source=file",
+                    ])
+                    .changes(),
+                node_exec(node)
+                    .args(["systemctl", "restart", "containerd"])
+                    .changes(),
+            ],
+            NodeTask::ParamsMask => vec![node_script(node, MASK_SCRIPT).changes()],
+            NodeTask::DeviceNodes => extra_devices
+                .iter()
+                .map(|i| node_script(node, &remove_device_script(*i)).changes())
+                .collect(),
+        }
+    }
+
+    async fn observe_inner(&self, ctx: &Ctx) -> Result<Observation, KindError> {
+        let node = self.name();
+        let exec = &ctx.exec;
+        match self.task {
+            NodeTask::Toolkit => {
+                let out = exec
+                    .run_async(node_exec(node).args(["nvidia-ctk", "--version"]))
+                    .await;
+                let text = match out {
+                    Ok(o) => o.stdout,
+                    Err(ExecError::Failed { stderr, .. })
+                        if stderr.contains("executable file not found") =>
+                    {
+                        return Ok(Observation::missing(format!(
+                            "the NVIDIA container toolkit is not installed in {node}"
+                        )));
+                    }
+                    Err(source) => {
+                        return Err(KindError::Exec {
+                            what: format!("reading the toolkit version in {node}"),
+                            source: Box::new(source),
+                        });
+                    }
+                };
+                let found = parse::nvidia_ctk_version(&text).ok_or_else(|| KindError::Parse {
+                    what: format!("nvidia-ctk --version in {node}"),
+                    detail: text.clone(),
+                })?;
+                if let ToolkitSource::Apt {
+                    version: Some(wanted),
+                } = &self.plan.spec.toolkit
+                    && !wanted.starts_with(&found.to_string())
+                {
+                    return Ok(Observation::drifted(format!(
+                        "toolkit {found} is installed in {node}, {wanted} is wanted"
+                    )));
+                }
+                Ok(Observation::converged(format!(
+                    "toolkit {found} is installed in {node}"
+                )))
+            }
+            NodeTask::Ldconfig => {
+                let config = cmds::read_node_file(exec, node, TOOLKIT_CONFIG).await?;
+                let wanted = config.as_deref().and_then(parse::toolkit_ldconfig);
+                match wanted {
+                    Some(path) if path.ends_with("ldconfig.real") => {
+                        let present = cmds::node_path_exists(exec, node, &path).await?;
+                        Ok(if present {
+                            Observation::converged(format!("{path} exists in {node}"))
+                        } else {
+                            Observation::missing(format!(
+                                "the toolkit in {node} runs {path}, which the Debian-based node image lacks"
+                            ))
+                        })
+                    }
+                    Some(path) => Ok(Observation::converged(format!(
+                        "the toolkit in {node} runs {path}"
+                    ))),
+                    None => Ok(Observation::converged(format!(
+                        "the toolkit config in {node} names no ldconfig.real"
+                    ))),
+                }
+            }
+            NodeTask::ContainerdRuntime => {
+                let dump = cmds::run(
+                    exec,
+                    node_exec(node).args(["containerd", "config", "dump"]),
+                    &format!("reading containerd's config in {node}"),
+                )
+                .await?;
+                Ok(if has_nvidia_runtime(&dump) {
+                    Observation::converged(format!("containerd in {node} has the nvidia runtime"))
+                } else {
+                    Observation::missing(format!("containerd in {node} has no nvidia runtime"))
+                })
+            }
+            NodeTask::ParamsMask => {
+                let params = cmds::read_node_file(exec, node, PARAMS).await?.ok_or_else(|| {
+                    KindError::Parse {
+                        what: format!("{PARAMS} in {node}"),
+                        detail: "missing: the node does not see the NVIDIA driver; check the host's `accept-nvidia-visible-devices-as-volume-mounts` and docker's default runtime (kgf-up doctor)".into(),
+                    }
+                })?;
+                Ok(match parse::modify_device_files(&params) {
+                    Some(false) => {
+                        Observation::converged(format!("ModifyDeviceFiles is 0 in {node}"))
+                    }
+                    _ => Observation::missing(format!(
+                        "the driver in {node} may re-create device nodes of other GPUs (ModifyDeviceFiles is not 0; toolkit < 1.19 does not mask it)"
+                    )),
+                })
+            }
+            NodeTask::DeviceNodes => {
+                let NodeGpus::Indices(given) = &self.node.gpus else {
+                    return Ok(Observation::converged(format!("{node} sees every GPU")));
+                };
+                let listing = cmds::run(
+                    exec,
+                    node_exec(node).args(["ls", "-1", "/dev"]),
+                    &format!("listing /dev in {node}"),
+                )
+                .await?;
+                let extra: Vec<u32> = parse::gpu_device_nodes(&listing)
+                    .into_iter()
+                    .filter(|i| !given.contains(i))
+                    .collect();
+                let reason = if extra.is_empty() {
+                    Observation::converged(format!("{node} has device nodes of its GPUs only"))
+                } else {
+                    Observation::drifted(format!(
+                        "{node} has device nodes of GPUs it was not given: {}",
+                        extra
+                            .iter()
+                            .map(|i| format!("/dev/nvidia{i}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                };
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extra_devices = extra;
+                Ok(reason)
+            }
+        }
+    }
+}
+
+impl Step for GpuNodeStep {
+    fn id(&self) -> StepId {
+        ids::gpu_node(self.name(), self.task)
+    }
+
+    fn needs(&self) -> Vec<StepId> {
+        let tasks = NodeTask::for_node(&self.node);
+        let pos = tasks.iter().position(|t| *t == self.task).unwrap_or(0);
+        match pos {
+            0 => vec![ids::cluster()],
+            _ => vec![ids::gpu_node(self.name(), tasks[pos - 1])],
+        }
+    }
+
+    fn describe(&self) -> Description {
+        let extra: Vec<u32> = match &self.node.gpus {
+            NodeGpus::Indices(given) => (0..self.plan.gpu_count)
+                .filter(|i| !given.contains(i))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Description {
+            source: format!("node {}", self.name()),
+            commands: self.apply_cmds(&extra).iter().map(Cmd::display).collect(),
+            objects: vec![],
+        }
+    }
+
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, StepError>> {
+        async move {
+            self.observe_inner(ctx).await.map_err(|e| {
+                StepError::context(
+                    format!("observing {} in {}", self.task.slug(), self.name()),
+                    e,
+                )
+            })
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        _seen: &'a Observation,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        async move {
+            let extra = self
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extra_devices
+                .clone();
+            for cmd in self.apply_cmds(&extra) {
+                ctx.exec.run_async(cmd).await.map_err(|e| {
+                    let err = StepError::context(
+                        format!("setting up {} in {}", self.task.slug(), self.name()),
+                        e,
+                    );
+                    match (self.task, &self.plan.spec.toolkit) {
+                        (NodeTask::Toolkit, ToolkitSource::Apt { .. }) => err.with_fix(
+                            "apt inside the node needs internet access to nvidia.github.io and the Debian mirrors; without it, download the toolkit .deb files and set cluster.kind.toolkit: {debs: {path: DIR}}",
+                        ),
+                        _ => err,
+                    }
+                })?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
+        async move {
+            if self.task != NodeTask::ContainerdRuntime {
+                return Ok(());
+            }
+            // containerd was restarted: the node is usable again once it is active.
+            let deadline = tokio::time::Instant::now() + ctx.timeout;
+            loop {
+                let state = ctx
+                    .exec
+                    .run_async(node_exec(self.name()).args([
+                        "systemctl",
+                        "is-active",
+                        "containerd",
+                    ]))
+                    .await;
+                match state {
+                    Ok(out) if out.stdout.trim() == "active" => return Ok(()),
+                    last if tokio::time::Instant::now() >= deadline => {
+                        let seen = match last {
+                            Ok(out) => out.stdout,
+                            Err(e) => e.to_string(),
+                        };
+                        return Err(StepError::new(format!(
+                            "containerd in {} is not active {}s after its restart (last seen: {})",
+                            self.name(),
+                            ctx.timeout.as_secs(),
+                            seen.trim()
+                        ))
+                        .with_fix(format!(
+                            "docker exec {} journalctl -u containerd --no-pager | tail -50",
+                            self.name()
+                        )));
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Step `kind/runtime-class`: `RuntimeClass nvidia` (handler `nvidia`), which GPU pods and the
+/// GPU operator's operands use to get the nvidia runtime configured above.
+pub struct RuntimeClassStep {
+    pub(super) needs: Vec<StepId>,
+}
+
+pub fn runtime_class_manifest() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": "nvidia"},
+        "handler": "nvidia",
+    })
+}
+
+impl Step for RuntimeClassStep {
+    fn id(&self) -> StepId {
+        ids::runtime_class()
+    }
+
+    fn needs(&self) -> Vec<StepId> {
+        self.needs.clone()
+    }
+
+    fn describe(&self) -> Description {
+        Description {
+            source: "node.k8s.io/v1".to_string(),
+            commands: vec![],
+            objects: vec!["RuntimeClass nvidia".to_string()],
+        }
+    }
+
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, StepError>> {
+        async move {
+            let kc = ctx.kubeconfig()?;
+            let found = cmds::get_object(&ctx.exec, kc, "runtimeclass", None, "nvidia")
+                .await
+                .map_err(|e| StepError::context("observing RuntimeClass nvidia", e))?;
+            Ok(match found {
+                None => Observation::missing("RuntimeClass nvidia is missing"),
+                Some(rc) if rc["handler"] == "nvidia" => {
+                    Observation::converged("RuntimeClass nvidia uses handler nvidia")
+                }
+                Some(rc) => Observation::drifted(format!(
+                    "RuntimeClass nvidia uses handler {}",
+                    rc["handler"]
+                )),
+            })
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        _seen: &'a Observation,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        async move {
+            let kc = ctx.kubeconfig()?;
+            ctx.exec
+                .run_async(cmds::apply_object(kc, &runtime_class_manifest()))
+                .await
+                .map(|_| ())
+                .map_err(|e| StepError::context("applying RuntimeClass nvidia", e))
+        }
+        .boxed()
+    }
+
+    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
+        async { Ok(()) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containerd_dump_with_and_without_the_nvidia_runtime() {
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        assert!(!has_nvidia_runtime(v2));
+        let configured = format!(
+            "{v2}[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n    BinaryName = \"/usr/bin/nvidia-container-runtime\"\n"
+        );
+        assert!(has_nvidia_runtime(&configured));
+        let v3 =
+            "version = 3\n  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.nvidia]\n";
+        assert!(has_nvidia_runtime(v3));
+    }
+
+    #[test]
+    fn tasks_per_node_follow_its_gpus() {
+        let node = |gpus| NodePlan {
+            name: "kgf-worker".into(),
+            role: super::super::spec::Role::Worker,
+            gpus,
+        };
+        assert_eq!(NodeTask::for_node(&node(NodeGpus::All)).len(), 4);
+        assert_eq!(
+            NodeTask::for_node(&node(NodeGpus::Indices(vec![1]))).last(),
+            Some(&NodeTask::DeviceNodes)
+        );
+    }
+
+    #[test]
+    fn apt_script_pins_every_package_when_a_version_is_given() {
+        let s = apt_script(Some("1.18.1-1"));
+        assert!(s.contains("apt-get install -y nvidia-container-toolkit=1.18.1-1 nvidia-container-toolkit-base=1.18.1-1 libnvidia-container-tools=1.18.1-1 libnvidia-container1=1.18.1-1\n"));
+        assert!(apt_script(None).ends_with("apt-get install -y nvidia-container-toolkit\n"));
+    }
+}

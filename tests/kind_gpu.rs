@@ -1,0 +1,1028 @@
+//! kind-gpu: rendered kind configs (golden files, checked by kind v0.33.0's own loader),
+//! preflight on real-format tool outputs, and the command sequences of the kind steps.
+//!
+//! Docker, kind clusters and GPUs do not exist on CI, so `docker`, `kind`, `kubectl` (whose
+//! cluster would be a kind cluster), `nvidia-smi`, `nvidia-ctk`, `systemctl` and `sysctl` are the
+//! STAND-INS in tests/support/standins/: they record every call and keep a small model of the
+//! world, so the steps run through the real `Exec` layer and a second run sees what the first did.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use kgf_up::cluster::kind::{self, GpuLayout, KindPlan, KindSpec, ToolkitSource};
+use kgf_up::exec::Exec;
+use kgf_up::preflight::{self, Options, Status};
+use kgf_up::step::{Ctx, DynStep, Kubeconfig, State, Step};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn fixtures() -> PathBuf {
+    Path::new(ROOT).join("tests/fixtures/kind")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden kind configs
+
+/// Every layout for 0, 1, 2 and 4 GPUs: (file name, spec, host GPUs).
+fn golden_cases() -> Vec<(String, KindSpec, u32)> {
+    let mut cases = Vec::new();
+    for gpus in [0u32, 1, 2, 4] {
+        let explicit: Vec<Vec<u32>> = match gpus {
+            0 => vec![],
+            1 => vec![vec![0]],
+            2 => vec![vec![0, 1]],
+            _ => vec![vec![0, 1], vec![2, 3]],
+        };
+        for (name, layout, workers) in [
+            ("one-worker", GpuLayout::OneWorker, 0),
+            ("worker-per-gpu", GpuLayout::WorkerPerGpu, 0),
+            ("explicit", GpuLayout::Explicit(explicit), 1),
+        ] {
+            let mut spec = KindSpec {
+                workers,
+                ..KindSpec::default()
+            };
+            spec.gpus.layout = layout;
+            cases.push((format!("{name}-{gpus}gpu.yaml"), spec, gpus));
+        }
+    }
+    cases
+}
+
+/// Set KGF_UPDATE_GOLDEN=1 to rewrite the files, then review the diff against kind's v1alpha4
+/// types (sigs.k8s.io/kind/pkg/apis/config/v1alpha4) before committing it.
+#[test]
+fn rendered_kind_configs_match_the_golden_files() {
+    let update = std::env::var_os("KGF_UPDATE_GOLDEN").is_some();
+    for (file, spec, gpus) in golden_cases() {
+        let rendered = kind::config::render(&spec, gpus).unwrap();
+        let path = fixtures().join(&file);
+        if update {
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (KGF_UPDATE_GOLDEN=1 writes it)", path.display()));
+        assert_eq!(rendered, golden, "{file} differs from the golden file");
+    }
+}
+
+/// Runs scripts/kind-config-check (kind v0.33.0's own loader and validation, built by
+/// `scripts/testbed build` outside the bed's namespace, where the Go proxy is reachable) over every
+/// golden file and a deliberately broken config.
+#[test]
+fn kind_v0_33_config_loader_accepts_every_rendered_config() {
+    let _env = lock();
+    let bin =
+        PathBuf::from(std::env::var_os("KGF_TESTBED_BIN").expect(
+            "run inside the test bed (scripts/testbed test), which builds kind-config-check",
+        ))
+        .join("kind-config-check");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/testbed build",
+        bin.display()
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = golden_cases()
+        .into_iter()
+        .map(|(f, _, _)| fixtures().join(f))
+        .collect();
+    let run = std::process::Command::new(&bin)
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "kind rejected a config:\n{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        files.len()
+    );
+    assert!(
+        stdout.contains("one-worker-4gpu.yaml: cluster \"kgf\", 2 nodes (1 workers)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("worker-per-gpu-4gpu.yaml: cluster \"kgf\", 5 nodes (4 workers)"),
+        "{stdout}"
+    );
+
+    // The checker itself must be able to say no.
+    let broken = out_dir.path().join("broken.yaml");
+    let text = std::fs::read_to_string(&files[4])
+        .unwrap()
+        .replace("extraMounts:", "extraMount:");
+    std::fs::write(&broken, text).unwrap();
+    let run = std::process::Command::new(&bin)
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(!run.status.success());
+    assert!(
+        stdout.contains("field extraMount not found in type v1alpha4.Node"),
+        "{stdout}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stand-in harness
+
+static ENV: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A stand-in world: its state directory, PATH with the stand-ins first, and the call log.
+struct World {
+    _guard: MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    old_path: String,
+}
+
+impl World {
+    fn new(host_gpus: u32) -> World {
+        let guard = lock();
+        let dir = tempfile::tempdir().unwrap();
+        let old_path = std::env::var("PATH").unwrap_or_default();
+        let standins = Path::new(ROOT).join("tests/support/standins");
+        // SAFETY: every test that reads or writes the environment holds ENV.
+        unsafe {
+            std::env::set_var("PATH", format!("{}:/usr/bin:/bin", standins.display()));
+            std::env::set_var("KGF_STANDIN_STATE", dir.path());
+        }
+        let world = World {
+            _guard: guard,
+            dir,
+            old_path,
+        };
+        world.write("host/gpus", &host_gpus.to_string());
+        world.write("calls.log", "");
+        world
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Every call since the last `take_calls`, as argv vectors.
+    fn take_calls(&self) -> Vec<Vec<String>> {
+        let text = self.read("calls.log");
+        self.write("calls.log", "");
+        text.split('\x1e')
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                r.split('\x1f')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx::new(
+            Exec::new(),
+            self.path("work"),
+            Duration::from_secs(5),
+            "kgf-system".into(),
+        )
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // SAFETY: ENV is still held (the guard drops after this).
+        unsafe {
+            std::env::set_var("PATH", &self.old_path);
+            std::env::remove_var("KGF_STANDIN_STATE");
+        }
+    }
+}
+
+/// A call as one line; multi-line scripts show as `<script: LAST LINE>`, the work dir as `<W>`.
+fn show(call: &[String], work: &Path) -> String {
+    call.iter()
+        .map(|a| {
+            let a = a.replace(&work.display().to_string(), "<W>");
+            match a.trim_end().rsplit_once('\n') {
+                Some((_, last)) => format!("<script: {last}>"),
+                None => a,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether a call only reads (the vocabulary of observe); everything else changes something.
+fn is_read(call: &[String]) -> bool {
+    // Writes kgf-up's own kubeconfig file in the work dir, nothing of the user's.
+    if call.starts_with(&["kind".into(), "export".into(), "kubeconfig".into()])
+        && call.iter().any(|a| a.starts_with("--kubeconfig="))
+    {
+        return true;
+    }
+    let args: Vec<&str> = call
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--kubeconfig=") && !a.starts_with("--context="))
+        .collect();
+    match args.as_slice() {
+        ["kind", "get", ..] | ["kind", "version"] => true,
+        ["kubectl", "get", ..] | ["kubectl", "wait", ..] | ["kubectl", "version", ..] => true,
+        ["kubectl", "config", "current-context"] => true,
+        ["docker", "info", ..] | ["docker", "inspect", ..] => true,
+        ["docker", "exec", _, rest @ ..] => matches!(
+            rest,
+            ["cat", _]
+                | ["ls", ..]
+                | ["nvidia-ctk", "--version"]
+                | ["containerd", "config", "dump"]
+                | ["systemctl", "is-active", "containerd"]
+        ),
+        ["nvidia-smi", ..] | ["nvidia-ctk", "--version"] => true,
+        _ => false,
+    }
+}
+
+/// What the runner does with each step: observe; apply and wait unless converged; observe again
+/// (which must then be converged). Returns each step's first observation.
+async fn converge(steps: &[DynStep], ctx: &Ctx) -> Vec<(String, State, String)> {
+    let mut seen = Vec::new();
+    for step in steps {
+        let obs = step
+            .observe(ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", step.id()));
+        if !obs.is_converged() {
+            step.apply(ctx, &obs)
+                .await
+                .unwrap_or_else(|e| panic!("{} apply: {e} (fix: {:?})", step.id(), e.fix));
+            step.wait(ctx)
+                .await
+                .unwrap_or_else(|e| panic!("{} wait: {e}", step.id()));
+            let again = step.observe(ctx).await.unwrap();
+            assert!(
+                again.is_converged(),
+                "{} after apply: {}",
+                step.id(),
+                again.reason
+            );
+        }
+        seen.push((step.id().to_string(), obs.state, obs.reason));
+    }
+    seen
+}
+
+fn changes(world: &World, calls: &[Vec<String>]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| !is_read(c))
+        .map(|c| show(c, &world.path("work")))
+        .collect()
+}
+
+fn per_gpu_spec() -> KindSpec {
+    let mut spec = KindSpec::default();
+    spec.gpus.layout = GpuLayout::WorkerPerGpu;
+    spec
+}
+
+const KUBECTL_APPLY: &str = "kubectl --kubeconfig=<W>/kind-kgf.kubeconfig --context=kind-kgf apply --server-side --field-manager=kgf-up --force-conflicts -f -";
+
+fn hosts_write(node: &str) -> String {
+    format!(
+        "docker exec -i {node} sh -c mkdir -p \"$1\" && cat > \"$1/hosts.toml\" sh /etc/containerd/certs.d/localhost:5001"
+    )
+}
+
+fn runtime_setup(node: &str) -> Vec<String> {
+    vec![
+        format!(
+            "docker exec {node} nvidia-ctk runtime configure --runtime=containerd --config-source=file"
+        ),
+        format!("docker exec {node} systemctl restart containerd"),
+    ]
+}
+
+fn gpu_node_setup(node: &str, remove: u32) -> Vec<String> {
+    let mut v = vec![
+        format!("docker exec {node} bash -c <script: apt-get install -y nvidia-container-toolkit>"),
+        format!("docker exec {node} ln -sf /sbin/ldconfig /sbin/ldconfig.real"),
+    ];
+    v.extend(runtime_setup(node));
+    v.push(format!(
+        "docker exec {node} bash -c <script: mount --bind /root/gpu-params /proc/driver/nvidia/params>"
+    ));
+    v.push(format!(
+        "docker exec {node} bash -c while umount /dev/nvidia{remove} 2>/dev/null; do :; done; rm -f /dev/nvidia{remove}"
+    ));
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command sequences
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_workstation_runs_every_step_once_then_nothing() {
+    let world = World::new(2);
+    let ctx = world.ctx();
+    let plan = KindPlan::new(per_gpu_spec(), 2).unwrap();
+    let steps = plan.steps(&[]);
+
+    let seen = converge(&steps, &ctx).await;
+    assert!(
+        seen.iter().all(|(_, s, _)| *s != State::Converged),
+        "{seen:#?}"
+    );
+    let mut expected = vec![
+        "kind create cluster --name kgf --config=<W>/kind-kgf.yaml --kubeconfig=<W>/kind-kgf.kubeconfig".to_string(),
+        KUBECTL_APPLY.to_string(),
+        "kind export kubeconfig --name kgf".to_string(),
+        "docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:3".to_string(),
+        "docker network connect kind kind-registry".to_string(),
+        hosts_write("kgf-control-plane"),
+        hosts_write("kgf-worker"),
+        hosts_write("kgf-worker2"),
+        KUBECTL_APPLY.to_string(),
+    ];
+    expected.extend(gpu_node_setup("kgf-worker", 1));
+    expected.extend(gpu_node_setup("kgf-worker2", 0));
+    expected.push(KUBECTL_APPLY.to_string());
+    assert_eq!(changes(&world, &world.take_calls()), expected);
+
+    // What the applies left behind.
+    assert_eq!(
+        std::fs::read_to_string(world.path("work/kind-kgf.yaml")).unwrap(),
+        plan.config
+    );
+    assert!(
+        world
+            .read("kube/configmap/kube-public/kgf-up-kind-config.json")
+            .contains("nvidia-container-devices/1")
+    );
+    assert!(
+        world
+            .read("kube/configmap/kube-public/local-registry-hosting.json")
+            .contains("localhost:5001")
+    );
+    assert!(
+        world
+            .read("kube/runtimeclass/_/nvidia.json")
+            .contains("\"handler\":\"nvidia\"")
+    );
+    assert_eq!(
+        world.read("nodes/kgf-worker/fs/etc/containerd/certs.d/localhost:5001/hosts.toml"),
+        "[host.\"http://kind-registry:5000\"]\n"
+    );
+    assert!(world.path("nodes/kgf-worker2/fs/dev/nvidia1").exists());
+    assert!(!world.path("nodes/kgf-worker2/fs/dev/nvidia0").exists());
+    assert!(ctx.kubeconfig.get().is_some());
+
+    // Converged: a second run observes only.
+    let ctx = world.ctx();
+    let seen = converge(&steps, &ctx).await;
+    for (id, state, reason) in &seen {
+        assert_eq!(*state, State::Converged, "{id}: {reason}");
+    }
+    let calls = world.take_calls();
+    assert!(!calls.is_empty());
+    assert_eq!(changes(&world, &calls), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_done_workstation_runs_only_the_missing_steps() {
+    let world = World::new(2);
+    let plan = KindPlan::new(per_gpu_spec(), 2).unwrap();
+    let steps = plan.steps(&[]);
+    converge(&steps, &world.ctx()).await;
+    world.take_calls();
+
+    // The cluster exists, the registry container is gone, and one node's containerd lost the
+    // nvidia runtime.
+    std::fs::remove_dir_all(world.path("containers/kind-registry")).unwrap();
+    let config = world.read("nodes/kgf-worker2/fs/etc/containerd/config.toml");
+    let stock = config
+        .split("\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]")
+        .next()
+        .unwrap();
+    world.write("nodes/kgf-worker2/fs/etc/containerd/config.toml", stock);
+
+    let seen = converge(&steps, &world.ctx()).await;
+    let not_converged: Vec<&str> = seen
+        .iter()
+        .filter(|(_, s, _)| *s != State::Converged)
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    assert_eq!(
+        not_converged,
+        ["kind/registry", "kind/gpu/kgf-worker2/containerd"]
+    );
+    let mut expected = vec![
+        "docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:3".to_string(),
+        "docker network connect kind kind-registry".to_string(),
+    ];
+    expected.extend(runtime_setup("kgf-worker2"));
+    assert_eq!(changes(&world, &world.take_calls()), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_node_gets_its_mask_and_device_removal_back() {
+    let world = World::new(2);
+    let plan = KindPlan::new(per_gpu_spec(), 2).unwrap();
+    let steps = plan.steps(&[]);
+    converge(&steps, &world.ctx()).await;
+    world.take_calls();
+
+    // A restart of the node container undoes the bind mount and brings /dev/nvidia1 back.
+    world.write(
+        "nodes/kgf-worker/fs/proc/driver/nvidia/params",
+        "ModifyDeviceFiles: 1\n",
+    );
+    world.write("nodes/kgf-worker/fs/dev/nvidia1", "");
+    let seen = converge(&steps, &world.ctx()).await;
+    let drifted: Vec<(&str, &str)> = seen
+        .iter()
+        .filter(|(_, s, _)| *s != State::Converged)
+        .map(|(id, _, r)| (id.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(drifted.len(), 2, "{drifted:?}");
+    assert_eq!(
+        drifted[1].1,
+        "kgf-worker has device nodes of GPUs it was not given: /dev/nvidia1"
+    );
+    assert_eq!(
+        changes(&world, &world.take_calls()),
+        gpu_node_setup("kgf-worker", 1)[4..].to_vec()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_cluster_with_another_config_is_explained_not_recreated() {
+    let world = World::new(2);
+    converge(
+        &KindPlan::new(per_gpu_spec(), 2).unwrap().steps(&[]),
+        &world.ctx(),
+    )
+    .await;
+    world.take_calls();
+
+    let one_worker = KindPlan::new(KindSpec::default(), 2).unwrap();
+    let steps = one_worker.steps(&[]);
+    let ctx = world.ctx();
+    let obs = steps[0].observe(&ctx).await.unwrap();
+    assert_eq!(obs.state, State::Drifted);
+    assert!(
+        obs.reason.contains("nodes: 3 entries recorded, 2 wanted"),
+        "{}",
+        obs.reason
+    );
+    assert!(obs.reason.contains(
+        "nodes[1].extraMounts[0].containerPath: \"/var/run/nvidia-container-devices/0\" → \"/var/run/nvidia-container-devices/all\""
+    ), "{}", obs.reason);
+    let err = steps[0].apply(&ctx, &obs).await.unwrap_err();
+    assert!(
+        err.fix
+            .as_deref()
+            .unwrap()
+            .contains("--set cluster.kind.recreate=true")
+    );
+    assert!(
+        err.message
+            .contains("kind cannot change an existing cluster")
+    );
+    assert_eq!(changes(&world, &world.take_calls()), Vec::<String>::new());
+
+    // With recreate allowed: delete, create, record.
+    let spec = KindSpec {
+        recreate: true,
+        ..KindSpec::default()
+    };
+    let plan = KindPlan::new(spec, 2).unwrap();
+    let steps = plan.steps(&[]);
+    let seen = converge(&steps[..1], &world.ctx()).await;
+    assert_eq!(seen[0].1, State::Drifted);
+    assert_eq!(
+        changes(&world, &world.take_calls()),
+        [
+            "kind delete cluster --name kgf",
+            "kind create cluster --name kgf --config=<W>/kind-kgf.yaml --kubeconfig=<W>/kind-kgf.kubeconfig",
+            KUBECTL_APPLY,
+        ]
+    );
+    assert!(!world.path("nodes/kgf-worker2").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_kgf_up_did_not_create_is_not_adopted_silently() {
+    let world = World::new(1);
+    converge(
+        &KindPlan::new(KindSpec::default(), 1).unwrap().steps(&[]),
+        &world.ctx(),
+    )
+    .await;
+    std::fs::remove_file(world.path("kube/configmap/kube-public/kgf-up-kind-config.json")).unwrap();
+    world.take_calls();
+    let steps = KindPlan::new(KindSpec::default(), 1).unwrap().steps(&[]);
+    let obs = steps[0].observe(&world.ctx()).await.unwrap();
+    assert_eq!(obs.state, State::Drifted);
+    assert!(
+        obs.reason.contains("has no config recorded by kgf-up"),
+        "{}",
+        obs.reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_whose_api_does_not_answer_gets_the_start_command() {
+    let world = World::new(0);
+    let steps = KindPlan::new(KindSpec::default(), 0).unwrap().steps(&[]);
+    converge(&steps, &world.ctx()).await;
+    world.write("kube/unreachable", "");
+    let err = steps[0].observe(&world.ctx()).await.unwrap_err();
+    assert!(err.message.contains("was refused"), "{}", err.message);
+    assert_eq!(
+        err.fix.as_deref(),
+        Some("start the cluster's node containers: docker start $(kind get nodes --name kgf)")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_toolkit_comes_from_local_debs() {
+    let world = World::new(1);
+    let debs = world.path("debs");
+    for f in [
+        "nvidia-container-toolkit_1.18.1-1_amd64.deb",
+        "nvidia-container-toolkit-base_1.18.1-1_amd64.deb",
+        "libnvidia-container-tools_1.18.1-1_amd64.deb",
+        "libnvidia-container1_1.18.1-1_amd64.deb",
+    ] {
+        world.write(&format!("debs/{f}"), "!<arch>\n");
+    }
+    let mut spec = KindSpec {
+        toolkit: ToolkitSource::Debs { path: debs.clone() },
+        select_context: false,
+        ..KindSpec::default()
+    };
+    spec.registry.enabled = false;
+    let steps = KindPlan::new(spec, 1).unwrap().steps(&[]);
+    converge(&steps, &world.ctx()).await;
+    let changed = changes(&world, &world.take_calls());
+    let toolkit: Vec<&String> = changed.iter().filter(|c| c.contains("debs")).collect();
+    assert_eq!(
+        toolkit,
+        [
+            &format!(
+                "docker cp {}/. kgf-worker:/tmp/kgf-up-nvidia-debs",
+                debs.display()
+            ),
+            &"docker exec kgf-worker bash -c <script: rm -rf /tmp/kgf-up-nvidia-debs>".to_string(),
+        ]
+    );
+    assert!(
+        world
+            .path(
+                "nodes/kgf-worker/fs/tmp/kgf-up-nvidia-debs/libnvidia-container1_1.18.1-1_amd64.deb"
+            )
+            .exists()
+    );
+    assert!(
+        !changed
+            .iter()
+            .any(|c| c.contains("apt-get") || c.contains("kind-registry") || c.contains("export"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_deletes_the_cluster_and_the_registry_only_with_all() {
+    let world = World::new(0);
+    let spec = KindSpec::default();
+    converge(
+        &KindPlan::new(spec.clone(), 0).unwrap().steps(&[]),
+        &world.ctx(),
+    )
+    .await;
+    world.take_calls();
+    let exec = Exec::new();
+    kind::down(&exec, &spec, false).await.unwrap();
+    assert!(world.path("containers/kind-registry").exists());
+    kind::down(&exec, &spec, true).await.unwrap();
+    assert!(!world.path("containers/kind-registry").exists());
+    // Again, with nothing left: still fine.
+    kind::down(&exec, &spec, true).await.unwrap();
+    assert_eq!(
+        changes(&world, &world.take_calls()),
+        [
+            "kind delete cluster --name kgf",
+            "kind delete cluster --name kgf",
+            "docker rm -f kind-registry",
+            "kind delete cluster --name kgf",
+            "docker rm -f kind-registry",
+        ]
+    );
+    assert!(!world.path("clusters/kgf").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preflight
+
+/// A fresh GPU workstation: driver and toolkit installed, docker not yet using the toolkit.
+fn workstation(world: &World) -> Options {
+    let info = std::fs::read_to_string(fixtures().join("preflight/docker-info-nvidia.json"))
+        .unwrap()
+        .replace(
+            "\"DefaultRuntime\":\"nvidia\"",
+            "\"DefaultRuntime\":\"runc\"",
+        )
+        .replace("\"nvidia\":{\"path\":\"nvidia-container-runtime\"},", "");
+    world.write("host/docker-info.json", &info);
+    world.write(
+        "host/nvidia-smi.csv",
+        &std::fs::read_to_string(fixtures().join("preflight/nvidia-smi-2gpu.csv")).unwrap(),
+    );
+    world.write("host/nvidia-ctk-version", "1.18.1");
+    world.write(
+        "host/config.toml",
+        &std::fs::read_to_string(fixtures().join("preflight/nvidia-container-runtime-config.toml"))
+            .unwrap(),
+    );
+    world.write("host/sys/fs/inotify/max_user_watches", "65536\n");
+    world.write("host/sys/fs/inotify/max_user_instances", "128\n");
+    Options {
+        needs_gpu: true,
+        kind: Some(KindSpec::default()),
+        proc_sys: world.path("host/sys"),
+        toolkit_config: world.path("host/config.toml"),
+        sysctl_conf: world.path("host/99-kgf-up-inotify.conf"),
+        gpu_container_probe: false,
+        min_free_gib: 1,
+        root: true,
+    }
+}
+
+fn by_name<'a>(report: &'a preflight::Report, name: &str) -> &'a preflight::Check {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_on_a_fresh_gpu_workstation_names_each_problem_and_its_fix() {
+    let world = World::new(2);
+    let opts = workstation(&world);
+    let report = preflight::run(&Exec::new(), &opts).await;
+
+    let engine = by_name(&report, "container engine");
+    assert_eq!(
+        (engine.status, engine.found.as_str()),
+        (Status::Ok, "docker 28.3.3")
+    );
+    assert_eq!(by_name(&report, "kind").found, "0.33.0");
+    assert_eq!(by_name(&report, "kubectl").status, Status::Ok);
+    let helm = by_name(&report, "helm");
+    assert_eq!(
+        (helm.status, helm.found.as_str()),
+        (Status::Fail, "not found on PATH")
+    );
+    let gpus = by_name(&report, "NVIDIA GPUs");
+    assert_eq!(gpus.status, Status::Ok);
+    assert!(
+        gpus.found
+            .starts_with("2 GPU(s), driver 570.172.08: 0: NVIDIA RTX A6000 (GPU-9a1c4f0e"),
+        "{}",
+        gpus.found
+    );
+    assert_eq!(report.facts.gpus.len(), 2);
+    assert_eq!(
+        by_name(&report, "NVIDIA container toolkit").found,
+        "1.18.1 (kgf-up masks /proc/driver/nvidia/params in GPU nodes)"
+    );
+    let runtime = by_name(&report, "docker default runtime");
+    assert_eq!(runtime.status, Status::Fail);
+    assert_eq!(runtime.found, "runc (no nvidia runtime registered)");
+    assert_eq!(
+        runtime.fix.as_ref().unwrap().shown,
+        "nvidia-ctk runtime configure --runtime=docker --set-as-default && systemctl restart docker"
+    );
+    let mounts = by_name(&report, "GPU requests as volume mounts");
+    assert_eq!(mounts.status, Status::Fail);
+    assert_eq!(
+        mounts.fix.as_ref().unwrap().shown,
+        "nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place && systemctl restart docker"
+    );
+    assert_eq!(by_name(&report, "inotify watches").status, Status::Warn);
+    assert_eq!(
+        by_name(&report, "toolkit for kind GPU nodes").status,
+        Status::Warn
+    );
+    assert!(by_name(&report, "free disk").found.contains("GiB free on"));
+    assert_eq!(report.status(), Status::Fail);
+    let text = report.render();
+    assert!(text.contains("FAIL docker default runtime"), "{text}");
+    assert!(
+        text.contains("fix (--fix runs it): nvidia-ctk runtime configure"),
+        "{text}"
+    );
+
+    // Doctor without --fix reads only.
+    let calls = world.take_calls();
+    assert!(calls.iter().all(|c| is_read(c)), "{calls:?}");
+
+    // The container probe waits for the checks it depends on.
+    let probe = Options {
+        gpu_container_probe: true,
+        ..opts.clone()
+    };
+    let report = preflight::run(&Exec::new(), &probe).await;
+    assert_eq!(
+        by_name(&report, "GPU inside a container").found,
+        "not tried: fix the checks above first"
+    );
+    assert!(
+        !world
+            .take_calls()
+            .iter()
+            .any(|c| c[..2] == ["docker", "run"])
+    );
+
+    // As the first step of `up`: failed, and apply stops the run with the fixes (exit code 3).
+    let step = preflight::PreflightStep {
+        options: opts.clone(),
+    };
+    let ctx = world.ctx();
+    let obs = step.observe(&ctx).await.unwrap();
+    assert_eq!(obs.state, State::Failed);
+    assert!(
+        obs.reason.contains("FAIL docker default runtime"),
+        "{}",
+        obs.reason
+    );
+    let err = step.apply(&ctx, &obs).await.unwrap_err();
+    assert_eq!(err.kind, kgf_up::step::ErrorKind::Preflight);
+    assert!(err.fix.unwrap().contains("kgf-up doctor --fix"));
+
+    // Not root: the shown fixes carry sudo, and a paste-able pipe for tee's input.
+    let conf = opts.sysctl_conf.display().to_string();
+    let report = preflight::run(
+        &Exec::new(),
+        &Options {
+            root: false,
+            ..opts
+        },
+    )
+    .await;
+    let shown = |name| by_name(&report, name).fix.as_ref().unwrap().shown.clone();
+    assert_eq!(
+        shown("inotify watches"),
+        format!(
+            "printf 'fs.inotify.max_user_watches = 524288\\nfs.inotify.max_user_instances = 8192\\n' | sudo tee {conf} && sudo sysctl --load {conf}"
+        )
+    );
+    assert_eq!(
+        shown("docker default runtime"),
+        "sudo nvidia-ctk runtime configure --runtime=docker --set-as-default && sudo systemctl restart docker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_fix_applies_each_host_fix_once_and_restarts_docker_once() {
+    let world = World::new(2);
+    let opts = workstation(&world);
+    let exec = Exec::new();
+    let report = preflight::run(&exec, &opts).await;
+    world.take_calls();
+
+    // Refused consent changes nothing.
+    let fixed = preflight::apply_fixes(&exec, &report, true, &mut |_| false)
+        .await
+        .unwrap();
+    assert!(fixed.is_empty());
+    assert!(world.take_calls().is_empty());
+
+    let mut asked = Vec::new();
+    let fixed = preflight::apply_fixes(&exec, &report, true, &mut |c| {
+        asked.push(c.name);
+        true
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fixed,
+        [
+            "docker default runtime",
+            "GPU requests as volume mounts",
+            "inotify watches"
+        ]
+    );
+    assert_eq!(asked, fixed, "the shared inotify fix is offered once");
+    let calls: Vec<String> = world.take_calls().iter().map(|c| c.join(" ")).collect();
+    let conf = opts.sysctl_conf.display().to_string();
+    assert_eq!(
+        calls,
+        [
+            "nvidia-ctk runtime configure --runtime=docker --set-as-default".to_string(),
+            "nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place".to_string(),
+            format!("sysctl --load {conf}"),
+            "systemctl restart docker".to_string(),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&opts.sysctl_conf).unwrap(),
+        "fs.inotify.max_user_watches = 524288\nfs.inotify.max_user_instances = 8192\n"
+    );
+
+    let probe = Options {
+        gpu_container_probe: true,
+        ..opts.clone()
+    };
+    let after = preflight::run(&exec, &probe).await;
+    let listed = by_name(&after, "GPU inside a container");
+    assert_eq!(
+        (listed.status, listed.found.as_str()),
+        (Status::Ok, "2 GPU(s) listed")
+    );
+    assert!(world.take_calls().iter().any(|c| c.join(" ")
+        == format!("docker run --rm -v /dev/null:/var/run/nvidia-container-devices/all --entrypoint nvidia-smi {} -L", kind::DEFAULT_NODE_IMAGE)));
+    for name in [
+        "docker default runtime",
+        "GPU requests as volume mounts",
+        "inotify watches",
+        "inotify instances",
+    ] {
+        assert_eq!(
+            by_name(&after, name).status,
+            Status::Ok,
+            "{name}: {}",
+            by_name(&after, name).found
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_without_docker_daemon_or_driver_says_what_to_do() {
+    let world = World::new(0);
+    let opts = workstation(&world);
+    std::fs::remove_file(world.path("host/docker-info.json")).unwrap();
+    std::fs::remove_file(world.path("host/nvidia-smi.csv")).unwrap();
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let engine = by_name(&report, "container engine");
+    assert_eq!(engine.status, Status::Fail);
+    assert!(
+        engine.found.contains("Cannot connect to the Docker daemon"),
+        "{}",
+        engine.found
+    );
+    assert_eq!(
+        engine.fix.as_ref().unwrap().shown,
+        "sudo systemctl enable --now docker"
+    );
+    let gpus = by_name(&report, "NVIDIA GPUs");
+    assert_eq!(gpus.status, Status::Fail);
+    assert!(
+        gpus.found.contains("NVIDIA-SMI has failed"),
+        "{}",
+        gpus.found
+    );
+    assert_eq!(
+        by_name(&report, "docker default runtime").found,
+        "unknown (docker not reachable)"
+    );
+    assert!(report.facts.gpus.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The objects kgf-up keeps in the kind cluster, against a real API server (the test bed)
+
+/// Runs the steps that only talk to the API server (`kind/registry-hosting`, `kind/runtime-class`)
+/// with the real kubectl against the test bed, and round-trips the recorded kind config through a
+/// real ConfigMap. Needs the bed: `scripts/testbed run -- cargo test --test kind_gpu`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_objects_apply_and_observe_on_a_real_api_server() {
+    let bed = support::bed();
+    let _path = BedPath::new(&bed);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = Ctx::new(
+        Exec::new(),
+        work.path().to_path_buf(),
+        Duration::from_secs(30),
+        "kgf-system".into(),
+    );
+    ctx.kubeconfig
+        .set(Kubeconfig {
+            path: bed.kubeconfig.clone(),
+            context: None,
+        })
+        .unwrap();
+    for (kind, ns, name) in [
+        ("configmap", Some("kube-public"), "local-registry-hosting"),
+        ("configmap", Some("kube-public"), "kgf-up-kind-config"),
+        ("runtimeclass", None, "nvidia"),
+    ] {
+        let mut args = vec!["delete", kind, name, "--ignore-not-found"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        bed.kubectl(&args);
+    }
+
+    let plan = KindPlan::new(KindSpec::default(), 1).unwrap();
+    let steps: Vec<DynStep> = plan
+        .steps(&[])
+        .into_iter()
+        .filter(|s| s.id() == kind::ids::registry_hosting() || s.id() == kind::ids::runtime_class())
+        .collect();
+    assert_eq!(steps.len(), 2);
+    let seen = converge(&steps, &ctx).await;
+    assert!(
+        seen.iter().all(|(_, s, _)| *s == State::Missing),
+        "{seen:?}"
+    );
+    let rc = bed.kubectl(&["get", "runtimeclass", "nvidia", "-o", "jsonpath={.handler}"]);
+    assert_eq!(rc, "nvidia");
+    let hosting = bed.kubectl(&[
+        "get",
+        "configmap",
+        "local-registry-hosting",
+        "-n",
+        "kube-public",
+        "-o",
+        "jsonpath={.data.localRegistryHosting\\.v1}",
+    ]);
+    assert!(hosting.starts_with("host: \"localhost:5001\""), "{hosting}");
+
+    // Converged: observed, and nothing written.
+    let mark = bed.audit_mark();
+    let seen = converge(&steps, &ctx).await;
+    assert!(
+        seen.iter().all(|(_, s, _)| *s == State::Converged),
+        "{seen:?}"
+    );
+    assert!(bed.mutations_since(&mark, &["kubectl"]).is_empty());
+
+    // The recorded config survives the API server byte for byte and compares equal.
+    bed.apply(&kind::record::manifest(&plan.config).to_string());
+    let stored: serde_json::Value = serde_json::from_str(&bed.kubectl(&[
+        "get",
+        "configmap",
+        "kgf-up-kind-config",
+        "-n",
+        "kube-public",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(kind::record::recorded(&stored), Some(plan.config.as_str()));
+    assert!(
+        kind::record::diff(kind::record::recorded(&stored).unwrap(), &plan.config)
+            .unwrap()
+            .is_empty()
+    );
+    bed.kubectl(&[
+        "delete",
+        "configmap",
+        "kgf-up-kind-config",
+        "-n",
+        "kube-public",
+    ]);
+}
+
+/// The bed's binaries (the real kubectl) first on PATH while held; restored on drop.
+struct BedPath {
+    _guard: MutexGuard<'static, ()>,
+    old_path: String,
+}
+
+impl BedPath {
+    fn new(bed: &support::Bed) -> BedPath {
+        let guard = lock();
+        let old_path = std::env::var("PATH").unwrap_or_default();
+        // SAFETY: every test that reads or writes the environment holds ENV.
+        unsafe { std::env::set_var("PATH", format!("{}:/usr/bin:/bin", bed.bin.display())) };
+        BedPath {
+            _guard: guard,
+            old_path,
+        }
+    }
+}
+
+impl Drop for BedPath {
+    fn drop(&mut self) {
+        // SAFETY: ENV is still held (the guard drops after this).
+        unsafe { std::env::set_var("PATH", &self.old_path) };
+    }
+}
