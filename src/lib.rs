@@ -11,6 +11,7 @@ pub mod exec;
 pub mod helm;
 pub mod inventory;
 pub mod kube;
+pub mod pipeline;
 pub mod plan;
 pub mod preflight;
 pub mod profile;

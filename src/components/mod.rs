@@ -7,6 +7,8 @@
 //! source. This module turns entries into steps; it must not run programs except through `exec`.
 
 mod builtin;
+pub mod health;
+pub mod secrets;
 mod step;
 
 use std::path::Path;
