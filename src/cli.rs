@@ -50,7 +50,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or adopt the cluster and install everything the profile names (the default).
-    Up,
+    Up {
+        /// Also start a run of the gene-fusion pipeline and follow it to its end.
+        #[arg(long)]
+        run: bool,
+    },
     /// Print every step, its source and version, the commands and objects it would apply.
     Plan,
     /// Show each step's observed state on the live cluster.
@@ -69,11 +73,30 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
     },
+    /// The gene-fusion pipeline on its own: spec, build, push, upload, run.
+    Pipeline {
+        #[command(subcommand)]
+        action: PipelineAction,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum PipelineAction {
+    /// Print the Kubeflow Pipelines spec as it would be uploaded (the step image put in).
+    Spec,
+    /// Build the step image with docker or podman (skipped when its tag exists).
+    Build,
+    /// Build if needed, then push the step image to the profile's registry.
+    Push,
+    /// Upload the spec to Kubeflow Pipelines (a new version only when it changed).
+    Upload,
+    /// Upload, start a run, follow it and print the test steps' metrics.
+    Run,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +166,15 @@ mod tests {
         assert_eq!(cli.global.profile, "sim");
         let cli = Cli::try_parse_from(["kgf-up", "status", "-o", "json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Status)));
+        let cli = Cli::try_parse_from(["kgf-up", "up", "--run"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Up { run: true })));
+        let cli = Cli::try_parse_from(["kgf-up", "pipeline", "upload"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Pipeline {
+                action: PipelineAction::Upload
+            })
+        ));
         assert_eq!(cli.global.output, Output::Json);
     }
 }

@@ -145,7 +145,7 @@ impl Cmd {
     }
 
     /// Marks stdout as carrying a credential (a join token, a kubeconfig with a client key): it is
-    /// returned to the caller but never logged nor put into an error.
+    /// returned to the caller unredacted but never logged nor put into an error.
     pub fn secret_stdout(mut self) -> Self {
         self.secret_stdout = true;
         self
@@ -386,12 +386,16 @@ impl Exec {
             command: line.to_string(),
             source,
         })?;
-        let stdout = redact(&String::from_utf8_lossy(&out.stdout));
+        let raw_stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = redact(&String::from_utf8_lossy(&out.stderr));
-        let logged_stdout = if cmd.secret_stdout {
-            format!("<{} bytes, not logged>", stdout.len())
+        // A credential the caller asked for comes back as it is (redacting it would hand back
+        // `***` once the value is known), and is never logged.
+        let (stdout, logged_stdout) = if cmd.secret_stdout {
+            let shown = format!("<{} bytes, not logged>", raw_stdout.len());
+            (raw_stdout.into_owned(), shown)
         } else {
-            stdout.clone()
+            let stdout = redact(&raw_stdout);
+            (stdout.clone(), stdout)
         };
         let code = out
             .status
@@ -429,6 +433,26 @@ mod tests {
         let cmd = Cmd::new("echo").arg(format!("--token={}", token.expose()));
         assert_eq!(cmd.display(), "echo --token=***");
         assert_eq!(redact("a K10abcdef::server:s3cr3t-token b"), "a *** b");
+    }
+
+    #[test]
+    fn secret_stdout_comes_back_whole_and_stays_out_of_errors() {
+        let known = Secret::new("already-registered-token-77");
+        let out = Exec::new()
+            .run(&Cmd::new("echo").arg(known.expose()).secret_stdout())
+            .unwrap();
+        assert_eq!(out.stdout, "already-registered-token-77\n");
+        let err = Exec::new()
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "echo fresh-credential-88; exit 1"])
+                    .secret_stdout(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { stdout, .. } if stdout == "<20 bytes, not logged>"),
+            "{err:?}"
+        );
     }
 
     #[test]

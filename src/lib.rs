@@ -16,6 +16,7 @@ pub mod plan;
 pub mod preflight;
 pub mod profile;
 pub mod runner;
+pub mod ssh;
 pub mod step;
 pub mod teardown;
 pub mod ui;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{CommandFactory, Parser};
 
-use kgf_up::cli::{Cli, Command, Output};
+use kgf_up::cli::{Cli, Command, Output, PipelineAction};
 use kgf_up::cluster::{self, Overrides};
 use kgf_up::exec::{Exec, redact};
 use kgf_up::plan;
@@ -113,7 +113,7 @@ fn init_logging(path: &PathBuf, verbose: bool) {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
-    let command = cli.command.unwrap_or(Command::Up);
+    let command = cli.command.unwrap_or(Command::Up { run: false });
     if let Command::Completions { shell } = command {
         clap_complete::generate(shell, &mut Cli::command(), "kgf-up", &mut std::io::stdout());
         return Ok(());
@@ -126,6 +126,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let mut loaded = loaded;
     if let Some(t) = g.timeout {
         loaded.profile.settings.timeout = t;
+    }
+    if let Command::Up { run: true }
+    | Command::Pipeline {
+        action: PipelineAction::Upload | PipelineAction::Run,
+    } = command
+    {
+        loaded.profile.pipeline.enabled = true;
+    }
+    if let Command::Pipeline { action } = command
+        && matches!(
+            action,
+            PipelineAction::Spec | PipelineAction::Build | PipelineAction::Push
+        )
+    {
+        return pipeline_local(&loaded.profile.pipeline, action, &Exec::new());
     }
     let overrides = Overrides {
         kubeconfig: g.kubeconfig.clone(),
@@ -147,7 +162,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             return doctor(&exec, report, &options, fix, interactive, g.yes, json).await;
         }
     }
-    let plan = plan::build(&loaded, &overrides, &facts).map_err(Failure::input)?;
+    let plan = plan::build(&loaded, &overrides, &facts, &exec).map_err(Failure::input)?;
     let ui = Ui::new(json, interactive && !g.verbose);
     let work_dir = cluster::state_dir(&loaded.profile.name).join("work");
     std::fs::create_dir_all(&work_dir).map_err(|e| Failure {
@@ -161,18 +176,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         loaded.profile.settings.namespace.clone(),
     ));
     let started = Instant::now();
-    match command {
+    let result = match command {
         Command::Plan => {
             println!("{}", plan::render(&plan, &loaded, json));
             Ok(())
         }
-        Command::Up | Command::Verify => {
+        Command::Up { .. } | Command::Verify | Command::Pipeline { .. } => {
             if loaded.profile.cluster.provider == Provider::Sim {
                 ui.note(
                     "sim profile: nodes are simulated by kwok; pods are scheduled but never run",
                 );
             }
-            let finished = runner::up(&plan, ctx, &ui, loaded.profile.settings.concurrency).await;
+            let finished =
+                runner::up(&plan, ctx.clone(), &ui, loaded.profile.settings.concurrency).await;
             let failed = finished.iter().find_map(|f| match &f.outcome {
                 Outcome::Failed(e) => Some((f.id.clone(), e.kind)),
                 _ => None,
@@ -183,7 +199,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "kgf-up status"
             };
             ui.summary(&finished, started.elapsed(), next);
+            let run = matches!(
+                command,
+                Command::Up { run: true }
+                    | Command::Pipeline {
+                        action: PipelineAction::Run
+                    }
+            ) || loaded.profile.pipeline.run;
             match failed {
+                None if run && loaded.profile.pipeline.enabled => {
+                    start_run(&loaded.profile.pipeline, &ctx, &ui).await
+                }
                 None => Ok(()),
                 Some((id, kind)) => Err(Failure {
                     message: format!("step {id} failed (details above)"),
@@ -191,7 +217,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }),
             }
         }
-        Command::Status => status(&plan, ctx, &ui).await,
+        Command::Status => status(&plan, ctx.clone(), &ui).await,
         Command::Down { all } => {
             down(&plan, &loaded.profile, ctx, &ui, interactive, g.yes, all).await
         }
@@ -207,7 +233,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Completions { .. } => unreachable!("handled above"),
+    };
+    if let Some(rke2) = &plan.rke2 {
+        // Without this the SSH master connections linger for ControlPersist.
+        rke2.close().await;
     }
+    result
 }
 
 async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure> {
@@ -240,6 +271,102 @@ async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure
             code: 1,
         })
     }
+}
+
+/// `pipeline spec|build|push`: the spec and the step image, no cluster needed.
+fn pipeline_local(
+    p: &profile::PipelineSpec,
+    action: PipelineAction,
+    exec: &Exec,
+) -> Result<(), Failure> {
+    use kgf_up::pipeline::{build, image::Engine};
+    let image = build::image(p)?;
+    let reference = p
+        .image
+        .clone()
+        .or_else(|| image.as_ref().map(|i| i.reference.clone()))
+        .expect("an image is given or built");
+    if let PipelineAction::Spec = action {
+        print!("{}", build::rendered_spec(p, &reference)?.yaml);
+        return Ok(());
+    }
+    let Some(image) = image else {
+        return Err(Failure {
+            message: format!("pipeline.image is set ({reference}): there is nothing to build"),
+            code: 2,
+        });
+    };
+    let engine = Engine::detect().map_err(|e| Failure {
+        message: format!("{e}\n  fix: {}", e.fix()),
+        code: 3,
+    })?;
+    let failed = |e: kgf_up::pipeline::image::ImageError| Failure {
+        message: format!("{e}\n  fix: {}", e.fix()),
+        code: 1,
+    };
+    if let PipelineAction::Build = action {
+        let built = image.build(exec, &engine).map_err(failed)?;
+        eprintln!(
+            "{} {}",
+            if built { "built" } else { "already built:" },
+            image.reference
+        );
+    } else {
+        image.push(exec, &engine).map_err(failed)?;
+        eprintln!("pushed {}", image.reference);
+    }
+    Ok(())
+}
+
+/// Starts a run of the uploaded pipeline, follows it, and prints the test steps' metrics.
+async fn start_run(p: &profile::PipelineSpec, ctx: &Ctx, ui: &Ui) -> Result<(), Failure> {
+    use kgf_up::pipeline::{build, deploy, kfp, spec, step};
+    let image = build::image(p)?;
+    let reference = p
+        .image
+        .clone()
+        .or_else(|| image.map(|i| i.reference))
+        .expect("an image is given or built");
+    let rendered = build::rendered_spec(p, &reference)?;
+    let name = spec::pipeline_name(build::SPEC).map_err(Failure::input)?;
+    let endpoint = match &p.kfp_url {
+        Some(url) => step::Endpoint::Direct(url.clone()),
+        None => step::Endpoint::default(),
+    };
+    let client = endpoint.client(ctx).await?;
+    let uploaded = match deploy::find(&client, &name, None, &rendered).await {
+        Ok(deploy::Found::Current(u)) => u,
+        Ok(_) => {
+            return Err(Failure {
+                message: format!("pipeline {name} has no version with this spec"),
+                code: 1,
+            });
+        }
+        Err(e) => return Err(step::step_error(e).into()),
+    };
+    let display_name = format!("gene-fusion {}", kgf_up::inventory::now());
+    let request = deploy::RunRequest {
+        experiment: &p.experiment,
+        display_name: &display_name,
+        namespace: None,
+        parameters: p.parameters.clone().into_iter().collect(),
+        pipeline_root: None,
+        polling: kfp::Polling::default(),
+    };
+    let run = deploy::run(&client, &uploaded, request, |r| {
+        ui.note(&kfp::render_tasks(r))
+    })
+    .await
+    .map_err(step::step_error)?;
+    let kube = ctx.kube().await?;
+    let metrics = deploy::run_metrics(&kube.client(), kfp::NAMESPACE, &run).await;
+    ui.note(&format!(
+        "run {} {}\n{}",
+        run.run_id,
+        run.state,
+        deploy::render_metrics(&metrics)
+    ));
+    Ok(())
 }
 
 /// `doctor`: the host checks with the exact fix for each failure; `--fix` applies the fixes
@@ -348,6 +475,16 @@ async fn down(
             "deleted kind cluster {}",
             profile.cluster.kind.name
         ));
+        return Ok(());
+    }
+    if let Some(rke2) = &plan.rke2 {
+        // Uninstalling rke2 from the hosts removes everything installed on the cluster.
+        let outcomes = rke2.down(&ctx).await;
+        rke2.close().await;
+        if let Some(e) = kgf_up::cluster::rke2::down_error(&outcomes) {
+            return Err(e.into());
+        }
+        ui.note(&format!("uninstalled rke2 from {} hosts", outcomes.len()));
         return Ok(());
     }
     let seen = plan.steps[0].observe(&ctx).await?;

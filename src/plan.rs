@@ -16,6 +16,8 @@ pub struct Plan {
     pub steps: Vec<DynStep>,
     /// The helm program, for removing releases of steps no longer in the profile.
     pub helm: String,
+    /// The rke2 plan (hosts, SSH), for `down` and for closing its connections.
+    pub rke2: Option<std::sync::Arc<cluster::rke2::Rke2Plan>>,
     /// Step ids by level: every step's needs are in earlier levels.
     pub levels: Vec<Vec<StepId>>,
 }
@@ -28,8 +30,10 @@ pub enum PlanError {
         "the components' needs form a cycle: {0}\n  fix: remove one of these needs in the profile"
     )]
     Cycle(String),
+    #[error("the pipeline: {}{}", .0.message, .0.fix.as_ref().map(|f| format!("\n  fix: {f}")).unwrap_or_default())]
+    Pipeline(#[from] crate::step::StepError),
     #[error("{0}\n  fix: correct the cluster section of the profile")]
-    Cluster(#[from] cluster::kind::KindError),
+    Cluster(#[from] cluster::ProviderError),
     #[error(
         "step {step} needs {need}, which is not in the plan\n  fix: enable {need} or remove it from {step}'s needs"
     )]
@@ -40,9 +44,14 @@ pub fn build(
     loaded: &Loaded,
     overrides: &cluster::Overrides,
     facts: &cluster::Facts,
+    exec: &crate::exec::Exec,
 ) -> Result<Plan, PlanError> {
     let profile = &loaded.profile;
-    let cluster::Steps { mut steps, ready } = cluster::steps(profile, overrides, facts)?;
+    let cluster::Steps {
+        mut steps,
+        ready,
+        rke2,
+    } = cluster::steps(profile, overrides, facts, exec)?;
     let resolved = components::resolve(profile)?;
     let names: Vec<String> = resolved.iter().map(|c| c.name.clone()).collect();
     for component in resolved {
@@ -55,11 +64,24 @@ pub fn build(
     }
     let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
     steps.extend(validate::steps(profile, &ready, &after));
+    if profile.pipeline.enabled {
+        let kfp: Vec<StepId> = after
+            .iter()
+            .filter(|id| id.as_str() == "component/kubeflow-pipelines")
+            .cloned()
+            .collect();
+        steps.extend(crate::pipeline::build::steps(
+            &profile.pipeline,
+            &ready,
+            &kfp,
+        )?);
+    }
     let levels = levels(&steps)?;
     Ok(Plan {
         steps,
         levels,
         helm: profile.tools.helm.clone(),
+        rke2,
     })
 }
 

@@ -38,6 +38,61 @@ pub struct Profile {
     pub components: BTreeMap<String, ComponentSpec>,
     #[serde(default)]
     pub validation: Validation,
+    #[serde(default)]
+    pub pipeline: PipelineSpec,
+}
+
+/// The gene-fusion pipeline: its step image built and pushed, the spec uploaded to Kubeflow
+/// Pipelines at the end of `up`, and (with `run`, or `up --run`) a run started and followed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where the step image is pushed (kind-gpu's local registry: `localhost:5001`).
+    #[serde(default = "PipelineSpec::registry")]
+    pub registry: String,
+    /// Use this image instead of building one (e.g. from a CI registry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Run the model steps on the CPU: the CPU image, and no step requests `nvidia.com/gpu`.
+    #[serde(default)]
+    pub cpu: bool,
+    /// The Kubeflow Pipelines API URL; default: the cluster's service proxy to kubeflow/ml-pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfp_url: Option<String>,
+    /// Start a run after the upload and follow it.
+    #[serde(default)]
+    pub run: bool,
+    #[serde(default = "PipelineSpec::experiment")]
+    pub experiment: String,
+    /// Pipeline parameters for the run (e.g. `preset: tiny`, `seed: 7`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+}
+
+impl PipelineSpec {
+    fn registry() -> String {
+        "localhost:5001".into()
+    }
+    fn experiment() -> String {
+        "gene-fusion".into()
+    }
+}
+
+impl Default for PipelineSpec {
+    fn default() -> Self {
+        PipelineSpec {
+            enabled: false,
+            registry: PipelineSpec::registry(),
+            image: None,
+            cpu: false,
+            kfp_url: None,
+            run: false,
+            experiment: PipelineSpec::experiment(),
+            parameters: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -70,6 +125,8 @@ pub struct Cluster {
     pub provider: Provider,
     #[serde(default)]
     pub kind: crate::cluster::kind::KindSpec,
+    #[serde(default)]
+    pub rke2: crate::cluster::rke2::Rke2Spec,
     #[serde(default)]
     pub sim: SimSpec,
     #[serde(default)]

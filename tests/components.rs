@@ -24,6 +24,32 @@ static INSTALLS: Mutex<()> = Mutex::new(());
 
 const AGENTS: &[&str] = &["kgf-up", "Helm", "helm", "kubectl"];
 
+/// API groups of the fixtures' CRDs.
+const GROUPS: &[&str] = &[
+    "cert-manager.io",
+    "nvidia.com",
+    "ray.io",
+    "serving.kserve.io",
+    "monitoring.coreos.com",
+    "app.k8s.io",
+    "argoproj.io",
+    "kubeflow.org",
+];
+
+/// Mutations of this test's objects since `mark`: other tests share the bed and change their own.
+fn my_mutations(bed: &Bed, mark: &support::AuditMark) -> Vec<support::AuditEvent> {
+    bed.mutations_since(mark, AGENTS)
+        .into_iter()
+        .filter(|m| {
+            m.uri.contains("kgf-c-")
+                || m.name.starts_with("kgf-c-")
+                || GROUPS
+                    .iter()
+                    .any(|g| m.name.ends_with(g) || m.uri.contains(&format!("/apis/{g}/")))
+        })
+        .collect()
+}
+
 fn profile() -> String {
     fixture("profiles/testbed-all.yaml")
         .to_str()
@@ -116,20 +142,10 @@ fn done_status(events: &[serde_json::Value], step: &str) -> Option<String> {
 
 /// The kinds and names the fixtures create cluster-wide, and every namespace they use.
 fn leftovers(bed: &Bed) -> Vec<String> {
-    let groups = [
-        "cert-manager.io",
-        "nvidia.com",
-        "ray.io",
-        "serving.kserve.io",
-        "monitoring.coreos.com",
-        "app.k8s.io",
-        "argoproj.io",
-        "kubeflow.org",
-    ];
     let mut out: Vec<String> = bed
         .kubectl(&["get", "crd", "-o", "name"])
         .lines()
-        .filter(|l| groups.iter().any(|g| l.ends_with(g)))
+        .filter(|l| GROUPS.iter().any(|g| l.ends_with(g)))
         .map(String::from)
         .collect();
     out.extend(
@@ -295,7 +311,7 @@ fn all_components_install_in_dag_order_concurrently_then_change_nothing_and_down
     let no_change = started.elapsed();
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("no changes"), "{}", text(&out));
-    let mutations = bed.mutations_since(&mark, AGENTS);
+    let mutations = my_mutations(&bed, &mark);
     assert!(
         mutations.is_empty(),
         "the second up mutated: {mutations:#?}"
@@ -443,8 +459,7 @@ fn a_component_that_never_gets_ready_is_diagnosed_the_rest_converge_and_only_it_
             Some("converged")
         );
     }
-    let outside: Vec<_> = bed
-        .mutations_since(&mark, AGENTS)
+    let outside: Vec<_> = my_mutations(&bed, &mark)
         .into_iter()
         .filter(|m| {
             !m.uri.contains("/namespaces/kgf-c-kserve/")
@@ -537,8 +552,7 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
         ])
         .is_empty()
     );
-    let stored: Vec<_> = bed
-        .mutations_since(&mark, AGENTS)
+    let stored: Vec<_> = my_mutations(&bed, &mark)
         .into_iter()
         .filter(|m| !m.uri.contains("dryRun=All"))
         .collect();
@@ -621,6 +635,7 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
 
 #[test]
 fn the_minio_root_secret_is_made_once_never_shown_and_reused() {
+    let _one = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
     let bed = bed();
     let ns = "kgf-c-secret-test";
     let _ = bed.tool("kubectl", &["delete", "ns", ns, "--wait=true"]);
@@ -648,7 +663,7 @@ fn the_minio_root_secret_is_made_once_never_shown_and_reused() {
     // A second call reads, finds it, and changes nothing.
     let mark = bed.audit_mark();
     rt.block_on(secrets::ensure_minio_root(&kube, ns)).unwrap();
-    let mutations = bed.mutations_since(&mark, AGENTS);
+    let mutations = my_mutations(&bed, &mark);
     assert!(mutations.is_empty(), "{mutations:#?}");
     assert_eq!(read("rootPassword"), password, "the password is reused");
 

@@ -546,8 +546,6 @@ fn the_step_image_is_built_once_per_source_hash_and_pushed() {
                 "build",
                 "-f",
                 &format!("{root}/pipeline/Dockerfile"),
-                "--target",
-                "cuda",
                 "-t",
                 &image.reference,
                 &root

@@ -5,6 +5,7 @@
 
 pub mod existing;
 pub mod kind;
+pub mod rke2;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -35,6 +36,16 @@ pub struct Facts {
 pub struct Steps {
     pub steps: Vec<DynStep>,
     pub ready: Vec<StepId>,
+    /// The rke2 plan, for `down` and for closing its SSH connections at the end.
+    pub rke2: Option<Arc<rke2::Rke2Plan>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Kind(#[from] kind::KindError),
+    #[error(transparent)]
+    Rke2(#[from] rke2::Rke2Error),
 }
 
 /// The cluster steps of a profile.
@@ -42,12 +53,22 @@ pub fn steps(
     profile: &Profile,
     overrides: &Overrides,
     facts: &Facts,
-) -> Result<Steps, kind::KindError> {
+    exec: &crate::exec::Exec,
+) -> Result<Steps, ProviderError> {
+    let mut rke2_plan = None;
     let steps: Vec<DynStep> = match profile.cluster.provider {
-        Provider::Existing | Provider::Rke2 => vec![Arc::new(existing::Existing::new(
+        Provider::Existing => vec![Arc::new(existing::Existing::new(
             &profile.cluster.existing,
             overrides,
         ))],
+        Provider::Rke2 => {
+            let mut spec = profile.cluster.rke2.clone();
+            spec.name = profile.name.clone();
+            let plan = rke2::Rke2Plan::new(spec, exec)?;
+            let steps = plan.steps(&[]);
+            rke2_plan = Some(plan);
+            steps
+        }
         Provider::Sim => vec![Arc::new(sim::Sim::new(profile))],
         Provider::Kind => {
             let preflight: DynStep = Arc::new(crate::preflight::PreflightStep {
@@ -60,7 +81,11 @@ pub fn steps(
         }
     };
     let ready = steps.iter().map(|s| s.id()).collect();
-    Ok(Steps { steps, ready })
+    Ok(Steps {
+        steps,
+        ready,
+        rke2: rke2_plan,
+    })
 }
 
 /// Preflight for a profile: GPUs are needed when validation wants GPU nodes.

@@ -98,7 +98,7 @@ impl Engine {
     }
 }
 
-/// Which final stage of pipeline/Dockerfile: the CUDA runtime, or the CPU-only image.
+/// Which image: CUDA runtime (pipeline/Dockerfile) or CPU only (pipeline/Dockerfile.cpu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     Cuda,
@@ -106,10 +106,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn target(self) -> &'static str {
+    fn dockerfile(self) -> &'static str {
         match self {
-            Variant::Cuda => "cuda",
-            Variant::Cpu => "cpu",
+            Variant::Cuda => "pipeline/Dockerfile",
+            Variant::Cpu => "pipeline/Dockerfile.cpu",
         }
     }
 }
@@ -147,12 +147,17 @@ impl StepImage {
         })
     }
 
-    /// `build -f pipeline/Dockerfile --target <variant> -t <reference> <root>`.
+    /// `build -f pipeline/Dockerfile[.cpu] -t <reference> <root>`.
     pub fn build_cmd(&self, engine: &Engine) -> Cmd {
         Cmd::new(&engine.program)
             .args(["build", "-f"])
-            .arg(self.root.join("pipeline/Dockerfile").display().to_string())
-            .args(["--target", self.variant.target(), "-t"])
+            .arg(
+                self.root
+                    .join(self.variant.dockerfile())
+                    .display()
+                    .to_string(),
+            )
+            .arg("-t")
             .arg(&self.reference)
             .arg(self.root.display().to_string())
             .timeout(Duration::from_secs(3600))
@@ -324,9 +329,7 @@ mod tests {
             [
                 "build".to_string(),
                 "-f".into(),
-                format!("{r}/pipeline/Dockerfile"),
-                "--target".into(),
-                "cpu".into(),
+                format!("{r}/pipeline/Dockerfile.cpu"),
                 "-t".into(),
                 image.reference.clone(),
                 r.clone(),

@@ -5,6 +5,7 @@
 //! The pipeline's computation lives in the `kgf-step` crate (pipeline/); this module only builds,
 //! ships and drives it.
 
+pub mod build;
 pub mod deploy;
 pub mod image;
 pub mod kfp;

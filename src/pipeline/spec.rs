@@ -96,6 +96,35 @@ pub fn with_image(ir: &str, image: &str) -> Result<RenderedSpec, SpecError> {
     Ok(RenderedSpec::new(yaml))
 }
 
+/// The spec for a cluster without GPUs: every executor's `container.resources.accelerator` is
+/// removed, so no step requests `nvidia.com/gpu` (the steps run `--device auto` and fall back to
+/// the CPU). Used with the CPU image.
+pub fn without_gpus(ir: &str) -> Result<String, SpecError> {
+    let mut docs: Vec<Value> =
+        serde_saphyr::from_multiple(ir).map_err(|e| SpecError::Parse(e.to_string()))?;
+    for doc in &mut docs {
+        if let Some(executors) = doc
+            .pointer_mut("/deploymentSpec/executors")
+            .and_then(Value::as_object_mut)
+        {
+            for executor in executors.values_mut() {
+                if let Some(resources) = executor
+                    .pointer_mut("/container/resources")
+                    .and_then(Value::as_object_mut)
+                {
+                    resources.remove("accelerator");
+                }
+            }
+        }
+    }
+    if docs.len() == 1 {
+        serde_saphyr::to_string(&docs[0])
+    } else {
+        serde_saphyr::to_string_multiple(&docs)
+    }
+    .map_err(|e| SpecError::Write(e.to_string()))
+}
+
 /// The pipeline's name in the spec (`pipelineInfo.name`), the name kgf-up uploads it under.
 pub fn pipeline_name(ir: &str) -> Result<String, SpecError> {
     let docs: Vec<Value> =
@@ -109,6 +138,17 @@ pub fn pipeline_name(ir: &str) -> Result<String, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_switch_removes_every_gpu_request_and_nothing_else() {
+        let cpu = without_gpus(IR).unwrap();
+        assert!(!cpu.contains("nvidia.com/gpu"), "{cpu}");
+        assert!(!cpu.contains("accelerator"), "{cpu}");
+        assert_eq!(cpu.matches("kgf-step:dev").count(), 3, "{cpu}");
+        let committed = include_str!("../../pipeline/spec/gene-fusion.yaml");
+        assert!(committed.contains("nvidia.com/gpu"));
+        assert!(!without_gpus(committed).unwrap().contains("nvidia.com/gpu"));
+    }
 
     const IR: &str = "\
 pipelineInfo:

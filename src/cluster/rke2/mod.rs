@@ -1,1 +1,564 @@
-//! rke2 servers and agents over SSH.
+//! rke2 servers and agents over SSH: the cluster on the user's machines, GPU-ready and re-runnable.
+//!
+//! [`Rke2Plan`] turns the profile's `cluster.rke2` section into [`Step`](crate::step::Step)s: facts
+//! from every host first (nothing changes while any host is unfit), the first server, the other
+//! servers one by one, the agents in parallel (bounded by `parallelism`), the kubeconfig, and every
+//! node Ready through the API. [`Rke2Plan::down`] uninstalls agents first, then servers.
+//!
+//! Every remote command goes through [`crate::ssh`]. The join token travels from the first
+//! server's node-token file to the others' config.yaml only on stdin ([`crate::exec::Secret`]):
+//! never in a command line or a log. A host running another rke2 version is reported, not
+//! upgraded, unless `upgrade` is set. While a step changes a host it holds that host's lock
+//! ([`facts::LOCK_DIR`]), so two kgf-up runs never install on one host at once.
+//!
+//! The real rke2 installer cannot run on kgf-up's CI (no internet, no systemd in a network
+//! namespace): the integration test drives real sshd hosts with a named stand-in installer
+//! (`tests/support/rke2_standin/`).
+
+pub mod config;
+pub mod facts;
+pub mod gpu;
+mod hosts;
+pub mod kubeconfig;
+mod nodes;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+
+pub use gpu::{GpuError, GpuHosts, operator_values};
+pub use spec::{
+    AuthSpec, DEFAULT_INSTALL_SCRIPT, DEFAULT_VERSION, Gpu, HostSpec, MirrorSpec, ProxySpec,
+    Rke2Spec, Role, SecretRef, SshSpec,
+};
+
+use crate::exec::{Cmd, Exec, Secret};
+use crate::ssh::{Ssh, SshError, SshOptions, Target};
+use crate::step::{Ctx, DynStep, StepError, StepId};
+use facts::Facts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Rke2Error {
+    #[error("invalid cluster.rke2: {0}")]
+    Spec(String),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("{host}: {problem}")]
+    Host { host: String, problem: String },
+    #[error("{host}: being changed by another kgf-up run ({owner})")]
+    Locked { host: String, owner: String },
+    #[error("could not get the install script from {from}: {detail}")]
+    Script { from: String, detail: String },
+    #[error(transparent)]
+    Kubeconfig(#[from] kubeconfig::KubeconfigError),
+    #[error("could not write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the cluster's API server: {0}")]
+    Api(String),
+}
+
+impl Rke2Error {
+    /// What the user can do about it.
+    pub fn fix(&self) -> Option<String> {
+        match self {
+            Rke2Error::Spec(_) => Some("correct cluster.rke2 in the profile".into()),
+            Rke2Error::Ssh(e) => Some(e.fix()),
+            Rke2Error::Host { .. } => None,
+            Rke2Error::Locked { host, .. } => Some(format!(
+                "wait for the other run to finish; if none is running (it crashed), remove the lock: \
+                 ssh {host} sudo rm -r {}",
+                facts::LOCK_DIR
+            )),
+            Rke2Error::Script { .. } => Some(
+                "check this machine's internet access, or set cluster.rke2.install_script to a \
+                 downloaded copy, or use artifact_dir for an air-gapped install"
+                    .into(),
+            ),
+            Rke2Error::Kubeconfig(_) => Some(format!(
+                "check {} on the first server; rke2 writes it when rke2-server starts",
+                config::KUBECONFIG_PATH
+            )),
+            Rke2Error::Io { .. } => Some("make the kubeconfig's directory writable".into()),
+            Rke2Error::Api(_) => Some(
+                "check that port 6443 of the first server is reachable from this machine".into(),
+            ),
+        }
+    }
+
+    fn step(self, context: &str) -> StepError {
+        let fix = self.fix();
+        let err = StepError::new(format!("{context}: {self}"));
+        let err = if matches!(self, Rke2Error::Spec(_)) {
+            err.input()
+        } else {
+            err
+        };
+        match fix {
+            Some(f) => err.with_fix(f),
+            None => err,
+        }
+    }
+}
+
+/// Step ids of the rke2 provider, made only here.
+pub mod ids {
+    use super::Role;
+    use crate::step::StepId;
+
+    pub fn facts() -> StepId {
+        StepId::new("rke2", "facts")
+    }
+    pub fn host(role: Role, address: &str) -> StepId {
+        StepId::new(&format!("rke2/{}", role.as_str()), address)
+    }
+    pub fn kubeconfig() -> StepId {
+        StepId::new("rke2", "kubeconfig")
+    }
+    pub fn nodes() -> StepId {
+        StepId::new("rke2", "nodes")
+    }
+}
+
+/// The rke2 cluster a run wants, and what the run has learned about its hosts.
+pub struct Rke2Plan {
+    pub spec: Rke2Spec,
+    ssh: Ssh,
+    /// Registry mirrors with their passwords, rendered once.
+    registries: Option<Secret>,
+    /// This run's name in host locks: machine, process and start time.
+    owner: String,
+    facts: Mutex<BTreeMap<String, Facts>>,
+    token: tokio::sync::OnceCell<Secret>,
+    script: tokio::sync::OnceCell<Vec<u8>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Rke2Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rke2Plan")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rke2Plan {
+    /// Validates the spec and resolves registry passwords; connects to nothing yet.
+    pub fn new(spec: Rke2Spec, exec: &Exec) -> Result<Arc<Self>, Rke2Error> {
+        spec.validate()?;
+        let passwords = spec
+            .registries
+            .iter()
+            .map(|m| m.auth.as_ref().map(|a| a.password.resolve()).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let registries = config::render_registries(&spec.registries, &passwords);
+        let ssh = Ssh::new(
+            exec.clone(),
+            SshOptions {
+                strict_host_keys: spec.ssh.strict_host_keys,
+                known_hosts: spec.ssh.known_hosts.clone(),
+                ..SshOptions::default()
+            },
+        )?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let owner = format!(
+            "kgf-up on {} pid {} since {}.{:09}",
+            machine.trim(),
+            std::process::id(),
+            started.as_secs(),
+            started.subsec_nanos()
+        );
+        Ok(Arc::new(Rke2Plan {
+            permits: tokio::sync::Semaphore::new(spec.parallelism),
+            spec,
+            ssh,
+            registries,
+            owner,
+            facts: Mutex::new(BTreeMap::new()),
+            token: tokio::sync::OnceCell::new(),
+            script: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    /// The steps, in order: facts, first server, other servers (one after another), agents,
+    /// kubeconfig, nodes Ready. `after` are the steps the facts step needs (e.g. preflight).
+    pub fn steps(self: &Arc<Self>, after: &[StepId]) -> Vec<DynStep> {
+        let mut steps: Vec<DynStep> = vec![Arc::new(hosts::FactsStep {
+            plan: self.clone(),
+            needs: after.to_vec(),
+        })];
+        let mut previous_server = ids::facts();
+        let mut host_ids = Vec::new();
+        for host in self.spec.hosts.iter().filter(|h| h.role == Role::Server) {
+            steps.push(Arc::new(hosts::HostStep {
+                plan: self.clone(),
+                host: host.clone(),
+                needs: vec![previous_server.clone()],
+            }));
+            previous_server = ids::host(Role::Server, &host.address);
+            host_ids.push(previous_server.clone());
+        }
+        for host in self.spec.hosts.iter().filter(|h| h.role == Role::Agent) {
+            steps.push(Arc::new(hosts::HostStep {
+                plan: self.clone(),
+                host: host.clone(),
+                needs: vec![previous_server.clone()],
+            }));
+            host_ids.push(ids::host(Role::Agent, &host.address));
+        }
+        let first = self.first_server();
+        steps.push(Arc::new(nodes::KubeconfigStep {
+            plan: self.clone(),
+            needs: vec![ids::host(Role::Server, &first.address)],
+        }));
+        host_ids.push(ids::kubeconfig());
+        steps.push(Arc::new(nodes::NodesStep {
+            plan: self.clone(),
+            needs: host_ids,
+        }));
+        steps
+    }
+
+    fn first_server(&self) -> &HostSpec {
+        self.spec
+            .first_server()
+            .expect("validated: there is a server")
+    }
+
+    /// Where the cluster's kubeconfig is written.
+    pub fn kubeconfig_path(&self, ctx: &Ctx) -> PathBuf {
+        self.spec.kubeconfig.clone().unwrap_or_else(|| {
+            ctx.work_dir
+                .join(format!("rke2-{}.kubeconfig", self.spec.name))
+        })
+    }
+
+    pub fn target(host: &HostSpec) -> Target {
+        Target {
+            address: host.address.clone(),
+            user: host.user.clone(),
+            port: host.port,
+            identity: host.key.clone(),
+        }
+    }
+
+    /// Reads `host`'s facts now (one SSH call) and remembers them.
+    async fn gather(&self, host: &HostSpec) -> Result<Facts, SshError> {
+        let before = unix_now();
+        let out = self
+            .ssh
+            .sh(&Self::target(host), &facts::script(host.role))
+            .await?;
+        let after = unix_now();
+        let facts = Facts::parse(&out.stdout, (before + after) / 2);
+        self.facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.address.clone(), facts.clone());
+        Ok(facts)
+    }
+
+    /// Facts from the last look at `address`.
+    pub fn facts_of(&self, address: &str) -> Option<Facts> {
+        self.facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(address)
+            .cloned()
+    }
+
+    /// Whether `host` has GPUs: as configured, or (`auto`) whether its NVIDIA driver was seen.
+    pub fn has_gpu(&self, host: &HostSpec) -> bool {
+        match host.gpu {
+            Gpu::Yes => true,
+            Gpu::No => false,
+            Gpu::Auto => self
+                .facts_of(&host.address)
+                .is_some_and(|f| f.nvidia_driver.is_some()),
+        }
+    }
+
+    /// The GPU hosts as their latest facts show them, for [`operator_values`]. `None` when no host
+    /// has GPUs (the gpu-operator then has nothing to do).
+    pub fn gpu_hosts(&self) -> Option<GpuHosts> {
+        let gpu: Vec<Facts> = self
+            .spec
+            .hosts
+            .iter()
+            .filter(|h| self.has_gpu(h))
+            .map(|h| self.facts_of(&h.address).unwrap_or_default())
+            .collect();
+        if gpu.is_empty() {
+            return None;
+        }
+        Some(GpuHosts {
+            containerd_major: gpu.iter().find_map(Facts::containerd_major),
+            driver_on_all: gpu.iter().all(|f| f.nvidia_driver.is_some()),
+        })
+    }
+
+    /// The join token, read from the first server once it has one. `None` before it is installed.
+    async fn token(&self) -> Result<Option<Secret>, SshError> {
+        if let Some(t) = self.token.get() {
+            return Ok(Some(t.clone()));
+        }
+        let first = self.first_server();
+        let cmd = self
+            .ssh
+            .command(
+                &Self::target(first),
+                &format!(
+                    "sudo -n test -s {0} && sudo -n cat {0} || true",
+                    config::TOKEN_PATH
+                ),
+            )
+            .secret_stdout();
+        let out = self.ssh.run(&Self::target(first), cmd).await?;
+        let value = out.stdout.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let token = Secret::new(value);
+        let _ = self.token.set(token.clone());
+        Ok(Some(token))
+    }
+
+    /// The install script's bytes (fetched or read once per run). Not used with `artifact_dir`.
+    async fn install_script(&self) -> Result<Vec<u8>, Rke2Error> {
+        let source = self.spec.install_script.clone();
+        self.script
+            .get_or_try_init(|| async {
+                if source.starts_with("https://") {
+                    let cmd = Cmd::new("curl")
+                        .args(["-fsSL", "--proto", "=https", "--tlsv1.2", &source])
+                        .retry_on(
+                            &[
+                                "Could not resolve",
+                                "Connection refused",
+                                "timed out",
+                                "502",
+                                "503",
+                            ],
+                            3,
+                            std::time::Duration::from_secs(2),
+                        );
+                    self.ssh
+                        .exec()
+                        .run_async(cmd)
+                        .await
+                        .map(|o| o.stdout.into_bytes())
+                        .map_err(|e| Rke2Error::Script {
+                            from: source.clone(),
+                            detail: e.to_string(),
+                        })
+                } else {
+                    std::fs::read(&source).map_err(|e| Rke2Error::Script {
+                        from: source.clone(),
+                        detail: e.to_string(),
+                    })
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// Closes the SSH connections of this run.
+    pub async fn close(&self) {
+        for host in &self.spec.hosts {
+            self.ssh.close(&Self::target(host)).await;
+        }
+    }
+
+    /// Uninstalls rke2: agents first (in parallel, bounded), then servers, the first one last.
+    /// Every host is tried; each one's outcome is returned. Asking the user first is the caller's
+    /// job. The local kubeconfig is removed once every host is done.
+    pub async fn down(&self, ctx: &Ctx) -> Vec<DownOutcome> {
+        let agents: Vec<&HostSpec> = self
+            .spec
+            .hosts
+            .iter()
+            .filter(|h| h.role == Role::Agent)
+            .collect();
+        let mut outcomes: Vec<DownOutcome> = futures::stream::iter(agents)
+            .map(|h| self.uninstall(h))
+            .buffered(self.spec.parallelism)
+            .collect()
+            .await;
+        for host in self
+            .spec
+            .hosts
+            .iter()
+            .rev()
+            .filter(|h| h.role == Role::Server)
+        {
+            outcomes.push(self.uninstall(host).await);
+        }
+        if outcomes.iter().all(|o| o.result.is_ok()) && !ctx.exec.is_dry_run() {
+            let _ = std::fs::remove_file(self.kubeconfig_path(ctx));
+        }
+        outcomes
+    }
+
+    async fn uninstall(&self, host: &HostSpec) -> DownOutcome {
+        let script = "PATH=/usr/local/bin:/usr/bin:/bin:$PATH; \
+             if command -v rke2-uninstall.sh >/dev/null; then sudo -n \"$(command -v rke2-uninstall.sh)\" && echo removed; \
+             else echo not-installed; fi";
+        let cmd = self
+            .ssh
+            .command(&Self::target(host), script)
+            .timeout(std::time::Duration::from_secs(600))
+            .changes();
+        let result = self.ssh.run(&Self::target(host), cmd).await.map(|o| {
+            if o.stdout.contains("not-installed") {
+                "not installed"
+            } else {
+                "removed"
+            }
+        });
+        DownOutcome {
+            address: host.address.clone(),
+            role: host.role,
+            result,
+        }
+    }
+}
+
+/// What `down` did on one host.
+#[derive(Debug)]
+pub struct DownOutcome {
+    pub address: String,
+    pub role: Role,
+    /// `removed` or `not installed`, or why it failed.
+    pub result: Result<&'static str, SshError>,
+}
+
+/// The error for a `down` in which some host failed, naming each and how the others went.
+pub fn down_error(outcomes: &[DownOutcome]) -> Option<StepError> {
+    let failed: Vec<&DownOutcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
+    let first = failed.first()?;
+    let lines: Vec<String> = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(what) => format!("  {} ({}): {what}", o.address, o.role.as_str()),
+            Err(e) => format!("  {} ({}): FAILED: {e}", o.address, o.role.as_str()),
+        })
+        .collect();
+    let fix = first
+        .result
+        .as_ref()
+        .err()
+        .map(SshError::fix)
+        .unwrap_or_default();
+    Some(
+        StepError::new(format!(
+            "removing rke2 failed on {} of {} hosts:\n{}",
+            failed.len(),
+            outcomes.len(),
+            lines.join("\n")
+        ))
+        .with_fix(format!("{fix}; then run `kgf-up down` again")),
+    )
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(yaml: &str) -> Arc<Rke2Plan> {
+        Rke2Plan::new(serde_saphyr::from_str(yaml).unwrap(), &Exec::new()).unwrap()
+    }
+
+    #[test]
+    fn servers_join_one_by_one_and_agents_after_the_last_server() {
+        let plan = plan(
+            "hosts:
+  - {address: s1, role: server}
+  - {address: a1, role: agent}
+  - {address: s2, role: server}
+  - {address: a2, role: agent}
+",
+        );
+        let steps = plan.steps(&[StepId::new("preflight", "")]);
+        let ids: Vec<String> = steps.iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                "rke2/facts",
+                "rke2/server/s1",
+                "rke2/server/s2",
+                "rke2/agent/a1",
+                "rke2/agent/a2",
+                "rke2/kubeconfig",
+                "rke2/nodes"
+            ]
+        );
+        let needs =
+            |i: usize| -> Vec<String> { steps[i].needs().iter().map(|s| s.to_string()).collect() };
+        assert_eq!(needs(0), ["preflight"]);
+        assert_eq!(needs(1), ["rke2/facts"]);
+        assert_eq!(needs(2), ["rke2/server/s1"]);
+        assert_eq!(needs(3), ["rke2/server/s2"]);
+        assert_eq!(needs(4), ["rke2/server/s2"]);
+        assert_eq!(needs(5), ["rke2/server/s1"]);
+        assert_eq!(steps[6].needs().len(), 5);
+    }
+
+    #[test]
+    fn a_missing_registry_password_stops_the_plan_as_an_input_error() {
+        let err = Rke2Plan::new(
+            serde_saphyr::from_str(
+                "hosts: [{address: s1, role: server}]
+registries:
+  - registry: docker.io
+    endpoints: [https://m.example]
+    auth: {username: u, password: {env: KGF_RKE2_UNSET_PASSWORD_VAR}}
+",
+            )
+            .unwrap(),
+            &Exec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("KGF_RKE2_UNSET_PASSWORD_VAR"));
+        assert_eq!(err.step("planning").kind, crate::step::ErrorKind::Input);
+    }
+
+    #[test]
+    fn down_error_names_the_failed_host_and_reports_the_others() {
+        let outcomes = vec![
+            DownOutcome {
+                address: "a1".into(),
+                role: Role::Agent,
+                result: Err(SshError::Unreachable {
+                    host: "a1".into(),
+                    detail: "No route to host".into(),
+                }),
+            },
+            DownOutcome {
+                address: "s1".into(),
+                role: Role::Server,
+                result: Ok("removed"),
+            },
+        ];
+        let err = down_error(&outcomes).unwrap();
+        assert!(err.message.contains("1 of 2 hosts"), "{}", err.message);
+        assert!(err.message.contains("a1 (agent): FAILED: a1: cannot reach"));
+        assert!(err.message.contains("s1 (server): removed"));
+        assert!(err.fix.unwrap().contains("a1"));
+        assert!(down_error(&outcomes[1..]).is_none());
+    }
+}
