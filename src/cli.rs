@@ -166,6 +166,7 @@ mod tests {
         assert_eq!(cli.global.profile, "sim");
         let cli = Cli::try_parse_from(["kgf-up", "status", "-o", "json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Status)));
+        assert_eq!(cli.global.output, Output::Json);
         let cli = Cli::try_parse_from(["kgf-up", "up", "--run"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Up { run: true })));
         let cli = Cli::try_parse_from(["kgf-up", "pipeline", "upload"]).unwrap();
@@ -175,6 +176,5 @@ mod tests {
                 action: PipelineAction::Upload
             })
         ));
-        assert_eq!(cli.global.output, Output::Json);
     }
 }
