@@ -138,7 +138,7 @@ pub async fn remove(kube: &Kube, namespace: &str, id: &StepId) -> Result<(), Kub
     }
 }
 
-async fn ensure_namespace(kube: &Kube, namespace: &str) -> Result<(), KubeError> {
+pub(crate) async fn ensure_namespace(kube: &Kube, namespace: &str) -> Result<(), KubeError> {
     let api: Api<Namespace> = Api::all(kube.client());
     let present = api
         .get_opt(namespace)

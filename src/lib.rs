@@ -11,6 +11,8 @@ pub mod exec;
 pub mod helm;
 pub mod inventory;
 pub mod kube;
+pub mod kustomize;
+pub mod lock;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;

@@ -189,6 +189,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             let finished =
                 runner::up(&plan, ctx.clone(), &ui, loaded.profile.settings.concurrency).await;
+            ctx.release_lock().await;
             let failed = finished.iter().find_map(|f| match &f.outcome {
                 Outcome::Failed(e) => Some((f.id.clone(), e.kind)),
                 _ => None,

@@ -23,7 +23,9 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
-    /// The platform's name: the kind/sim cluster name and the kubeconfig context kgf-up creates.
+    /// The platform's name: the sim cluster's name and kgf-up's state directory
+    /// (`~/.local/state/kgf-up/<name>`). kind and rke2 clusters take `cluster.kind.name` and
+    /// `cluster.rke2.name`.
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,

@@ -107,6 +107,10 @@ pub struct Description {
     pub commands: Vec<String>,
     /// Objects apply would create or update, as `Kind namespace/name`.
     pub objects: Vec<String>,
+    /// For components: the resolved component (source, namespace, release, values), so a
+    /// machine reading `plan -o json` sees exactly what would be installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<serde_json::Value>,
 }
 
 /// A failed step: what failed, why, how to fix it, and what was seen on the cluster.
@@ -183,6 +187,7 @@ pub struct Ctx {
     pub namespace: String,
     kube: OnceCell<Kube>,
     inventory: OnceCell<Inventory>,
+    lock: tokio::sync::Mutex<Option<crate::lock::Held>>,
 }
 
 /// Where the cluster's API is: a kubeconfig file and the context to use in it.
@@ -202,6 +207,28 @@ impl Ctx {
             namespace,
             kube: OnceCell::new(),
             inventory: OnceCell::new(),
+            lock: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes the cluster's lock before the first change of this run, once the cluster is known
+    /// (steps that create the cluster have their own guards). A run that changes nothing never
+    /// takes it, so it stays read-only.
+    pub async fn lock_for_change(&self) -> StepResult<()> {
+        if self.kubeconfig.get().is_none() || self.exec.is_dry_run() {
+            return Ok(());
+        }
+        let mut held = self.lock.lock().await;
+        if held.is_none() {
+            *held = Some(crate::lock::acquire(self.kube().await?, &self.namespace).await?);
+        }
+        Ok(())
+    }
+
+    /// Gives the lock back at the end of the run, if it was taken.
+    pub async fn release_lock(&self) {
+        if let Some(held) = self.lock.lock().await.take() {
+            held.release().await;
         }
     }
 

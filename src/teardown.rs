@@ -38,16 +38,13 @@ pub async fn remove_recorded(plan: &Plan, ctx: &Ctx, ui: &Ui) -> Result<usize, S
         };
         if let Some(release) = &record.release {
             let (namespace, name) = release.split_once('/').unwrap_or(("default", release));
-            let helm = Helm::detect(&ctx.exec, &plan.helm)
-                .map_err(|e| StepError::context("finding helm", e))?;
-            if helm
-                .status(&ctx.exec, name, namespace)
-                .map_err(|e| StepError::context(format!("reading release {release}"), e))?
-                .is_some()
-            {
-                helm.uninstall(&ctx.exec, name, namespace)
-                    .map_err(|e| StepError::context(format!("uninstalling {release}"), e))?;
-            }
+            let helm = Helm::detect(ctx.exec.clone(), &plan.helm, ctx.kubeconfig()?)
+                .await
+                .map_err(StepError::from)?;
+            // An absent release is fine: down may be finishing an earlier, interrupted down.
+            helm.uninstall(name, namespace, deadline)
+                .await
+                .map_err(|e| StepError::context(format!("uninstalling {release}"), e))?;
         }
         for r in record.objects.iter().rev() {
             kube.delete(r, deadline)

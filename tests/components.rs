@@ -277,20 +277,36 @@ fn all_components_install_in_dag_order_concurrently_then_change_nothing_and_down
         "{}",
         "serviceMonitorSelectorNilUsesHelmValues=false reached the chart"
     );
+    // The real runtime-configs chart installs nothing unless kserve.servingruntime.enabled.
     assert!(
         bed.kubectl(&["get", "clusterservingruntimes", "-o", "name"])
-            .contains("kserve-sklearnserver")
+            .contains("kserve-sklearnserver"),
+        "the built-in values enable KServe's serving runtimes"
     );
     assert!(
         bed.kubectl(&[
             "-n",
+            "kgf-c-kserve",
+            "get",
+            "configmap",
+            "inferenceservice-config",
+            "-o",
+            "jsonpath={.data.deploy}"
+        ])
+        .contains("\"Standard\""),
+        "KServe runs in Standard (raw deployment) mode"
+    );
+    assert_eq!(
+        bed.kubectl(&[
+            "-n",
             "kgf-c-kubeflow",
             "get",
-            "applications.app.k8s.io",
+            "deployment",
+            "ml-pipeline",
             "-o",
-            "name"
-        ])
-        .contains("pipeline")
+            "jsonpath={.status.availableReplicas}"
+        ]),
+        "1"
     );
 
     let out = kgf_up(&["status", "--profile", &profile()]);

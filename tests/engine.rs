@@ -40,6 +40,29 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The tests share the fixture's cluster-scoped CRD, so one runs at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `kgf-up down` for a profile when dropped, so a failed assertion leaves nothing behind
+/// for the next test.
+struct DownOnDrop(PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = kgf_up(&[
+            "down",
+            "--profile",
+            self.0.to_str().unwrap(),
+            "--non-interactive",
+        ])
+        .output();
+    }
+}
+
 /// A copy of the test bed profile with its own names, so tests can run side by side.
 fn profile(dir: &Path, tag: &str, extra_components: &str) -> PathBuf {
     let path = dir.join("profile.yaml");
@@ -90,9 +113,11 @@ fn objects(bed: &Bed) -> BTreeSet<String> {
 
 #[test]
 fn up_installs_a_second_up_changes_nothing_and_down_restores_the_bed() {
+    let _serial = serial();
     let bed = bed();
-    let profile = fixture("profiles/testbed.yaml");
-    let profile = profile.to_str().unwrap();
+    let path = fixture("profiles/testbed.yaml");
+    let _down = DownOnDrop(path.clone());
+    let profile = path.to_str().unwrap();
     let before = objects(&bed);
 
     let out = kgf_up(&["up", "--profile", profile]).output().unwrap();
@@ -160,6 +185,7 @@ fn up_installs_a_second_up_changes_nothing_and_down_restores_the_bed() {
 
 #[test]
 fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converge() {
+    let _serial = serial();
     let bed = bed();
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(
@@ -272,9 +298,11 @@ fn helm_running() -> bool {
 
 #[test]
 fn an_up_killed_at_any_point_is_finished_by_the_next_up() {
+    let _serial = serial();
     let bed = bed();
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(dir.path(), "k", "");
+    let _down = DownOnDrop(profile.clone());
     let points: [(&str, Box<dyn Fn() -> bool>); 4] = [
         ("at once", Box::new(|| true)),
         (

@@ -62,9 +62,7 @@ pub fn steps(
             overrides,
         ))],
         Provider::Rke2 => {
-            let mut spec = profile.cluster.rke2.clone();
-            spec.name = profile.name.clone();
-            let plan = rke2::Rke2Plan::new(spec, exec)?;
+            let plan = rke2::Rke2Plan::new(profile.cluster.rke2.clone(), exec)?;
             let steps = plan.steps(&[]);
             rke2_plan = Some(plan);
             steps

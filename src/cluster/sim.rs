@@ -132,6 +132,7 @@ impl Step for Sim {
                 .iter()
                 .map(|n| format!("Node {}", n.name))
                 .collect(),
+            component: None,
         }
     }
 

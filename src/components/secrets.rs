@@ -80,10 +80,11 @@ fn missing_keys(secret: &KubeSecret) -> Vec<&'static str> {
     ["rootUser", "rootPassword"]
         .into_iter()
         .filter(|k| {
-            !secret
+            secret
                 .data
                 .as_ref()
-                .is_some_and(|d| d.get(*k).is_some_and(|v| !v.0.is_empty()))
+                .and_then(|d| d.get(*k))
+                .is_none_or(|v| v.0.is_empty())
         })
         .collect()
 }

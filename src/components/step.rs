@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Component, local_path};
 use crate::exec::Cmd;
-use crate::helm::{Helm, Release};
+use crate::helm::{ChartSource, Helm, HelmVersion, Release};
 use crate::inventory::{self, Record, RecordState};
 use crate::kube::{Kube, ObjectRef, parse_manifests};
 use crate::profile::{Source, Tools};
@@ -84,25 +84,47 @@ impl ComponentStep {
         )
     }
 
-    fn values_file(&self, ctx: &Ctx) -> StepResult<PathBuf> {
-        let path = ctx
-            .work_dir
-            .join(format!("{}-values.yaml", self.component.name));
-        // JSON is YAML: helm reads it as is.
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&self.component.values).expect("values serialize"),
-        )
-        .map_err(|e| StepError::new(format!("cannot write {}: {e}", path.display())))?;
-        Ok(path)
+    async fn helm(&self, ctx: &Ctx) -> StepResult<Helm> {
+        Helm::detect(ctx.exec.clone(), &self.tools.helm, ctx.kubeconfig()?)
+            .await
+            .map_err(StepError::from)
     }
 
-    fn helm(&self, ctx: &Ctx) -> StepResult<Helm> {
-        Helm::detect(&ctx.exec, &self.tools.helm).map_err(|e| {
-            StepError::context("finding helm", e)
-                .with_fix("install helm 3.22+ or 4.x, or set tools.helm in the profile")
-                .preflight()
-        })
+    fn chart(&self) -> ChartSource {
+        match &self.component.source {
+            Source::Helm {
+                repo,
+                chart,
+                version,
+            } => ChartSource::Repo {
+                url: repo.clone(),
+                chart: chart.clone(),
+                version: version.clone(),
+            },
+            Source::Oci { reference, version } => ChartSource::Oci {
+                reference: reference.clone(),
+                version: version.clone(),
+                // A registry on this machine (kind's localhost:5001 mirror) serves plain HTTP.
+                plain_http: reference.starts_with("oci://localhost:")
+                    || reference.starts_with("oci://127.0.0.1:"),
+            },
+            Source::Chart { path } => ChartSource::Local {
+                path: self.base_dir.join(path),
+            },
+            Source::Kustomize { .. } => unreachable!("kustomize sources are not helm releases"),
+        }
+    }
+
+    fn release(&self, ctx: &Ctx) -> Release {
+        let c = &self.component;
+        Release::new(
+            &c.release,
+            &c.namespace,
+            self.chart(),
+            c.values.clone(),
+            ctx.work_dir.join(format!("{}-values.json", c.name)),
+            c.timeout,
+        )
     }
 
     /// Renders the kustomizations (read-only: `kustomize build`), once per run.
@@ -145,60 +167,24 @@ impl ComponentStep {
         Ok(rendered)
     }
 
+    /// helm compares the deployed release (status, chart, version, values) with the profile;
+    /// the inventory says whether kgf-up finished recording it.
     async fn observe_helm(&self, ctx: &Ctx) -> StepResult<Observation> {
-        let c = &self.component;
-        let helm = self.helm(ctx)?;
-        let exec = ctx.exec.clone();
-        let (name, ns) = (c.release.clone(), c.namespace.clone());
-        let status = tokio::task::spawn_blocking(move || helm.status(&exec, &name, &ns))
+        let helm = self.helm(ctx).await?;
+        let seen = helm
+            .observe(&self.release(ctx))
             .await
-            .expect("helm status does not panic")
-            .map_err(|e| {
-                StepError::context(format!("reading release {}/{}", c.namespace, c.release), e)
-            })?;
-        let record = ctx.inventory().await?.get(&self.id());
-        let Some(status) = status else {
-            return Ok(Observation::missing(format!(
-                "release {}/{} is not installed",
-                c.namespace, c.release
-            )));
-        };
-        if status.status.starts_with("pending-") {
-            return Ok(Observation::drifted(format!(
-                "release {}/{} is stuck in {} (an earlier helm was interrupted); it will be recovered",
-                c.namespace, c.release, status.status
-            )));
+            .map_err(StepError::from)?;
+        if !seen.is_converged() {
+            return Ok(seen);
         }
-        if status.status != "deployed" {
-            return Ok(Observation::drifted(format!(
-                "release {}/{} is {}; it will be upgraded again",
-                c.namespace, c.release, status.status
-            )));
-        }
-        let want = self.version();
-        if !matches!(c.source, Source::Chart { .. })
-            && status.version.trim_start_matches('v') != want.trim_start_matches('v')
-        {
-            return Ok(Observation::drifted(format!(
-                "chart {} {} is deployed, {want} is wanted",
-                status.chart, status.version
-            )));
-        }
-        match record {
-            None => Ok(Observation::drifted(
-                "the release is deployed but not in kgf-up's inventory",
-            )),
-            Some(r) if r.state != RecordState::Done => Ok(Observation::drifted(
-                "an earlier up stopped before this release was ready",
-            )),
-            Some(r) if r.hash != self.helm_hash() => Ok(Observation::drifted(
-                "values or source changed since the last install",
-            )),
-            Some(_) => Ok(Observation::converged(format!(
-                "release {}/{} deployed (chart {} {}), values unchanged",
-                c.namespace, c.release, status.chart, status.version
-            ))),
-        }
+        Ok(match ctx.inventory().await?.get(&self.id()) {
+            None => Observation::drifted("the release is deployed but not in kgf-up's inventory"),
+            Some(r) if r.state != RecordState::Done => {
+                Observation::drifted("an earlier up stopped before this release was recorded")
+            }
+            Some(_) => seen,
+        })
     }
 
     async fn observe_kustomize(&self, ctx: &Ctx) -> StepResult<Observation> {
@@ -294,24 +280,10 @@ impl ComponentStep {
             .collect())
     }
 
-    async fn apply_helm(&self, ctx: &Ctx, seen: &Observation) -> StepResult<()> {
+    async fn apply_helm(&self, ctx: &Ctx) -> StepResult<()> {
         let c = &self.component;
         let kube = ctx.kube().await?;
-        let helm = self.helm(ctx)?;
-        if seen.reason.contains("stuck in pending-") {
-            let status = helm
-                .status(&ctx.exec, &c.release, &c.namespace)
-                .map_err(|e| StepError::context("reading the release", e))?;
-            if let Some(status) = status {
-                helm.recover(&ctx.exec, &c.release, &c.namespace, &status)
-                    .map_err(|e| {
-                        StepError::context(
-                            format!("recovering release {}/{}", c.namespace, c.release),
-                            e,
-                        )
-                    })?;
-            }
-        }
+        let helm = self.helm(ctx).await?;
         let created = self.namespace_created(ctx, kube).await?;
         let before = Self::crd_names(kube).await?;
         let mut objects = ctx
@@ -330,25 +302,10 @@ impl ComponentStep {
             ),
         )
         .await?;
-        let values = self.values_file(ctx)?;
-        let release = Release {
-            name: &c.release,
-            namespace: &c.namespace,
-            source: &c.source,
-            base_dir: &self.base_dir,
-            values_file: &values,
-            timeout: c.timeout,
-        };
-        let exec = ctx.exec.clone();
-        let result = helm.upgrade_install(&exec, &release);
-        if let Err(e) = result {
+        // install() first recovers a release an interrupted helm left pending.
+        if let Err(e) = helm.install(&self.release(ctx)).await {
             let diagnosis = kube.diagnose(&c.namespace).await;
-            return Err(StepError::context(format!("installing {} with helm", c.name), e)
-                .with_fix(format!(
-                    "see the pods below; after fixing the cause, run `kgf-up up` again (it resumes here). Values: {}",
-                    values.display()
-                ))
-                .with_diagnosis(diagnosis));
+            return Err(StepError::from(e).with_diagnosis(diagnosis));
         }
         // CRDs the chart brought (helm never removes them): recorded so `down` can.
         for name in Self::crd_names(kube).await? {
@@ -485,14 +442,31 @@ impl Step for ComponentStep {
     fn describe(&self) -> Description {
         let c = &self.component;
         let commands = if self.is_helm() {
-            vec![format!(
-                "{} upgrade --install {} {} --namespace {} --create-namespace --values <{}-values.yaml> --wait",
-                self.tools.helm,
-                c.release,
-                c.source.describe(),
-                c.namespace,
-                c.name
-            )]
+            // The command as helm 3 would get it; plan runs nothing, not even `helm version`.
+            let kubeconfig = crate::step::Kubeconfig {
+                path: "<kubeconfig>".into(),
+                context: None,
+            };
+            let version = HelmVersion {
+                major: 3,
+                minor: 22,
+                patch: 0,
+            };
+            let helm = Helm::new(
+                crate::exec::Exec::dry_run(),
+                &self.tools.helm,
+                version,
+                &kubeconfig,
+            );
+            let release = Release::new(
+                &c.release,
+                &c.namespace,
+                self.chart(),
+                c.values.clone(),
+                format!("<work dir>/{}-values.json", c.name),
+                c.timeout,
+            );
+            vec![helm.upgrade_cmd(&release).display()]
         } else {
             let Source::Kustomize { paths } = &c.source else {
                 unreachable!()
@@ -511,6 +485,16 @@ impl Step for ComponentStep {
             source: c.source.describe(),
             commands,
             objects: vec![format!("namespace {}", c.namespace)],
+            component: Some(serde_json::json!({
+                "name": c.name,
+                "source": c.source,
+                "namespace": c.namespace,
+                "release": c.release,
+                "needs": c.needs,
+                "values": c.values,
+                "timeout_s": c.timeout.as_secs(),
+                "base_dir": self.base_dir,
+            })),
         }
     }
 
@@ -525,10 +509,10 @@ impl Step for ComponentStep {
         .boxed()
     }
 
-    fn apply<'a>(&'a self, ctx: &'a Ctx, seen: &'a Observation) -> BoxFuture<'a, StepResult<()>> {
+    fn apply<'a>(&'a self, ctx: &'a Ctx, _: &'a Observation) -> BoxFuture<'a, StepResult<()>> {
         async move {
             if self.is_helm() {
-                self.apply_helm(ctx, seen).await
+                self.apply_helm(ctx).await
             } else {
                 self.apply_kustomize(ctx).await
             }

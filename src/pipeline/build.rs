@@ -140,6 +140,7 @@ impl Step for ImageStep {
                 self.image.push_cmd(&engine).display(),
             ],
             objects: Vec::new(),
+            component: None,
         }
     }
 

@@ -152,6 +152,7 @@ impl Step for UploadStep {
                 self.name,
                 &self.spec.sha256[..12]
             )],
+            component: None,
         }
     }
 

@@ -914,6 +914,7 @@ impl Step for PreflightStep {
             source: "host checks (docker, tools, GPUs, container toolkit, inotify, disk)".into(),
             commands: Vec::new(),
             objects: Vec::new(),
+            component: None,
         }
     }
 

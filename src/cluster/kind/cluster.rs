@@ -201,6 +201,7 @@ impl Step for ClusterStep {
                 ),
             ],
             objects: vec![format!("ConfigMap {}/{}", record::NAMESPACE, record::NAME)],
+            component: None,
         }
     }
 

@@ -34,6 +34,7 @@ impl Step for ContextStep {
                 self.plan.spec.name
             )],
             objects: vec![],
+            component: None,
         }
     }
 

@@ -337,6 +337,7 @@ impl Step for GpuNodeStep {
             source: format!("node {}", self.name()),
             commands: self.apply_cmds(&extra).iter().map(Cmd::display).collect(),
             objects: vec![],
+            component: None,
         }
     }
 
@@ -454,6 +455,7 @@ impl Step for RuntimeClassStep {
             source: "node.k8s.io/v1".to_string(),
             commands: vec![],
             objects: vec!["RuntimeClass nvidia".to_string()],
+            component: None,
         }
     }
 

@@ -117,6 +117,7 @@ impl Step for RegistryStep {
             source: format!("image {}", self.plan.spec.registry.image),
             commands: vec![self.run_cmd().display(), self.connect_cmd().display()],
             objects: vec![],
+            component: None,
         }
     }
 
@@ -242,6 +243,7 @@ impl Step for RegistryHostsStep {
             source: format!("{}/hosts.toml in node {}", self.dir(), self.node),
             commands: vec![self.write_cmd().display()],
             objects: vec![],
+            component: None,
         }
     }
 
@@ -319,6 +321,7 @@ impl Step for RegistryHostingStep {
             source: "KEP-1755 local registry hosting".to_string(),
             commands: vec![],
             objects: vec!["ConfigMap kube-public/local-registry-hosting".to_string()],
+            component: None,
         }
     }
 

@@ -142,6 +142,7 @@ impl Step for FactsStep {
                 .map(|h| format!("ssh {} <read-only facts script>", h.address))
                 .collect(),
             objects: Vec::new(),
+            component: None,
         }
     }
     fn observe<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
@@ -529,6 +530,7 @@ impl Step for HostStep {
                 ),
             ],
             objects: Vec::new(),
+            component: None,
         }
     }
     fn observe<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {

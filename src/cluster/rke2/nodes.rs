@@ -147,6 +147,7 @@ impl Step for KubeconfigStep {
                 self.plan.first_server().address
             )],
             objects: Vec::new(),
+            component: None,
         }
     }
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
@@ -258,6 +259,7 @@ impl Step for NodesStep {
                 .iter()
                 .map(|h| format!("Node {} (Ready)", h.address))
                 .collect(),
+            component: None,
         }
     }
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
