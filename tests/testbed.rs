@@ -345,10 +345,11 @@ fn kustomize_renders_a_kustomization() {
 
 #[test]
 fn the_bed_namespace_has_only_loopback() {
-    let bed_ns = Path::new("/run/netns/kgf-testbed");
+    let name = std::env::var("KGF_TESTBED_NETNS").unwrap_or_else(|_| "kgf-testbed".into());
+    let bed_ns = Path::new("/run/netns").join(name);
     let ours =
         std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-    let bed = std::fs::metadata(bed_ns).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let bed = std::fs::metadata(&bed_ns).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
     assert_eq!(
         ours.ok(),
         bed.ok(),

@@ -386,17 +386,24 @@ impl ComponentStep {
             .apply(&objects, &c.namespace, c.timeout)
             .await
             .map_err(|e| StepError::context(format!("applying {}", c.name), e))?;
+        // Still `applying`: the record turns `done` only once every object is ready (wait).
         self.write(
             ctx,
-            &self.record(RecordState::Done, rendered.hash.clone(), applied, created),
+            &self.record(
+                RecordState::Applying,
+                rendered.hash.clone(),
+                applied,
+                created,
+            ),
         )
         .await
     }
 
-    /// Waits for every object of the latest record by its kind's readiness rule.
+    /// Waits for every object of the latest record by its kind's readiness rule, then marks the
+    /// record done: a component that never got ready is applied and waited for again next time.
     async fn wait_recorded(&self, ctx: &Ctx, kube: &Kube) -> StepResult<()> {
         let c = &self.component;
-        let record = fresh_record(kube, &ctx.namespace, &self.id()).await?;
+        let mut record = fresh_record(kube, &ctx.namespace, &self.id()).await?;
         let started = tokio::time::Instant::now();
         for r in &record.objects {
             let left = c.timeout.saturating_sub(started.elapsed());
@@ -407,7 +414,9 @@ impl ComponentStep {
                     .with_diagnosis(kube.diagnose(&ns).await));
             }
         }
-        Ok(())
+        record.state = RecordState::Done;
+        record.time = inventory::now();
+        self.write(ctx, &record).await
     }
 }
 

@@ -1,0 +1,687 @@
+//! Command line of `kgf-step`: one subcommand per pipeline step plus `all`. Turns flags into the
+//! preset's configuration with overrides, runs the step, writes its reports. The only module
+//! that knows clap's argument structs.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{Preset, PresetName, preset};
+use crate::dataset::{self, DataOut};
+use crate::error::{StepError, model};
+use crate::metrics::Metrics;
+use crate::model::{DeviceChoice, open_device};
+use crate::report;
+use crate::train::History;
+use crate::{fc, gc};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kgf-step",
+    version,
+    about = "The gene-fusion pipeline's steps: dataset, train/test of the gene classifier (GC) and the fusion classifier (FC)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Simulate transcripts, fusions and reads; tokenize; split once; write the split and label artifacts.
+    Dataset {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        data: DataFlags,
+        #[command(flatten)]
+        out: DataOutFlags,
+    },
+    /// Train the gene classifier on the train split, early-stopping on the val split.
+    TrainGc {
+        #[command(flatten)]
+        common: Common,
+        /// The train split artifact (a directory written by `dataset`).
+        #[arg(long)]
+        train: PathBuf,
+        /// The validation split artifact (early stopping).
+        #[arg(long)]
+        val: PathBuf,
+        /// The label-map artifact.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Directory for the trained model.
+        #[arg(long)]
+        model_out: PathBuf,
+        /// Directory for the loss history (a KFP system.Metrics artifact).
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
+        #[command(flatten)]
+        arch: GcFlags,
+        #[command(flatten)]
+        train_flags: TrainFlags,
+    },
+    /// Test the gene classifier per sentence on the test split.
+    TestGc {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        test: TestFlags,
+    },
+    /// Train the fusion classifier over the frozen gene classifier.
+    TrainFc {
+        #[command(flatten)]
+        common: Common,
+        /// The train split artifact (a directory written by `dataset`).
+        #[arg(long)]
+        train: PathBuf,
+        /// The validation split artifact (early stopping).
+        #[arg(long)]
+        val: PathBuf,
+        /// The label-map artifact.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Directory of the trained gene classifier.
+        #[arg(long)]
+        gc_model: PathBuf,
+        /// Directory for the trained model.
+        #[arg(long)]
+        model_out: PathBuf,
+        /// Directory for the loss history (a KFP system.Metrics artifact).
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
+        #[command(flatten)]
+        arch: FcFlags,
+        #[command(flatten)]
+        train_flags: TrainFlags,
+    },
+    /// Test the fusion classifier per read on the test split.
+    TestFc {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        test: TestFlags,
+        /// Directory of the trained gene classifier.
+        #[arg(long)]
+        gc_model: PathBuf,
+    },
+    /// Run the five steps in order on this machine and write OUT/metrics.json.
+    All {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        data: DataFlags,
+        #[command(flatten)]
+        gc_arch: GcFlags,
+        #[command(flatten)]
+        fc_arch: FcFlags,
+        #[command(flatten)]
+        train_flags: TrainFlags,
+        /// Directory for every step's outputs and metrics.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PresetArg {
+    Tiny,
+    Default,
+}
+
+impl From<PresetArg> for PresetName {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Tiny => PresetName::Tiny,
+            PresetArg::Default => PresetName::Default,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl From<DeviceArg> for DeviceChoice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Defaults for every setting: `default` is the original's configuration, `tiny` runs in seconds.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: PresetArg,
+    /// Everything (data, splits, initialisation, shuffling, dropout) follows from this seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// `auto`: CUDA when built with the `cuda` feature and a GPU is present, else the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// KFP executor input (the `{{$}}` placeholder): write metrics metadata for the KFP UI.
+    #[arg(long)]
+    pub executor_input: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DataFlags {
+    /// Use the transcripts of this FASTA (`>GENE|TRANSCRIPT`) instead of synthetic ones.
+    #[arg(long)]
+    pub transcripts: Option<PathBuf>,
+    /// Number of panel genes (synthetic reference).
+    #[arg(long)]
+    pub genes: Option<usize>,
+    #[arg(long)]
+    pub fusions_per_gene: Option<usize>,
+    #[arg(long)]
+    pub read_length: Option<usize>,
+    #[arg(long)]
+    pub coverage: Option<f64>,
+    /// Per-base substitution probability of the FC reads.
+    #[arg(long)]
+    pub error_rate: Option<f64>,
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// k-mers per sentence.
+    #[arg(long)]
+    pub words: Option<usize>,
+    /// Also write each split as CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DataOutFlags {
+    /// Write train/, val/, test/ and labels/ under this directory.
+    #[arg(
+        long,
+        required_unless_present_all = ["train_out", "val_out", "test_out", "labels_out"],
+        conflicts_with_all = ["train_out", "val_out", "test_out", "labels_out"]
+    )]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub train_out: Option<PathBuf>,
+    #[arg(long)]
+    pub val_out: Option<PathBuf>,
+    #[arg(long)]
+    pub test_out: Option<PathBuf>,
+    #[arg(long)]
+    pub labels_out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GcFlags {
+    #[arg(long)]
+    pub gc_hidden: Option<usize>,
+    #[arg(long)]
+    pub gc_layers: Option<usize>,
+    #[arg(long)]
+    pub gc_heads: Option<usize>,
+    #[arg(long)]
+    pub gc_intermediate: Option<usize>,
+    #[arg(long)]
+    pub gc_dropout: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct FcFlags {
+    /// Hidden widths of the MLP, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub fc_hidden: Option<Vec<usize>>,
+    #[arg(long)]
+    pub fc_dropout: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainFlags {
+    /// AdamW learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Maximum global gradient norm.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Early stopping: epochs without a better validation loss.
+    #[arg(long)]
+    pub patience: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TestFlags {
+    /// The test split artifact (a directory written by `dataset`).
+    #[arg(long)]
+    pub test: PathBuf,
+    /// The label-map artifact.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Directory of the model under test.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Directory for metrics.json (a KFP system.Metrics artifact).
+    #[arg(long)]
+    pub metrics_out: PathBuf,
+    /// Directory for the confusion matrix / ROC curve (a KFP system.ClassificationMetrics artifact).
+    #[arg(long)]
+    pub classification_out: Option<PathBuf>,
+    /// Sentences (GC) or reads (FC) per forward pass; the preset's batch size by default.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+macro_rules! set {
+    ($dst:expr, $src:expr) => {
+        if let Some(v) = $src.clone() {
+            $dst = v;
+        }
+    };
+}
+
+fn apply_data(p: &mut Preset, f: &DataFlags) {
+    let d = &mut p.data;
+    if f.transcripts.is_some() {
+        d.transcripts = f.transcripts.clone();
+    }
+    set!(d.synth.genes, f.genes);
+    set!(d.fusions_per_gene, f.fusions_per_gene);
+    set!(d.reads.read_length, f.read_length);
+    set!(d.reads.coverage, f.coverage);
+    set!(d.reads.error_rate, f.error_rate);
+    set!(d.k, f.k);
+    set!(d.words, f.words);
+    d.csv |= f.csv;
+}
+
+fn apply_gc(p: &mut Preset, f: &GcFlags) {
+    set!(p.gc.hidden, f.gc_hidden);
+    set!(p.gc.layers, f.gc_layers);
+    set!(p.gc.heads, f.gc_heads);
+    set!(p.gc.intermediate, f.gc_intermediate);
+    set!(p.gc.dropout, f.gc_dropout);
+}
+
+fn apply_fc(p: &mut Preset, f: &FcFlags) {
+    set!(p.fc.hidden, f.fc_hidden);
+    set!(p.fc.dropout, f.fc_dropout);
+}
+
+fn apply_train(p: &mut Preset, f: &TrainFlags) {
+    for t in [&mut p.gc_train, &mut p.fc_train] {
+        set!(t.lr, f.lr);
+        set!(t.weight_decay, f.weight_decay);
+        set!(t.clip, f.clip);
+        set!(t.batch_size, f.batch_size);
+        set!(t.max_epochs, f.epochs);
+        set!(t.patience, f.patience);
+    }
+}
+
+/// The KFP scalars of a training step: final and best losses, and every epoch's losses.
+fn history_scalars(h: &History) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("epochs".into(), json!(h.epochs.len()));
+    m.insert("best_epoch".into(), json!(h.best_epoch));
+    m.insert("best_val_loss".into(), json!(h.best_val_loss));
+    for e in &h.epochs {
+        m.insert(
+            format!("epoch_{:03}_train_loss", e.epoch),
+            json!(e.train_loss),
+        );
+        m.insert(format!("epoch_{:03}_val_loss", e.epoch), json!(e.val_loss));
+    }
+    serde_json::Value::Object(m)
+}
+
+fn report_training(
+    common: &Common,
+    h: &History,
+    metrics_out: Option<&Path>,
+) -> Result<(), StepError> {
+    if let Some(dir) = metrics_out {
+        report::write_json(dir, "history.json", h)?;
+    }
+    if let Some(input) = &common.executor_input {
+        report::write_executor_output(input, &[("metrics", history_scalars(h))])?;
+    }
+    Ok(())
+}
+
+fn report_test(common: &Common, m: &Metrics, t: &TestFlags) -> Result<(), StepError> {
+    report::write_json(&t.metrics_out, "metrics.json", m)?;
+    if let Some(dir) = &t.classification_out {
+        report::write_json(
+            dir,
+            "classification.json",
+            &report::classification_metadata(m),
+        )?;
+    }
+    if let Some(input) = &common.executor_input {
+        report::write_executor_output(
+            input,
+            &[
+                ("metrics", json!(report::scalars(m))),
+                ("classification", report::classification_metadata(m)),
+            ],
+        )?;
+    }
+    // One line on stdout that kgf-up reads back from the step's pod log after a run
+    // (`kgf-up pipeline run` prints the test steps' metrics from it).
+    println!("KGF_METRICS {}", json!(report::scalars(m)));
+    eprintln!(
+        "accuracy {:.4}, balanced accuracy {:.4}, F1 weighted {:.4} / macro {:.4}, ROC-AUC {}",
+        m.accuracy,
+        m.balanced_accuracy,
+        m.f1_weighted,
+        m.f1_macro,
+        m.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}"))
+    );
+    Ok(())
+}
+
+fn device(common: &Common) -> Result<candle_core::Device, StepError> {
+    let dev = open_device(common.device.into(), common.seed).map_err(model(
+        "opening the compute device (build with `--features cuda` for CUDA)",
+    ))?;
+    eprintln!(
+        "kgf-step: computing on {}",
+        if dev.is_cuda() { "CUDA" } else { "the CPU" }
+    );
+    Ok(dev)
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), StepError> {
+    match cli.command {
+        Command::Dataset { common, data, out } => {
+            let mut p = preset(common.preset.into());
+            apply_data(&mut p, &data);
+            let outs = match &out.out {
+                Some(dir) => DataOut::under(dir),
+                None => DataOut {
+                    train: out.train_out.clone().unwrap_or_default(),
+                    val: out.val_out.clone().unwrap_or_default(),
+                    test: out.test_out.clone().unwrap_or_default(),
+                    labels: out.labels_out.clone().unwrap_or_default(),
+                },
+            };
+            let started = std::time::Instant::now();
+            let labels = dataset::run(&p.data, common.seed, &outs)?;
+            let secs = started.elapsed().as_secs_f64();
+            let reads: u64 = labels.counts.iter().map(|c| c.fc_reads).sum();
+            let chimeric: u64 = labels.counts.iter().map(|c| c.fc_chimeric).sum();
+            let fragments: u64 = labels.counts.iter().map(|c| c.gc_fragments).sum();
+            eprintln!(
+                "dataset: {fragments} GC fragments, {reads} FC reads ({:.1}% chimeric) in {secs:.2}s ({:.0} reads/s)",
+                100.0 * chimeric as f64 / reads.max(1) as f64,
+                reads as f64 / secs.max(1e-9)
+            );
+            if let Some(input) = &common.executor_input {
+                let counts =
+                    json!({"gc_fragments": fragments, "fc_reads": reads, "fc_chimeric": chimeric});
+                report::write_executor_output(input, &[("labels", counts)])?;
+            }
+            Ok(())
+        }
+        Command::TrainGc {
+            common,
+            train,
+            val,
+            labels,
+            model_out,
+            metrics_out,
+            arch,
+            train_flags,
+        } => {
+            let mut p = preset(common.preset.into());
+            apply_gc(&mut p, &arch);
+            apply_train(&mut p, &train_flags);
+            let dev = device(&common)?;
+            let h = gc::train(&gc::TrainGc {
+                train: &train,
+                val: &val,
+                labels: &labels,
+                model_out: &model_out,
+                arch: &p.gc,
+                params: &p.gc_train,
+                seed: common.seed,
+                dev: &dev,
+            })?;
+            report_training(&common, &h, metrics_out.as_deref())
+        }
+        Command::TestGc { common, test } => {
+            let dev = device(&common)?;
+            let batch = test
+                .batch_size
+                .unwrap_or(preset(common.preset.into()).gc_train.batch_size);
+            let m = gc::test(&test.test, &test.labels, &test.model, batch, &dev)?;
+            report_test(&common, &m, &test)
+        }
+        Command::TrainFc {
+            common,
+            train,
+            val,
+            labels,
+            gc_model,
+            model_out,
+            metrics_out,
+            arch,
+            train_flags,
+        } => {
+            let mut p = preset(common.preset.into());
+            apply_fc(&mut p, &arch);
+            apply_train(&mut p, &train_flags);
+            let dev = device(&common)?;
+            let h = fc::train(&fc::TrainFc {
+                train: &train,
+                val: &val,
+                labels: &labels,
+                gc_model: &gc_model,
+                model_out: &model_out,
+                arch: &p.fc,
+                params: &p.fc_train,
+                seed: common.seed,
+                dev: &dev,
+            })?;
+            report_training(&common, &h, metrics_out.as_deref())
+        }
+        Command::TestFc {
+            common,
+            test,
+            gc_model,
+        } => {
+            let dev = device(&common)?;
+            let batch = test
+                .batch_size
+                .unwrap_or(preset(common.preset.into()).fc_train.batch_size);
+            let m = fc::test(
+                &test.test,
+                &test.labels,
+                &gc_model,
+                &test.model,
+                batch,
+                &dev,
+            )?;
+            report_test(&common, &m, &test)
+        }
+        Command::All {
+            common,
+            data,
+            gc_arch,
+            fc_arch,
+            train_flags,
+            out,
+        } => {
+            let mut p = preset(common.preset.into());
+            apply_data(&mut p, &data);
+            apply_gc(&mut p, &gc_arch);
+            apply_fc(&mut p, &fc_arch);
+            apply_train(&mut p, &train_flags);
+            all(&p, &common, &out)
+        }
+    }
+}
+
+/// The five steps in order under `out`, then `out/metrics.json`.
+fn all(p: &Preset, common: &Common, out: &Path) -> Result<(), StepError> {
+    let data = DataOut::under(&out.join("data"));
+    let labels = dataset::run(&p.data, common.seed, &data)?;
+    eprintln!("dataset: written to {}", out.join("data").display());
+    let dev = device(common)?;
+    let (gc_model, fc_model) = (out.join("gc-model"), out.join("fc-model"));
+    let gc_history = gc::train(&gc::TrainGc {
+        train: &data.train,
+        val: &data.val,
+        labels: &data.labels,
+        model_out: &gc_model,
+        arch: &p.gc,
+        params: &p.gc_train,
+        seed: common.seed,
+        dev: &dev,
+    })?;
+    let gc_metrics = gc::test(
+        &data.test,
+        &data.labels,
+        &gc_model,
+        p.gc_train.batch_size,
+        &dev,
+    )?;
+    report::write_json(&out.join("gc-test"), "metrics.json", &gc_metrics)?;
+    eprint!("test-gc: ");
+    eprintln!(
+        "accuracy {:.4} (chance {:.4})",
+        gc_metrics.accuracy,
+        1.0 / labels.genes.len() as f64
+    );
+    let fc_history = fc::train(&fc::TrainFc {
+        train: &data.train,
+        val: &data.val,
+        labels: &data.labels,
+        gc_model: &gc_model,
+        model_out: &fc_model,
+        arch: &p.fc,
+        params: &p.fc_train,
+        seed: common.seed,
+        dev: &dev,
+    })?;
+    let fc_metrics = fc::test(
+        &data.test,
+        &data.labels,
+        &gc_model,
+        &fc_model,
+        p.fc_train.batch_size,
+        &dev,
+    )?;
+    report::write_json(&out.join("fc-test"), "metrics.json", &fc_metrics)?;
+    eprintln!(
+        "test-fc: balanced accuracy {:.4}, F1 weighted {:.4}",
+        fc_metrics.balanced_accuracy, fc_metrics.f1_weighted
+    );
+    let majority = |m: &Metrics| {
+        m.per_class.iter().map(|c| c.support).max().unwrap_or(0) as f64 / m.samples.max(1) as f64
+    };
+    let summary = json!({
+        "preset": PresetName::from(common.preset),
+        "seed": common.seed,
+        "gc": {
+            "test": gc_metrics,
+            "chance_accuracy": 1.0 / labels.genes.len() as f64,
+            "majority_accuracy": majority(&gc_metrics),
+            "history": gc_history,
+        },
+        "fc": {
+            "test": fc_metrics,
+            "chance_balanced_accuracy": 0.5,
+            "majority_accuracy": majority(&fc_metrics),
+            "history": fc_history,
+        },
+        "config": p,
+    });
+    report::write_json(out, "metrics.json", &summary)?;
+    eprintln!("all: metrics in {}", out.join("metrics.json").display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_preset_for_both_models() {
+        let cli = Cli::try_parse_from([
+            "kgf-step",
+            "all",
+            "--preset",
+            "tiny",
+            "--out",
+            "/x",
+            "--lr",
+            "0.1",
+            "--epochs",
+            "3",
+            "--k",
+            "4",
+            "--fc-hidden",
+            "8,4",
+        ])
+        .unwrap();
+        let Command::All {
+            common,
+            data,
+            gc_arch,
+            fc_arch,
+            train_flags,
+            ..
+        } = cli.command
+        else {
+            panic!("parsed another command");
+        };
+        let mut p = preset(common.preset.into());
+        apply_data(&mut p, &data);
+        apply_gc(&mut p, &gc_arch);
+        apply_fc(&mut p, &fc_arch);
+        apply_train(&mut p, &train_flags);
+        assert_eq!((p.gc_train.lr, p.fc_train.lr), (0.1, 0.1));
+        assert_eq!((p.gc_train.max_epochs, p.fc_train.max_epochs), (3, 3));
+        assert_eq!(p.data.k, 4);
+        assert_eq!(p.fc.hidden, vec![8, 4]);
+        assert_eq!(
+            p.gc,
+            preset(PresetName::Tiny).gc,
+            "unset flags keep the preset"
+        );
+        assert_eq!(common.seed, 42);
+    }
+
+    #[test]
+    fn dataset_needs_out_or_all_four_outputs() {
+        assert!(Cli::try_parse_from(["kgf-step", "dataset"]).is_err());
+        assert!(Cli::try_parse_from(["kgf-step", "dataset", "--train-out", "a"]).is_err());
+        assert!(
+            Cli::try_parse_from(["kgf-step", "dataset", "--out", "d", "--train-out", "a"]).is_err()
+        );
+        let four = [
+            "--train-out",
+            "a",
+            "--val-out",
+            "b",
+            "--test-out",
+            "c",
+            "--labels-out",
+            "d",
+        ];
+        assert!(Cli::try_parse_from(["kgf-step", "dataset"].into_iter().chain(four)).is_ok());
+    }
+}

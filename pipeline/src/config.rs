@@ -1,0 +1,158 @@
+//! The presets: every default of the dataset and model steps. `default` is the configuration of
+//! design §4 (17 genes, 30 fusions per gene, reads of 150, 6-mers, 20 words, AdamW 5e-5, clip
+//! 0.5, batch 512, patience 10); `tiny` shrinks everything so the five steps run in seconds on
+//! two CPU cores in a debug build (CI), with a learning rate raised to match.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::DataConfig;
+use crate::fc::FcArch;
+use crate::gc::GcArch;
+use crate::simulate::ReadConfig;
+use crate::train::TrainParams;
+use crate::transcripts::SynthConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresetName {
+    Tiny,
+    Default,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Preset {
+    pub data: DataConfig,
+    pub gc: GcArch,
+    pub fc: FcArch,
+    pub gc_train: TrainParams,
+    pub fc_train: TrainParams,
+}
+
+pub fn preset(name: PresetName) -> Preset {
+    match name {
+        PresetName::Default => Preset {
+            data: DataConfig {
+                synth: SynthConfig {
+                    genes: 17,
+                    exons_min: 8,
+                    exons_max: 14,
+                    exon_len_min: 100,
+                    exon_len_max: 300,
+                    isoforms_max: 3,
+                    skew: 1.0,
+                },
+                transcripts: None,
+                fusions_per_gene: 30,
+                reads: ReadConfig {
+                    read_length: 150,
+                    coverage: 10.0,
+                    fragment_mean: 300.0,
+                    fragment_sd: 30.0,
+                    error_rate: 0.005,
+                },
+                k: 6,
+                words: 20,
+                csv: false,
+            },
+            gc: GcArch {
+                hidden: 256,
+                layers: 4,
+                heads: 4,
+                intermediate: 1024,
+                dropout: 0.1,
+            },
+            fc: FcArch {
+                hidden: vec![256, 64],
+                dropout: 0.1,
+            },
+            gc_train: TrainParams {
+                lr: 5e-5,
+                weight_decay: 0.01,
+                clip: 0.5,
+                batch_size: 512,
+                max_epochs: 100,
+                patience: 10,
+            },
+            fc_train: TrainParams {
+                lr: 5e-5,
+                weight_decay: 0.01,
+                clip: 0.5,
+                batch_size: 512,
+                max_epochs: 100,
+                patience: 10,
+            },
+        },
+        PresetName::Tiny => Preset {
+            data: DataConfig {
+                synth: SynthConfig {
+                    genes: 4,
+                    exons_min: 6,
+                    exons_max: 8,
+                    exon_len_min: 60,
+                    exon_len_max: 100,
+                    isoforms_max: 2,
+                    skew: 4.0,
+                },
+                transcripts: None,
+                fusions_per_gene: 3,
+                reads: ReadConfig {
+                    read_length: 20,
+                    coverage: 10.0,
+                    fragment_mean: 40.0,
+                    fragment_sd: 5.0,
+                    error_rate: 0.01,
+                },
+                k: 3,
+                words: 8,
+                csv: false,
+            },
+            gc: GcArch {
+                hidden: 16,
+                layers: 1,
+                heads: 2,
+                intermediate: 32,
+                dropout: 0.1,
+            },
+            fc: FcArch {
+                hidden: vec![32],
+                dropout: 0.1,
+            },
+            gc_train: TrainParams {
+                lr: 5e-3,
+                weight_decay: 0.01,
+                clip: 0.5,
+                batch_size: 64,
+                max_epochs: 15,
+                patience: 10,
+            },
+            fc_train: TrainParams {
+                lr: 5e-3,
+                weight_decay: 0.01,
+                clip: 0.5,
+                batch_size: 64,
+                max_epochs: 15,
+                patience: 10,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_preset_is_the_original_configuration() {
+        let p = preset(PresetName::Default);
+        let d = &p.data;
+        assert_eq!((d.synth.genes, d.fusions_per_gene), (17, 30));
+        assert_eq!((d.reads.read_length, d.k, d.words), (150, 6, 20));
+        assert_eq!(d.reads.coverage, 10.0);
+        for t in [&p.gc_train, &p.fc_train] {
+            assert_eq!(
+                (t.lr, t.clip, t.batch_size, t.patience),
+                (5e-5, 0.5, 512, 10)
+            );
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The error of a step: which stage failed and why, with the fix where there is one.
+
+use std::path::PathBuf;
+
+use crate::dataset::DatasetError;
+use crate::report::ReportError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("{stage}: {source}")]
+    Model {
+        stage: &'static str,
+        source: candle_core::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a model written by kgf-step: {source}")]
+    ModelConfig {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// Wraps a candle error with the stage it failed in.
+pub fn model(stage: &'static str) -> impl FnOnce(candle_core::Error) -> StepError {
+    move |source| StepError::Model { stage, source }
+}

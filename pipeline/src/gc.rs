@@ -1,0 +1,267 @@
+//! The `train-gc` and `test-gc` steps: the gene classifier over every sentence of the GC
+//! fragments, trained with class-weighted cross-entropy, tested per sentence.
+
+use std::path::Path;
+
+use candle_core::{D, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{self, Examples, Labels};
+use crate::error::{StepError, model};
+use crate::metrics::{self, Metrics};
+use crate::model::{GcConfig, GeneClassifier, push_sentence, sorted_vars};
+use crate::report;
+use crate::rng::{self, Rng};
+use crate::train::{self, History, Task, TrainParams};
+
+pub const WEIGHTS: &str = "model.safetensors";
+pub const CONFIG: &str = "config.json";
+pub const HISTORY: &str = "history.json";
+
+/// The GC's architecture flags.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GcArch {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub dropout: f64,
+}
+
+/// Sentences of a split as (read, offset) pairs flattened: example `i` is sentence `i % n` of
+/// read `i / n`.
+pub struct Sentences<'a> {
+    pub examples: &'a Examples,
+    pub per_read: usize,
+    pub words: usize,
+}
+
+impl Sentences<'_> {
+    pub fn len(&self) -> usize {
+        self.examples.len() * self.per_read
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Token ids `(batch, words + 2)` and gene labels `(batch,)`.
+    pub fn batch(&self, idx: &[usize], dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+        let mut ids = Vec::with_capacity(idx.len() * (self.words + 2));
+        let mut targets = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let (r, j) = (i / self.per_read, i % self.per_read);
+            push_sentence(self.examples.read(r), j, self.words, &mut ids);
+            targets.push(self.examples.labels[r]);
+        }
+        Ok((
+            Tensor::from_vec(ids, (idx.len(), self.words + 2), dev)?,
+            Tensor::from_vec(targets, idx.len(), dev)?,
+        ))
+    }
+}
+
+struct GcTask<'a> {
+    model: &'a GeneClassifier,
+    train: Sentences<'a>,
+    val: Sentences<'a>,
+    weights: Tensor,
+    batch_size: usize,
+    dev: Device,
+}
+
+impl Task for GcTask<'_> {
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn batch_loss(&self, batch: &[usize], rng: &mut Rng) -> candle_core::Result<Tensor> {
+        let (ids, y) = self.train.batch(batch, &self.dev)?;
+        let logits = self.model.forward(&ids, Some(rng))?;
+        train::weighted_cross_entropy(&logits, &y, &self.weights)
+    }
+
+    fn val_loss(&self) -> candle_core::Result<f64> {
+        let (mut num, mut den) = (0.0, 0.0);
+        let all: Vec<usize> = (0..self.val.len()).collect();
+        for chunk in all.chunks(self.batch_size.max(1)) {
+            let (ids, y) = self.val.batch(chunk, &self.dev)?;
+            let (n, d) = train::weighted_cross_entropy_parts(
+                &self.model.forward(&ids, None)?,
+                &y,
+                &self.weights,
+            )?;
+            num += n;
+            den += d;
+        }
+        Ok(if den > 0.0 { num / den } else { f64::NAN })
+    }
+}
+
+pub struct TrainGc<'a> {
+    pub train: &'a Path,
+    pub val: &'a Path,
+    pub labels: &'a Path,
+    pub model_out: &'a Path,
+    pub arch: &'a GcArch,
+    pub params: &'a TrainParams,
+    pub seed: u64,
+    pub dev: &'a Device,
+}
+
+fn sentences<'a>(ex: &'a Examples, labels: &Labels) -> Sentences<'a> {
+    Sentences {
+        examples: ex,
+        per_read: labels.sentences(),
+        words: labels.words,
+    }
+}
+
+/// Runs `train-gc`; writes the model directory and returns the loss history.
+pub fn train(a: &TrainGc) -> Result<History, StepError> {
+    let labels = dataset::read_labels(a.labels)?;
+    let train_ex = dataset::load_gc(a.train, &labels)?;
+    let val_ex = dataset::load_gc(a.val, &labels)?;
+    if a.arch.heads == 0 || !a.arch.hidden.is_multiple_of(a.arch.heads) {
+        return Err(StepError::Mismatch(format!(
+            "--gc-hidden {} is not a multiple of --gc-heads {}",
+            a.arch.hidden, a.arch.heads
+        )));
+    }
+    let cfg = GcConfig {
+        vocab_size: labels.vocab_size,
+        hidden: a.arch.hidden,
+        layers: a.arch.layers,
+        heads: a.arch.heads,
+        intermediate: a.arch.intermediate,
+        seq_len: labels.words + 2,
+        classes: labels.genes.len(),
+        dropout: a.arch.dropout,
+    };
+    let stage = "training the gene classifier";
+    let (gc, mut varmap) =
+        GeneClassifier::init(&cfg, a.dev, rng::key(a.seed, "gc-init", 0)).map_err(model(stage))?;
+    let weights = train::class_weights(&train_ex.labels, cfg.classes);
+    let task = GcTask {
+        model: &gc,
+        train: sentences(&train_ex, &labels),
+        val: sentences(&val_ex, &labels),
+        weights: Tensor::new(weights.as_slice(), a.dev).map_err(model(stage))?,
+        batch_size: a.params.batch_size,
+        dev: a.dev.clone(),
+    };
+    std::fs::create_dir_all(a.model_out).map_err(|source| StepError::Io {
+        path: a.model_out.to_path_buf(),
+        source,
+    })?;
+    let vars = sorted_vars(&varmap);
+    let history = train::fit(
+        &task,
+        &mut varmap,
+        vars,
+        a.params,
+        rng::key(a.seed, "gc-train", 0),
+        &a.model_out.join(WEIGHTS),
+        |e| {
+            eprintln!(
+                "train-gc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {:.0} sentences/s)",
+                e.epoch, e.train_loss, e.val_loss, e.seconds, e.throughput
+            )
+        },
+    )
+    .map_err(model(stage))?;
+    report::write_json(a.model_out, CONFIG, &cfg)?;
+    report::write_json(a.model_out, HISTORY, &history)?;
+    report::write_json(a.model_out, "train.json", a.params)?;
+    Ok(history)
+}
+
+/// Loads a GC model directory.
+pub fn load(dir: &Path, dev: &Device) -> Result<(GeneClassifier, VarMap), StepError> {
+    let p = dir.join(CONFIG);
+    let bytes = std::fs::read(&p).map_err(|source| StepError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let cfg: GcConfig = serde_json::from_slice(&bytes)
+        .map_err(|source| StepError::ModelConfig { path: p, source })?;
+    let stage = "loading the gene classifier";
+    let mut varmap = VarMap::new();
+    let gc = GeneClassifier::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, candle_core::DType::F32, dev),
+    )
+    .map_err(model(stage))?;
+    varmap.load(dir.join(WEIGHTS)).map_err(model(stage))?;
+    Ok((gc, varmap))
+}
+
+/// Checks that a model was trained on data with this label map's shape.
+pub fn check_compatible(
+    cfg: &GcConfig,
+    labels: &Labels,
+    model_dir: &Path,
+) -> Result<(), StepError> {
+    if cfg.classes != labels.genes.len()
+        || cfg.seq_len != labels.words + 2
+        || cfg.vocab_size != labels.vocab_size
+    {
+        return Err(StepError::Mismatch(format!(
+            "the gene classifier in {} was trained for {} genes, {} words and vocabulary {}, but the dataset has {}, {} and {}; train it on this dataset first",
+            model_dir.display(),
+            cfg.classes,
+            cfg.seq_len - 2,
+            cfg.vocab_size,
+            labels.genes.len(),
+            labels.words,
+            labels.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// Per-sentence class probabilities `(n, classes)` row-major, in example order.
+pub fn probabilities(
+    gc: &GeneClassifier,
+    s: &Sentences,
+    batch: usize,
+    dev: &Device,
+) -> candle_core::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(s.len() * gc.cfg.classes);
+    let all: Vec<usize> = (0..s.len()).collect();
+    for chunk in all.chunks(batch.max(1)) {
+        let (ids, _) = s.batch(chunk, dev)?;
+        let p = candle_nn::ops::softmax(&gc.forward(&ids, None)?, D::Minus1)?;
+        out.extend(p.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Runs `test-gc`: sentence-level metrics of the GC on the test split.
+pub fn test(
+    test_dir: &Path,
+    labels_dir: &Path,
+    model_dir: &Path,
+    batch: usize,
+    dev: &Device,
+) -> Result<Metrics, StepError> {
+    let labels = dataset::read_labels(labels_dir)?;
+    let ex = dataset::load_gc(test_dir, &labels)?;
+    let (gc, _vm) = load(model_dir, dev)?;
+    check_compatible(&gc.cfg, &labels, model_dir)?;
+    let s = sentences(&ex, &labels);
+    let probs = probabilities(&gc, &s, batch, dev).map_err(model("testing the gene classifier"))?;
+    let c = gc.cfg.classes;
+    let truth: Vec<u32> = (0..s.len()).map(|i| ex.labels[i / s.per_read]).collect();
+    let pred: Vec<u32> = probs
+        .chunks(c)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as u32)
+        })
+        .collect();
+    Ok(metrics::compute(&truth, &pred, &probs, &labels.genes))
+}

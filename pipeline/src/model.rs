@@ -1,0 +1,387 @@
+//! The two models of design §4, built on candle: the gene classifier (a BERT-style encoder over
+//! k-mer tokens, tanh pooler, dropout, linear head) and the fusion classifier (an MLP over the
+//! frozen GC's per-sentence gene probabilities of a read). Also the device choice, seeded weight
+//! initialisation and seeded dropout.
+//!
+//! Owns forward passes only; losses, optimisation and early stopping live in `train`.
+
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+use crate::vocab;
+
+pub type Result<T> = candle_core::Result<T>;
+
+/// Where the model steps compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA when built with the `cuda` feature and a GPU is present, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Opens the device; on CUDA also seeds the device RNG that dropout uses there.
+pub fn open_device(choice: DeviceChoice, seed: u64) -> Result<Device> {
+    let dev = match choice {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Cuda => Device::new_cuda(0)?,
+        DeviceChoice::Auto => Device::cuda_if_available(0)?,
+    };
+    if dev.is_cuda() {
+        dev.set_seed(seed)?;
+    }
+    Ok(dev)
+}
+
+/// Dropout with probability `p` when `rng` is given (training), identity otherwise. On the CPU
+/// the mask comes from our seeded stream (candle's CPU RNG cannot be seeded); on CUDA it comes
+/// from the device RNG seeded in [`open_device`], to avoid a host→device copy per call.
+fn dropout(x: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
+    let Some(rng) = rng else {
+        return Ok(x.clone());
+    };
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    if !x.device().is_cpu() {
+        return candle_nn::ops::dropout(x, p as f32);
+    }
+    let keep = 1.0 / (1.0 - p) as f32;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.uniform() < p { 0.0 } else { keep })
+        .collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+/// How a variable is initialised, decided from its name.
+enum InitRule {
+    Zeros,
+    Ones,
+    Normal(f64),
+    Uniform(f64),
+}
+
+/// Overwrites every variable of `varmap` from our seeded stream, in name order, so that a seed
+/// gives the same initial model everywhere (candle's own initialisers use an unseeded CPU RNG).
+fn init_vars(varmap: &VarMap, seed: u64, rule: impl Fn(&str, &[usize]) -> InitRule) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = Rng::derive(seed, "init", 0);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let n = var.elem_count();
+        let values: Vec<f32> = match rule(name, &dims) {
+            InitRule::Zeros => vec![0.0; n],
+            InitRule::Ones => vec![1.0; n],
+            InitRule::Normal(std) => (0..n).map(|_| (rng.normal() * std) as f32).collect(),
+            InitRule::Uniform(b) => (0..n)
+                .map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32)
+                .collect(),
+        };
+        var.set(&Tensor::from_vec(values, dims.as_slice(), var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Layer normalisation over the last dimension, from differentiable primitives (candle-nn's
+/// fused layer-norm kernel has no backward pass).
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Norm {
+    fn new(size: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(size, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(size, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        xc.broadcast_div(&(var + 1e-12)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// The gene classifier's shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GcConfig {
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    /// Tokens per input: `[CLS]`, the sentence's k-mers, `[SEP]`.
+    pub seq_len: usize,
+    pub classes: usize,
+    pub dropout: f64,
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    attn_norm: Norm,
+    ff_in: Linear,
+    ff_out: Linear,
+    ff_norm: Norm,
+}
+
+/// BERT-style encoder + tanh pooler over `[CLS]` + dropout + linear head.
+pub struct GeneClassifier {
+    pub cfg: GcConfig,
+    word: Embedding,
+    pos: Embedding,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    pooler: Linear,
+    head: Linear,
+}
+
+impl GeneClassifier {
+    pub fn new(cfg: &GcConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden;
+        let lin = |i, o, name: &str, vb: &VarBuilder| candle_nn::linear(i, o, vb.pp(name));
+        let layers = (0..cfg.layers)
+            .map(|l| {
+                let vb = vb.pp(format!("layer{l}"));
+                Ok(Layer {
+                    q: lin(h, h, "q", &vb)?,
+                    k: lin(h, h, "k", &vb)?,
+                    v: lin(h, h, "v", &vb)?,
+                    o: lin(h, h, "o", &vb)?,
+                    attn_norm: Norm::new(h, vb.pp("attn_norm"))?,
+                    ff_in: lin(h, cfg.intermediate, "ff_in", &vb)?,
+                    ff_out: lin(cfg.intermediate, h, "ff_out", &vb)?,
+                    ff_norm: Norm::new(h, vb.pp("ff_norm"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            word: candle_nn::embedding(cfg.vocab_size, h, vb.pp("word"))?,
+            pos: candle_nn::embedding(cfg.seq_len, h, vb.pp("pos"))?,
+            emb_norm: Norm::new(h, vb.pp("emb_norm"))?,
+            layers,
+            pooler: lin(h, h, "pooler", &vb)?,
+            head: lin(h, cfg.classes, "head", &vb)?,
+        })
+    }
+
+    /// A fresh model with BERT's initialisation (normal, std 0.02; norms 1; biases 0).
+    pub fn init(cfg: &GcConfig, device: &Device, seed: u64) -> Result<(Self, VarMap)> {
+        let varmap = VarMap::new();
+        let model = Self::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        init_vars(&varmap, seed, |name, _| {
+            if name.ends_with("bias") {
+                InitRule::Zeros
+            } else if name.ends_with("norm.weight") {
+                InitRule::Ones
+            } else {
+                InitRule::Normal(0.02)
+            }
+        })?;
+        Ok((model, varmap))
+    }
+
+    /// Logits `(batch, classes)` for token ids `(batch, seq_len)` (u32). Dropout only when
+    /// `rng` is given.
+    pub fn forward(&self, ids: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let p = self.cfg.dropout;
+        let positions = Tensor::arange(0u32, s as u32, ids.device())?;
+        let x = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.pos.forward(&positions)?)?;
+        let mut x = dropout(&self.emb_norm.forward(&x)?, p, rng.as_deref_mut())?;
+        let (heads, h) = (self.cfg.heads, self.cfg.hidden);
+        let d = h / heads;
+        for layer in &self.layers {
+            let split = |t: Tensor| t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous();
+            let q = split(layer.q.forward(&x)?)?;
+            let k = split(layer.k.forward(&x)?)?;
+            let v = split(layer.v.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
+            let att = dropout(
+                &candle_nn::ops::softmax(&scores, D::Minus1)?,
+                p,
+                rng.as_deref_mut(),
+            )?;
+            let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+            let attn_out = dropout(&layer.o.forward(&ctx)?, p, rng.as_deref_mut())?;
+            x = layer.attn_norm.forward(&(x + attn_out)?)?;
+            let ff = layer
+                .ff_out
+                .forward(&layer.ff_in.forward(&x)?.gelu_erf()?)?;
+            let ff = dropout(&ff, p, rng.as_deref_mut())?;
+            x = layer.ff_norm.forward(&(x + ff)?)?;
+        }
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = self.pooler.forward(&cls)?.tanh()?;
+        self.head.forward(&dropout(&pooled, p, rng)?)
+    }
+}
+
+/// Model input for sentence `j` of a read's k-mer ids: `[CLS]`, `words` k-mers, `[SEP]`.
+pub fn push_sentence(read: &[u16], j: usize, words: usize, out: &mut Vec<u32>) {
+    out.push(u32::from(vocab::CLS));
+    out.extend(read[j..j + words].iter().map(|&t| u32::from(t)));
+    out.push(u32::from(vocab::SEP));
+}
+
+/// The fusion classifier's shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FcConfig {
+    /// Sentences per read × gene classes.
+    pub input: usize,
+    pub hidden: Vec<usize>,
+    pub dropout: f64,
+}
+
+/// MLP over the flattened per-sentence gene probabilities of a read; one logit, the score of
+/// label 1 (not chimeric).
+pub struct FusionClassifier {
+    pub cfg: FcConfig,
+    layers: Vec<Linear>,
+    out: Linear,
+}
+
+impl FusionClassifier {
+    pub fn new(cfg: &FcConfig, vb: VarBuilder) -> Result<Self> {
+        let mut width = cfg.input;
+        let mut layers = Vec::new();
+        for (i, &h) in cfg.hidden.iter().enumerate() {
+            layers.push(candle_nn::linear(width, h, vb.pp(format!("fc{i}")))?);
+            width = h;
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            layers,
+            out: candle_nn::linear(width, 1, vb.pp("out"))?,
+        })
+    }
+
+    /// A fresh model with PyTorch's default linear initialisation (uniform ±1/√fan_in).
+    pub fn init(cfg: &FcConfig, device: &Device, seed: u64) -> Result<(Self, VarMap)> {
+        let varmap = VarMap::new();
+        let model = Self::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        init_vars(&varmap, seed, |name, dims| {
+            if name.ends_with("bias") {
+                InitRule::Zeros
+            } else {
+                InitRule::Uniform(1.0 / (dims[1] as f64).sqrt())
+            }
+        })?;
+        Ok((model, varmap))
+    }
+
+    /// Logits `(batch,)` for features `(batch, input)`.
+    pub fn forward(&self, x: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for l in &self.layers {
+            x = dropout(
+                &l.forward(&x)?.relu()?,
+                self.cfg.dropout,
+                rng.as_deref_mut(),
+            )?;
+        }
+        self.out.forward(&x)?.squeeze(1)
+    }
+}
+
+/// All trainable variables of a var map, in name order (a stable order for the optimiser).
+pub fn sorted_vars(varmap: &VarMap) -> Vec<Var> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(&String, &Var)> = data.iter().collect();
+    named.sort_by_key(|(n, _)| n.as_str());
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> GcConfig {
+        GcConfig {
+            vocab_size: 130,
+            hidden: 8,
+            layers: 1,
+            heads: 2,
+            intermediate: 16,
+            seq_len: 6,
+            classes: 3,
+            dropout: 0.1,
+        }
+    }
+
+    #[test]
+    fn gc_shapes_seeded_init_and_dropout_only_in_training() {
+        let dev = Device::Cpu;
+        let (m1, v1) = GeneClassifier::init(&tiny(), &dev, 3).unwrap();
+        let (_, v2) = GeneClassifier::init(&tiny(), &dev, 3).unwrap();
+        let a = sorted_vars(&v1)[0]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = sorted_vars(&v2)[0]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(a, b, "same seed, same weights");
+        let ids =
+            Tensor::from_vec(vec![2u32, 5, 6, 7, 8, 3, 2, 9, 9, 9, 9, 3], (2, 6), &dev).unwrap();
+        let eval1 = m1.forward(&ids, None).unwrap();
+        assert_eq!(eval1.dims(), &[2, 3]);
+        let eval2 = m1.forward(&ids, None).unwrap();
+        let diff = |x: &Tensor, y: &Tensor| {
+            (x - y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert_eq!(diff(&eval1, &eval2), 0.0);
+        let mut rng = Rng::new(1);
+        let train = m1.forward(&ids, Some(&mut rng)).unwrap();
+        assert!(
+            diff(&eval1, &train) > 0.0,
+            "dropout changes training outputs"
+        );
+    }
+
+    #[test]
+    fn sentence_is_cls_words_sep() {
+        let mut out = Vec::new();
+        push_sentence(&[10, 11, 12, 13], 1, 2, &mut out);
+        assert_eq!(out, [2, 11, 12, 3]);
+    }
+
+    #[test]
+    fn fc_maps_features_to_one_logit() {
+        let cfg = FcConfig {
+            input: 6,
+            hidden: vec![4],
+            dropout: 0.0,
+        };
+        let (m, _) = FusionClassifier::init(&cfg, &Device::Cpu, 1).unwrap();
+        let x = Tensor::ones((5, 6), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(m.forward(&x, None).unwrap().dims(), &[5]);
+    }
+}

@@ -1,0 +1,194 @@
+//! End to end on the tiny preset: the five steps run as separate processes of the real binary,
+//! passing artifacts through directories as the pipeline does, and `all` reproduces them.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs a step; returns its stdout.
+fn step(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kgf-step"))
+        .args(args)
+        .args(["--preset", "tiny", "--seed", "7", "--device", "cpu"])
+        .output()
+        .expect("kgf-step runs");
+    assert!(
+        out.status.success(),
+        "kgf-step {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let (train, val, test, labels) = (
+        data.join("train"),
+        data.join("val"),
+        data.join("test"),
+        data.join("labels"),
+    );
+    step(&["dataset", "--out", s(&data), "--csv"]);
+    for f in [
+        "train/gc.npy",
+        "train/fc.npy",
+        "val/fc.npy",
+        "test/gc.csv",
+        "labels/labels.json",
+        "labels/vocab.txt",
+    ] {
+        assert!(data.join(f).is_file(), "{f} missing");
+    }
+
+    let gc = d.join("gc-model");
+    step(&[
+        "train-gc",
+        "--train",
+        s(&train),
+        "--val",
+        s(&val),
+        "--labels",
+        s(&labels),
+        "--model-out",
+        s(&gc),
+        "--metrics-out",
+        s(&d.join("gc-train")),
+    ]);
+    let history = json(&d.join("gc-train/history.json"));
+    let epochs = history["epochs"].as_array().unwrap();
+    assert!(!epochs.is_empty());
+    let first = epochs[0]["train_loss"].as_f64().unwrap();
+    let last = epochs.last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(
+        last < first,
+        "GC training loss did not fall: {first} → {last}"
+    );
+
+    // test-gc as KFP runs it: with the executor input, so that metrics reach the UI.
+    let exec_out = d.join("kfp/executor_output.json");
+    let executor_input = serde_json::json!({
+        "inputs": {},
+        "outputs": {
+            "outputFile": exec_out,
+            "artifacts": {
+                "metrics": {"artifacts": [{"name": "metrics", "uri": "minio://mlpipeline/v2/m", "type": {"schemaTitle": "system.Metrics"}}]},
+                "classification": {"artifacts": [{"name": "classification", "uri": "minio://mlpipeline/v2/c", "type": {"schemaTitle": "system.ClassificationMetrics"}}]}
+            }
+        }
+    })
+    .to_string();
+    let stdout = step(&[
+        "test-gc",
+        "--test",
+        s(&test),
+        "--labels",
+        s(&labels),
+        "--model",
+        s(&gc),
+        "--metrics-out",
+        s(&d.join("gc-test")),
+        "--classification-out",
+        s(&d.join("gc-cls")),
+        "--executor-input",
+        &executor_input,
+    ]);
+    let gc_metrics = json(&d.join("gc-test/metrics.json"));
+    // The line kgf-up reads back from the pod log after a run on a cluster.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("KGF_METRICS "))
+        .expect("test-gc prints its metrics on one KGF_METRICS line");
+    let printed: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(printed["accuracy"], gc_metrics["accuracy"]);
+    let genes = json(&labels.join("labels.json"))["genes"]
+        .as_array()
+        .unwrap()
+        .len();
+    let accuracy = gc_metrics["accuracy"].as_f64().unwrap();
+    let chance = 1.0 / genes as f64;
+    assert_eq!(genes, 4);
+    // Chance is 0.25 (4 genes); the tiny GC reaches ~0.8 over seeds 1-4.
+    assert!(
+        accuracy > 2.0 * chance,
+        "GC test accuracy {accuracy} is not clearly above chance {chance}"
+    );
+    let kfp = json(&exec_out);
+    assert_eq!(
+        kfp["artifacts"]["metrics"]["artifacts"][0]["metadata"]["accuracy"].as_f64(),
+        Some(accuracy)
+    );
+    let cm = &kfp["artifacts"]["classification"]["artifacts"][0]["metadata"]["confusionMatrix"];
+    assert_eq!(cm["rows"].as_array().unwrap().len(), genes);
+
+    let fc = d.join("fc-model");
+    step(&[
+        "train-fc",
+        "--train",
+        s(&train),
+        "--val",
+        s(&val),
+        "--labels",
+        s(&labels),
+        "--gc-model",
+        s(&gc),
+        "--model-out",
+        s(&fc),
+    ]);
+    step(&[
+        "test-fc",
+        "--test",
+        s(&test),
+        "--labels",
+        s(&labels),
+        "--gc-model",
+        s(&gc),
+        "--model",
+        s(&fc),
+        "--metrics-out",
+        s(&d.join("fc-test")),
+    ]);
+    let fc_metrics = json(&d.join("fc-test/metrics.json"));
+    assert_eq!(
+        fc_metrics["classes"],
+        serde_json::json!(["chimeric", "not_chimeric"])
+    );
+    let bal = fc_metrics["balanced_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&bal));
+    assert!(fc_metrics["roc_curve"].as_array().unwrap().len() > 2);
+
+    // `all` with the same seed reproduces the step-by-step results exactly.
+    let all = d.join("all");
+    step(&["all", "--out", s(&all)]);
+    let summary = json(&all.join("metrics.json"));
+    assert_eq!(summary["gc"]["test"], gc_metrics);
+    assert_eq!(summary["fc"]["test"], fc_metrics);
+    assert_eq!(summary["gc"]["chance_accuracy"].as_f64(), Some(chance));
+}
+
+#[test]
+fn a_step_fails_with_the_cause_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kgf-step"))
+        .args(["dataset", "--preset", "tiny", "--k", "7", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("k = 7") && err.contains("1..=6"), "{err}");
+}
