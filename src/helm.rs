@@ -513,6 +513,12 @@ pub enum HelmError {
         #[source]
         source: Box<ExecError>,
     },
+    #[error("reading the CRDs of chart {chart}")]
+    Crds {
+        chart: String,
+        #[source]
+        source: Box<ExecError>,
+    },
     #[error("`{program}` printed version `{found}`, which kgf-up does not support")]
     Unsupported { program: String, found: String },
     #[error("chart source `{source_text}` is not usable: {detail}")]
@@ -567,6 +573,9 @@ impl HelmError {
             }
             HelmError::BadSource { .. } => {
                 "fix the component's chart source in the profile (or its --set override)".into()
+            }
+            HelmError::Crds { .. } => {
+                "check that the chart can be fetched (repository URL, version, network)".into()
             }
             HelmError::LocalChart { .. } => {
                 "point the source at a chart directory (with Chart.yaml) or a `helm package` .tgz"
@@ -784,6 +793,31 @@ impl Helm {
                 Duration::from_secs(2),
             )
             .changes()
+    }
+
+    /// The names of the CRDs in the chart's `crds/` directory (`helm show crds`): helm installs
+    /// them once and never removes them, so kgf-up records the ones it created for `down`.
+    pub async fn chart_crds(&self, chart: &ChartSource) -> Result<Vec<String>, HelmError> {
+        let cmd = Cmd::new(&self.program)
+            .args(["show", "crds"])
+            .args(chart.args())
+            .timeout(Duration::from_secs(120))
+            .retry_on(TRANSIENT, 3, Duration::from_secs(1));
+        let out = self
+            .exec
+            .run_async(cmd)
+            .await
+            .map_err(|source| HelmError::Crds {
+                chart: chart.to_string(),
+                source: Box::new(source),
+            })?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&out.stdout).unwrap_or_default();
+        Ok(docs
+            .iter()
+            .filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+            .filter_map(|d| d.pointer("/metadata/name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
     }
 
     /// What `plan` shows for installing `release`.

@@ -135,6 +135,25 @@ fn kind_of(obj: &DynamicObject) -> &str {
     obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("")
 }
 
+/// The client configuration of a kubeconfig's context (for clients that need their own
+/// settings, such as the Kubeflow Pipelines client reached through the service proxy).
+pub async fn config(kubeconfig: &Kubeconfig) -> Result<Config, KubeError> {
+    let path = kubeconfig.path.display().to_string();
+    let unusable = |message: String| KubeError::Kubeconfig {
+        path: path.clone(),
+        message,
+    };
+    let file = kube::config::Kubeconfig::read_from(&kubeconfig.path)
+        .map_err(|e| unusable(e.to_string()))?;
+    let options = kube::config::KubeConfigOptions {
+        context: kubeconfig.context.clone(),
+        ..Default::default()
+    };
+    Config::from_custom_kubeconfig(file, &options)
+        .await
+        .map_err(|e| unusable(e.to_string()))
+}
+
 /// A connected client plus a cache of resolved kinds.
 #[derive(Clone)]
 pub struct Kube {
@@ -146,28 +165,11 @@ pub struct Kube {
 impl Kube {
     /// Connects with the kubeconfig's context; checks the API answers.
     pub async fn connect(kubeconfig: &Kubeconfig) -> Result<Kube, KubeError> {
-        let path = kubeconfig.path.display().to_string();
-        let file = kube::config::Kubeconfig::read_from(&kubeconfig.path).map_err(|e| {
-            KubeError::Kubeconfig {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        let options = kube::config::KubeConfigOptions {
-            context: kubeconfig.context.clone(),
-            ..Default::default()
-        };
-        let mut config = Config::from_custom_kubeconfig(file, &options)
-            .await
-            .map_err(|e| KubeError::Kubeconfig {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let mut config = config(kubeconfig).await?;
         config.headers.push((
             http::header::USER_AGENT,
             http::HeaderValue::from_static(concat!("kgf-up/", env!("CARGO_PKG_VERSION"))),
         ));
-        config.read_timeout = Some(Duration::from_secs(60));
         let url = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|e| KubeError::Unreachable {
             url: url.clone(),

@@ -181,7 +181,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", plan::render(&plan, &loaded, json));
             Ok(())
         }
-        Command::Up { .. } | Command::Verify | Command::Pipeline { .. } => {
+        Command::Verify => verify(&plan, &loaded.profile, ctx.clone(), &ui, started).await,
+        Command::Up { .. } | Command::Pipeline { .. } => {
             if loaded.profile.cluster.provider == Provider::Sim {
                 ui.note(
                     "sim profile: nodes are simulated by kwok; pods are scheduled but never run",
@@ -240,6 +241,78 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         rke2.close().await;
     }
     result
+}
+
+/// `verify`: the smoke checks alone, on the cluster as it is. The cluster steps are only
+/// observed (to find the cluster); the GPU checks run as steps of their own.
+async fn verify(
+    plan: &plan::Plan,
+    profile: &profile::Profile,
+    ctx: Arc<Ctx>,
+    ui: &Ui,
+    started: Instant,
+) -> Result<(), Failure> {
+    for step in plan.steps.iter().filter(|s| {
+        let id = s.id();
+        !id.as_str().starts_with("component/")
+            && !id.as_str().starts_with("validate/")
+            && !id.as_str().starts_with("pipeline/")
+    }) {
+        let seen = step.observe(&ctx).await?;
+        if !seen.is_converged() {
+            return Err(Failure {
+                message: format!(
+                    "{}: {}\n  fix: run `kgf-up up` first",
+                    step.id(),
+                    seen.reason
+                ),
+                code: 1,
+            });
+        }
+    }
+    let steps = kgf_up::validate::steps(profile, &[], &[]);
+    let levels = plan::levels(&steps).map_err(Failure::input)?;
+    let checks = plan::Plan {
+        steps,
+        levels,
+        helm: plan.helm.clone(),
+        rke2: None,
+    };
+    let finished = runner::up(&checks, ctx.clone(), ui, 1).await;
+    ctx.release_lock().await;
+    let kube = ctx.kube().await?;
+    let pods_run = kgf_up::components::pods_run(profile.cluster.provider);
+    let mut unhealthy = Vec::new();
+    for c in kgf_up::components::resolve(profile).map_err(Failure::input)? {
+        match kgf_up::components::health::verify(kube, &c, pods_run).await {
+            Ok(why) => ui.note(&format!("  ✓ {:<36} {why}", format!("health/{}", c.name))),
+            Err(e) => {
+                ui.note(&format!(
+                    "  ✗ {:<36} {}",
+                    format!("health/{}", c.name),
+                    e.message
+                ));
+                unhealthy.push(c.name);
+            }
+        }
+    }
+    if !unhealthy.is_empty() {
+        return Err(Failure {
+            message: format!("unhealthy: {}", unhealthy.join(", ")),
+            code: 1,
+        });
+    }
+    ui.summary(&finished, started.elapsed(), "kgf-up status");
+    match finished
+        .iter()
+        .find(|f| matches!(f.outcome, Outcome::Failed(_)))
+    {
+        Some(f) => Err(Failure {
+            message: format!("check {} failed (details above)", f.id),
+            code: 1,
+        }),
+        None => Ok(()),
+    }
 }
 
 async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure> {

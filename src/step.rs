@@ -162,12 +162,16 @@ impl StepError {
         self
     }
 
-    /// Wraps a module error with the step's context: "installing cert-manager: <cause>".
+    /// Wraps a module error with the step's context: "installing cert-manager: <cause>". Causes
+    /// in the error's chain are added unless its message already says them.
     pub fn context(context: impl fmt::Display, cause: impl std::error::Error) -> Self {
         let mut message = format!("{context}: {cause}");
         let mut source = cause.source();
         while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!(": {text}"));
+            }
             source = s.source();
         }
         StepError::new(message)

@@ -260,19 +260,19 @@ impl Step for CudaSmoke {
                 .list(&ListParams::default().labels(&format!("job-name={SMOKE_JOB}")))
                 .await
                 .map_err(|e| StepError::context("finding the smoke pod", e))?;
-            for pod in list.items {
-                let name = pod.metadata.name.unwrap_or_default();
-                let log = pods
-                    .logs(&name, &LogParams::default())
-                    .await
-                    .map_err(|e| StepError::context(format!("reading the log of {name}"), e))?;
-                if log.contains("Test PASSED") {
-                    return Ok(());
-                }
-                return Err(StepError::new(format!("the CUDA sample ran but did not print `Test PASSED`:\n{log}"))
-                    .with_fix("check the driver and toolkit versions with `kgf-up doctor`"));
+            let Some(pod) = list.items.into_iter().next() else {
+                return Err(StepError::new("the smoke job completed but its pod is gone"));
+            };
+            let name = pod.metadata.name.unwrap_or_default();
+            let log = pods
+                .logs(&name, &LogParams::default())
+                .await
+                .map_err(|e| StepError::context(format!("reading the log of {name}"), e))?;
+            if log.contains("Test PASSED") {
+                return Ok(());
             }
-            Err(StepError::new("the smoke job completed but its pod is gone"))
+            Err(StepError::new(format!("the CUDA sample ran but did not print `Test PASSED`:\n{log}"))
+                .with_fix("check the driver and toolkit versions with `kgf-up doctor`"))
         }
         .boxed()
     }

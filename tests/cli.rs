@@ -280,7 +280,19 @@ fn help_and_version_need_no_profile_or_cluster() {
 
 #[test]
 fn built_in_profiles_plan_without_touching_anything() {
-    for profile in ["sim", "kind-gpu", "rke2"] {
+    // The built-in rke2 profile has no hosts: it says so and how to add them.
+    let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
+        .args(["plan", "--profile", "rke2"])
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no hosts: list at least one host"),
+        "{stderr}"
+    );
+    for profile in ["sim", "kind-gpu", "tests/fixtures/rke2/profile.yaml"] {
         let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
             .args(["plan", "--profile", profile, "-o", "json"])
             .env("CI", "true")
@@ -292,7 +304,29 @@ fn built_in_profiles_plan_without_touching_anything() {
             String::from_utf8_lossy(&out.stderr)
         );
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(plan["steps"][0]["step"], "cluster", "{profile}");
+        let steps: Vec<&str> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        // The cluster comes first: kind checks the host (preflight) before it.
+        let first = if profile == "kind-gpu" {
+            "preflight"
+        } else {
+            steps[0]
+        };
+        assert_eq!(steps[0], first, "{profile}");
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.ends_with("cluster") || s.starts_with("rke2/")),
+            "{profile}: {steps:?}"
+        );
+        assert!(
+            steps.contains(&"component/cert-manager"),
+            "{profile}: {steps:?}"
+        );
         assert!(plan["resolved"]["name"].is_string());
     }
 }

@@ -390,7 +390,11 @@ fn a_component_that_never_gets_ready_is_diagnosed_the_rest_converge_and_only_it_
     let out = with("up", false);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("installing kserve with helm"), "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l.contains("component/kserve ") && l.contains("failed")),
+        "{all}"
+    );
     assert!(
         all.contains("pod kgf-c-kserve/kserve-controller-manager-"),
         "the diagnosis names the pod: {all}"
@@ -634,6 +638,31 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
         bed.kubectl(&["-n", "kgf-c-kuberay", "get", "rayclusters", "-o", "name"])
             .is_empty(),
         "the probe is removed"
+    );
+
+    // KServe's webhook certificate: Ready only once cert-manager says so (none runs on the bed).
+    let err = verify("kserve", true).unwrap_err();
+    assert!(
+        err.message
+            .contains("Certificate kgf-c-kserve/serving-cert is not Ready"),
+        "{}",
+        err.message
+    );
+    bed.kubectl(&[
+        "-n",
+        "kgf-c-kserve",
+        "patch",
+        "certificate",
+        "serving-cert",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ]);
+    assert!(
+        verify("kserve", true)
+            .unwrap()
+            .ends_with("Certificate serving-cert Ready")
     );
 
     // The pipelines API: the bed cannot proxy to a pod that runs no container, so the probe must

@@ -172,6 +172,16 @@ fn up_installs_a_second_up_changes_nothing_and_down_restores_the_bed() {
         );
     }
 
+    let out = kgf_up(&["verify", "--profile", profile]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out)
+            .lines()
+            .any(|l| l.contains("validate/gpu-allocatable") && l.contains("kgf-gpu-0=1")),
+        "{}",
+        text(&out)
+    );
+
     let out = kgf_up(&["down", "--profile", profile, "--non-interactive"])
         .output()
         .unwrap();
@@ -303,7 +313,8 @@ fn an_up_killed_at_any_point_is_finished_by_the_next_up() {
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(dir.path(), "k", "");
     let _down = DownOnDrop(profile.clone());
-    let points: [(&str, Box<dyn Fn() -> bool>); 4] = [
+    type Ready = Box<dyn Fn() -> bool>;
+    let points: [(&str, Ready); 4] = [
         ("at once", Box::new(|| true)),
         (
             "while applying the kustomization",

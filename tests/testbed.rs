@@ -284,7 +284,7 @@ fn helm_3_and_4_install_a_chart_and_wait_for_it() {
                 "hello",
                 chart.to_str().unwrap(),
                 "--namespace",
-                &ns,
+                ns,
                 "--create-namespace",
                 "--wait",
                 "--timeout",
@@ -298,7 +298,7 @@ fn helm_3_and_4_install_a_chart_and_wait_for_it() {
         );
         let ready = bed.kubectl(&[
             "-n",
-            &ns,
+            ns,
             "get",
             "deployment",
             "hello",
@@ -312,7 +312,7 @@ fn helm_3_and_4_install_a_chart_and_wait_for_it() {
         // The API server reports the pinned version (stamped at build), which charts see.
         let seen = bed.kubectl(&[
             "-n",
-            &ns,
+            ns,
             "get",
             "deployment",
             "hello",

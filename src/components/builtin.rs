@@ -45,7 +45,7 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
     let sim = provider == Provider::Sim;
     let spec = match name {
         "cert-manager" => ComponentSpec {
-            source: helm("https://charts.jetstack.io", "cert-manager", "v1.17.2"),
+            source: helm("https://charts.jetstack.io", "cert-manager", "v1.21.2"),
             namespace: Some("cert-manager".into()),
             values: json!({"crds": {"enabled": true}}),
             ..Default::default()
@@ -59,15 +59,15 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
         "kubeflow-pipelines" => ComponentSpec {
             source: Some(Source::Kustomize {
                 paths: vec![
-                    "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=2.17.0".into(),
-                    "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=2.17.0".into(),
+                    "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=2.17.1".into(),
+                    "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=2.17.1".into(),
                 ],
             }),
             namespace: Some("kubeflow".into()),
             ..Default::default()
         },
         "kuberay" => ComponentSpec {
-            source: helm("https://ray-project.github.io/kuberay-helm/", "kuberay-operator", "1.7.0"),
+            source: helm("https://ray-project.github.io/kuberay-helm/", "kuberay-operator", "1.7.1"),
             namespace: Some("kuberay".into()),
             release: Some("kuberay-operator".into()),
             ..Default::default()
@@ -88,6 +88,8 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
             source: oci("oci://ghcr.io/kserve/charts/kserve-runtime-configs", "v0.20.0"),
             namespace: Some("kserve".into()),
             needs: needs(&["kserve"]),
+            // The chart's default renders no runtime at all.
+            values: json!({"kserve": {"servingruntime": {"enabled": true}}}),
             ..Default::default()
         },
         "minio" => ComponentSpec {
@@ -98,7 +100,10 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
                 "replicas": 1,
                 "resources": {"requests": {"memory": "512Mi"}},
                 "persistence": {"size": if sim { "1Gi" } else { "20Gi" }},
-                "image": {"tag": "RELEASE.2025-10-15T17-29-55Z"},
+                // The last published image: RELEASE.2025-10-15T17-29-55Z (the security fix) was
+                // released as source only. Root credentials: Secret minio-root, made by kgf-up.
+                "image": {"repository": "quay.io/minio/minio", "tag": "RELEASE.2025-09-07T16-13-09Z"},
+                "existingSecret": "minio-root",
                 "buckets": [
                     {"name": "datasets", "policy": "none"},
                     {"name": "models", "policy": "none"},
@@ -110,7 +115,7 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
         "prometheus" => ComponentSpec {
             source: oci(
                 "oci://ghcr.io/prometheus-community/charts/kube-prometheus-stack",
-                "88.0.0",
+                "88.5.3",
             ),
             namespace: Some("monitoring".into()),
             release: Some("kube-prometheus-stack".into()),
@@ -129,22 +134,14 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
     Some(spec)
 }
 
-/// GPU operator values per provider (design §5): on kind the host provides driver and toolkit and
-/// the control plane (which NFD labels as a GPU node, sharing the host's kernel) gets no operands;
-/// on rke2 the toolkit is pointed at rke2's containerd socket only.
+/// GPU operator values per provider (design §5): on kind the host provides driver and toolkit
+/// (the control plane gets no operands through its `nvidia.com/gpu.deploy.operands=false` label,
+/// set in the kind config); on rke2 the toolkit is pointed at rke2's containerd socket only.
 fn gpu_operator_values(provider: Provider) -> serde_json::Value {
-    let off_control_plane = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [
-            {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}
-        ]}]
-    }}});
     match provider {
         Provider::Kind => json!({
             "driver": {"enabled": false},
             "toolkit": {"enabled": false},
-            "devicePlugin": {"affinity": off_control_plane},
-            "gfd": {"affinity": off_control_plane},
-            "dcgmExporter": {"affinity": off_control_plane, "config": {"create": false}},
         }),
         Provider::Rke2 => json!({
             "toolkit": {"env": [

@@ -117,9 +117,17 @@ pub async fn verify(
                 ))
                 .with_diagnosis(kube.diagnose(ns).await));
             }
-            Ok(format!(
+            let checked = format!(
                 "Deployment kserve-controller-manager Available; webhook Service {service} has {ready} ready endpoint(s)"
-            ))
+            );
+            if !pods_run {
+                return Ok(simulated(
+                    &checked,
+                    "its Certificate (cert-manager issues none)",
+                ));
+            }
+            kserve_certificate_ready(kube, c).await?;
+            Ok(format!("{checked}; Certificate serving-cert Ready"))
         }
         "kserve-runtimes" => {
             let api = dynamic_api(
@@ -511,18 +519,54 @@ pub fn ray_cluster_ready(status: Option<&serde_json::Value>) -> bool {
     if status.get("state").and_then(|s| s.as_str()) == Some("ready") {
         return true;
     }
-    let is_true = |kind: &str| {
-        status
-            .get("conditions")
-            .and_then(|c| c.as_array())
-            .is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c.get("type").and_then(|t| t.as_str()) == Some(kind)
-                        && c.get("status").and_then(|s| s.as_str()) == Some("True")
-                })
+    condition_true(status, "RayClusterProvisioned") && condition_true(status, "HeadPodReady")
+}
+
+/// Whether `status.conditions` holds a condition of `kind` with status "True".
+pub fn condition_true(status: &serde_json::Value, kind: &str) -> bool {
+    status
+        .get("conditions")
+        .and_then(|c| c.as_array())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(|t| t.as_str()) == Some(kind)
+                    && c.get("status").and_then(|s| s.as_str()) == Some("True")
             })
-    };
-    is_true("RayClusterProvisioned") && is_true("HeadPodReady")
+        })
+}
+
+/// The webhook's serving certificate (cert-manager `Certificate serving-cert`) must be Ready, or the
+/// API server cannot verify the webhook's TLS.
+async fn kserve_certificate_ready(kube: &Kube, c: &Component) -> Result<(), StepError> {
+    let api = dynamic_api(
+        kube,
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+        Some(&c.namespace),
+    );
+    let cert = api
+        .get_opt("serving-cert")
+        .await
+        .map_err(|e| read_error(c, "Certificate serving-cert", e))?;
+    let ready = cert
+        .as_ref()
+        .and_then(|o| o.data.get("status"))
+        .is_some_and(|s| condition_true(s, "Ready"));
+    if ready {
+        return Ok(());
+    }
+    Err(StepError::new(format!(
+        "{}: Certificate {}/serving-cert is {}, so the webhook has no TLS certificate",
+        c.name,
+        c.namespace,
+        if cert.is_some() { "not Ready" } else { "absent" }
+    ))
+    .with_fix(format!(
+        "check cert-manager (`kgf-up verify` on it) and `kubectl -n {} describe certificate serving-cert`",
+        c.namespace
+    )))
 }
 
 /// Applies the probe RayCluster, waits for it to be ready within the component's timeout, and
@@ -754,6 +798,17 @@ mod tests {
         assert!(ray_cluster_ready(Some(&conditions("True"))));
         assert!(!ray_cluster_ready(Some(&conditions("False"))));
         assert!(!ray_cluster_ready(None));
+    }
+
+    #[test]
+    fn a_condition_counts_only_with_status_true() {
+        let status = json!({"conditions": [
+            {"type": "Ready", "status": "False"},
+            {"type": "Issuing", "status": "True"},
+        ]});
+        assert!(!condition_true(&status, "Ready"));
+        assert!(condition_true(&status, "Issuing"));
+        assert!(!condition_true(&json!({}), "Ready"));
     }
 
     #[test]

@@ -292,6 +292,19 @@ impl ComponentStep {
             .get(&self.id())
             .map(|r| r.objects.clone())
             .unwrap_or_default();
+        if c.name == "minio" {
+            // Root credentials: generated once into a Secret, never printed, reused later.
+            super::secrets::ensure_minio_root(kube, &c.namespace).await?;
+            let secret = ObjectRef {
+                api_version: "v1".into(),
+                kind: "Secret".into(),
+                namespace: Some(c.namespace.clone()),
+                name: "minio-root".into(),
+            };
+            if !objects.contains(&secret) {
+                objects.push(secret);
+            }
+        }
         self.write(
             ctx,
             &self.record(
@@ -307,9 +320,15 @@ impl ComponentStep {
             let diagnosis = kube.diagnose(&c.namespace).await;
             return Err(StepError::from(e).with_diagnosis(diagnosis));
         }
-        // CRDs the chart brought (helm never removes them): recorded so `down` can.
-        for name in Self::crd_names(kube).await? {
-            if !before.contains(&name) {
+        // The chart's crds/ that this install created (helm never removes them): recorded so
+        // `down` can. Named from the chart itself, so concurrent installs are not confused.
+        let present = Self::crd_names(kube).await?;
+        for name in helm
+            .chart_crds(&self.chart())
+            .await
+            .map_err(StepError::from)?
+        {
+            if !before.contains(&name) && present.contains(&name) {
                 let r = ObjectRef {
                     api_version: "apiextensions.k8s.io/v1".into(),
                     kind: "CustomResourceDefinition".into(),
@@ -397,6 +416,21 @@ impl ComponentStep {
             ),
         )
         .await
+    }
+
+    async fn wait_healthy(&self, ctx: &Ctx) -> StepResult<()> {
+        let kube = ctx.kube().await?;
+        let deadline = tokio::time::Instant::now() + self.component.timeout;
+        loop {
+            match super::health::verify(kube, &self.component, false).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!(component = %self.component.name, error = %e.message, "not healthy yet")
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// Waits for every object of the latest record by its kind's readiness rule, then marks the
@@ -532,8 +566,10 @@ impl Step for ComponentStep {
     fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
         async move {
             if self.is_helm() {
-                // helm --wait already waited for the release's workloads.
-                Ok(())
+                // helm --wait waited for the release's workloads; what it cannot see (a webhook
+                // Service with ready endpoints, CRDs Established) is waited for here, so the
+                // components that need this one do not meet "connection refused".
+                self.wait_healthy(ctx).await
             } else {
                 self.wait_recorded(ctx, ctx.kube().await?).await
             }

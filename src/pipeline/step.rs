@@ -43,23 +43,9 @@ impl Endpoint {
                 service,
                 port,
             } => {
-                let kc = ctx.kubeconfig()?;
-                let unusable = |e: &dyn std::fmt::Display| {
-                    StepError::new(format!(
-                        "cannot use the kubeconfig {}: {e}",
-                        kc.path.display()
-                    ))
-                    .with_fix("check the file, or pass --kubeconfig")
-                };
-                let file =
-                    kube::config::Kubeconfig::read_from(&kc.path).map_err(|e| unusable(&e))?;
-                let options = kube::config::KubeConfigOptions {
-                    context: kc.context.clone(),
-                    ..Default::default()
-                };
-                let config = kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| unusable(&e))?;
+                let config = crate::kube::config(ctx.kubeconfig()?).await.map_err(|e| {
+                    StepError::new(e.to_string()).with_fix("check the file, or pass --kubeconfig")
+                })?;
                 KfpClient::via_service_proxy(config, namespace, service, *port).map_err(step_error)
             }
         }

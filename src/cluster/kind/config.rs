@@ -16,6 +16,11 @@ pub const DEVICE_MOUNT_DIR: &str = "/var/run/nvidia-container-devices";
 /// The label GPU workers carry so the GPU operator (NFD off the control plane) finds them.
 pub const GPU_LABEL: (&str, &str) = ("nvidia.com/gpu.present", "true");
 
+/// The GPU operator deploys no operand on a node with this label. The kind control plane shares
+/// the host's kernel, so NFD labels it a GPU node; without this its operands hang there and the
+/// ClusterPolicy never gets ready (the chart has no per-operand affinity to say so otherwise).
+pub const NO_OPERANDS_LABEL: (&str, &str) = ("nvidia.com/gpu.deploy.operands", "false");
+
 /// containerd reads per-registry `hosts.toml` files from here (default in node images since
 /// kind v0.27; patched explicitly so an older pinned image behaves the same).
 pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
@@ -41,6 +46,13 @@ pub fn render_nodes(spec: &KindSpec, nodes: &[NodePlan]) -> String {
         };
         let _ = writeln!(out, "- role: {role}");
         let _ = writeln!(out, "  image: {}", spec.node_image);
+        if node.role == Role::ControlPlane {
+            let _ = writeln!(
+                out,
+                "  labels:\n    {}: \"{}\"",
+                NO_OPERANDS_LABEL.0, NO_OPERANDS_LABEL.1
+            );
+        }
         let devices: Vec<String> = match &node.gpus {
             NodeGpus::None => continue,
             NodeGpus::All => vec!["all".to_string()],
@@ -82,7 +94,10 @@ mod tests {
         let text = render(&spec, 4).unwrap();
         let control_plane = text.split("- role: ").nth(1).unwrap();
         assert!(control_plane.starts_with("control-plane"));
-        assert!(!control_plane.contains("nvidia"));
+        assert!(!control_plane.contains("nvidia-container-devices"));
+        assert!(!control_plane.contains("gpu.present"));
+        // ... and the GPU operator puts no operand on it.
+        assert!(control_plane.contains("nvidia.com/gpu.deploy.operands: \"false\""));
         assert_eq!(text.matches("nvidia.com/gpu.present").count(), 4);
     }
 
