@@ -657,6 +657,16 @@ impl From<HelmError> for StepError {
     }
 }
 
+/// The names of the CustomResourceDefinitions in multi-document YAML.
+fn crd_names(yaml: &str) -> Vec<String> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap_or_default();
+    docs.iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+        .filter_map(|d| d.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The error and its sources, joined with `: `.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
@@ -811,13 +821,7 @@ impl Helm {
                 chart: chart.to_string(),
                 source: Box::new(source),
             })?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&out.stdout).unwrap_or_default();
-        Ok(docs
-            .iter()
-            .filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-            .filter_map(|d| d.pointer("/metadata/name").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect())
+        Ok(crd_names(&out.stdout))
     }
 
     /// What `plan` shows for installing `release`.
@@ -857,6 +861,20 @@ impl Helm {
         };
         let values: Value = parse_json(&stdout, "helm get values")?;
         Ok(Some(empty_if_null(values)))
+    }
+
+    /// The CRDs among the release's rendered objects (`helm get manifest`). Charts that template
+    /// their CRDs usually mark them `helm.sh/resource-policy: keep`, so uninstall leaves them too.
+    pub async fn manifest_crds(
+        &self,
+        name: &str,
+        namespace: &str,
+    ) -> Result<Vec<String>, HelmError> {
+        let cmd = self.read(&["get", "manifest", name], namespace);
+        let Some(stdout) = self.read_release(cmd, name, namespace).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(crd_names(&stdout))
     }
 
     /// The release's revisions, oldest first.
