@@ -24,9 +24,31 @@ pub struct Held {
     renewal: tokio::task::JoinHandle<()>,
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}@{} pid {}", whoami(), host.trim(), std::process::id())
+    format!("{}@{} pid {}", whoami(), hostname(), std::process::id())
+}
+
+/// Whether `holder` is a kgf-up of this machine that is no longer running (killed, crashed):
+/// its lock is taken over at once instead of after [`STALE`], so an interrupted `up` can be
+/// finished straight away.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((who, pid)) = holder.split_once(" pid ") else {
+        return false;
+    };
+    let on_this_host = who
+        .rsplit_once('@')
+        .is_some_and(|(_, host)| host == hostname());
+    on_this_host
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 fn whoami() -> String {
@@ -70,7 +92,7 @@ pub async fn acquire(kube: &Kube, namespace: &str) -> Result<Held, StepError> {
             let age = renewed
                 .map(|t| Timestamp::now().duration_since(t).unsigned_abs())
                 .unwrap_or(STALE);
-            if age < STALE {
+            if age < STALE && !holder_is_gone(&other) {
                 return Err(StepError::new(format!(
                     "another kgf-up ({other}) is changing this cluster (lock renewed {}s ago)",
                     age.as_secs()
@@ -121,6 +143,24 @@ impl Held {
         {
             let _ = self.api.delete(LEASE, &DeleteParams::default()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_on_this_host_whose_process_is_gone_is_stale_at_once() {
+        let me = holder();
+        assert!(!holder_is_gone(&me), "this process runs");
+        let dead = format!("{}@{} pid {}", whoami(), hostname(), u32::MAX);
+        assert!(holder_is_gone(&dead));
+        let elsewhere = format!("{}@another-host pid {}", whoami(), u32::MAX);
+        assert!(
+            !holder_is_gone(&elsewhere),
+            "another machine's process cannot be checked"
+        );
     }
 }
 
