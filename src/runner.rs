@@ -75,6 +75,8 @@ async fn run_step(step: DynStep, ctx: Arc<Ctx>, ui: Ui) -> Finished {
             Phase::Apply,
             &format!("{}: {}", seen.state, seen.reason),
         );
+        // One `up` changes a cluster at a time; a run that changes nothing never takes the lock.
+        ctx.lock_for_change().await?;
         step.apply(&ctx, &seen).await?;
         ui.phase(&id, Phase::Wait, "");
         step.wait(&ctx).await?;

@@ -418,3 +418,73 @@ fn non_interactive_never_reads_stdin() {
     let _ = stdin.write_all(b"n\n");
     assert!(child.wait().unwrap().success());
 }
+
+fn lease(bed: &Bed, namespace: &str, holder: &str) {
+    // MicroTime: exactly six fractional digits.
+    let now = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let now = now.trim();
+    bed.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n\
+         apiVersion: coordination.k8s.io/v1\nkind: Lease\n\
+         metadata: {{name: kgf-up-lock, namespace: {namespace}}}\n\
+         spec: {{holderIdentity: \"{holder}\", leaseDurationSeconds: 60, renewTime: \"{now}\"}}\n"
+    ));
+}
+
+#[test]
+fn one_up_at_a_time_and_a_dead_holder_is_taken_over() {
+    let _serial = serial();
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: kgf-l\ncluster: {{provider: existing}}\n\
+             settings: {{timeout: 30s, namespace: kgf-l-system}}\n\
+             components:\n  cm:\n    source: {{kustomize: {{paths: [{}]}}}}\n    namespace: kgf-l-cm\n\
+             validation: {{min_gpu_nodes: 0}}\n",
+            fixture("testbed/kustomization").display()
+        ),
+    )
+    .unwrap();
+    let _down = DownOnDrop(path.clone());
+    let profile = path.to_str().unwrap();
+
+    // Another machine's kgf-up holds a fresh lock: this one changes nothing and says who.
+    lease(&bed, "kgf-l-system", "ci@another-machine pid 1");
+    let out = kgf_up(&["up", "--profile", profile]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("another kgf-up (ci@another-machine pid 1) is changing this cluster"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        bed.tool("kubectl", &["get", "namespace", "kgf-l-cm"])
+            .status
+            .code()
+            != Some(0),
+        "nothing was applied"
+    );
+
+    // A kgf-up of this machine that is gone (killed) is taken over at once, and the lock is
+    // given back at the end of the run.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    lease(
+        &bed,
+        "kgf-l-system",
+        &format!("root@{} pid {}", host.trim(), u32::MAX),
+    );
+    let out = kgf_up(&["up", "--profile", profile]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let leases = bed.kubectl(&["-n", "kgf-l-system", "get", "leases", "-o", "name"]);
+    assert!(leases.trim().is_empty(), "the lock was released: {leases}");
+}
