@@ -232,6 +232,8 @@ pub struct Release {
     pub rollback_on_failure: bool,
     /// Replace objects whose immutable fields changed (`--force` / helm 4 `--force-replace`).
     pub force_replace: bool,
+    /// Leave the chart's `crds/` to the caller (`--skip-crds`), who applied them already.
+    pub skip_crds: bool,
 }
 
 impl Release {
@@ -252,6 +254,7 @@ impl Release {
             timeout,
             rollback_on_failure: false,
             force_replace: false,
+            skip_crds: false,
         }
     }
 
@@ -658,13 +661,18 @@ impl From<HelmError> for StepError {
 }
 
 /// The names of the CustomResourceDefinitions in multi-document YAML.
-fn crd_names(yaml: &str) -> Vec<String> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap_or_default();
-    docs.iter()
+/// The names of the CRDs in multi-document YAML that `command` printed.
+fn crd_names(yaml: &str, command: &str) -> Result<Vec<String>, HelmError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| HelmError::Output {
+        command: command.to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(docs
+        .iter()
         .filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
         .filter_map(|d| d.pointer("/metadata/name").and_then(Value::as_str))
         .map(str::to_string)
-        .collect()
+        .collect())
 }
 
 /// The error and its sources, joined with `: `.
@@ -794,6 +802,9 @@ impl Helm {
                 "--force"
             });
         }
+        if release.skip_crds {
+            cmd = cmd.arg("--skip-crds");
+        }
         cmd.args(self.kube.iter().cloned())
             .timeout(release.timeout + GRACE)
             // Only failures from before helm changed anything: it could not reach the cluster.
@@ -805,23 +816,27 @@ impl Helm {
             .changes()
     }
 
-    /// The names of the CRDs in the chart's `crds/` directory (`helm show crds`): helm installs
-    /// them once and never removes them, so kgf-up records the ones it created for `down`.
-    pub async fn chart_crds(&self, chart: &ChartSource) -> Result<Vec<String>, HelmError> {
-        let cmd = Cmd::new(&self.program)
-            .args(["show", "crds"])
-            .args(chart.args())
-            .timeout(Duration::from_secs(120))
-            .retry_on(TRANSIENT, 3, Duration::from_secs(1));
+    /// The chart's `crds/` directory as YAML (`helm show crds`). helm installs those CRDs once and
+    /// never upgrades or removes them, so kgf-up server-side applies them itself before each
+    /// install or upgrade (with `--skip-crds`) and records the ones it created for `down`.
+    pub async fn chart_crds(&self, chart: &ChartSource) -> Result<String, HelmError> {
         let out = self
             .exec
-            .run_async(cmd)
+            .run_async(self.show_crds_cmd(chart))
             .await
             .map_err(|source| HelmError::Crds {
                 chart: chart.to_string(),
                 source: Box::new(source),
             })?;
-        Ok(crd_names(&out.stdout))
+        Ok(out.stdout)
+    }
+
+    pub fn show_crds_cmd(&self, chart: &ChartSource) -> Cmd {
+        Cmd::new(&self.program)
+            .args(["show", "crds"])
+            .args(chart.args())
+            .timeout(Duration::from_secs(120))
+            .retry_on(TRANSIENT, 3, Duration::from_secs(1))
     }
 
     /// What `plan` shows for installing `release`.
@@ -874,7 +889,7 @@ impl Helm {
         let Some(stdout) = self.read_release(cmd, name, namespace).await? else {
             return Ok(Vec::new());
         };
-        Ok(crd_names(&stdout))
+        crd_names(&stdout, "helm get manifest")
     }
 
     /// The release's revisions, oldest first.

@@ -78,6 +78,24 @@ impl fmt::Display for ObjectRef {
 }
 
 impl ObjectRef {
+    /// A namespace, a CRD: kinds that live outside namespaces.
+    pub fn cluster_scoped(api_version: &str, kind: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: None,
+            name: name.into(),
+        }
+    }
+
+    pub fn namespace(name: &str) -> ObjectRef {
+        ObjectRef::cluster_scoped("v1", "Namespace", name)
+    }
+
+    pub fn crd(name: &str) -> ObjectRef {
+        ObjectRef::cluster_scoped("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    }
+
     fn gvk(&self) -> GroupVersionKind {
         let (group, version) = match self.api_version.split_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
@@ -274,7 +292,39 @@ impl Kube {
         default_namespace: &str,
         deadline: Duration,
     ) -> Result<Vec<ObjectRef>, KubeError> {
-        let params = PatchParams::apply(FIELD_MANAGER);
+        self.apply_with(
+            objects,
+            default_namespace,
+            deadline,
+            PatchParams::apply(FIELD_MANAGER),
+        )
+        .await
+    }
+
+    /// [`Kube::apply`], taking over the fields another manager set (server-side apply's
+    /// `force`): for a chart's CRDs, which helm created and never upgrades, so kgf-up does.
+    pub async fn apply_forced(
+        &self,
+        objects: &[DynamicObject],
+        default_namespace: &str,
+        deadline: Duration,
+    ) -> Result<Vec<ObjectRef>, KubeError> {
+        self.apply_with(
+            objects,
+            default_namespace,
+            deadline,
+            PatchParams::apply(FIELD_MANAGER).force(),
+        )
+        .await
+    }
+
+    async fn apply_with(
+        &self,
+        objects: &[DynamicObject],
+        default_namespace: &str,
+        deadline: Duration,
+        params: PatchParams,
+    ) -> Result<Vec<ObjectRef>, KubeError> {
         let mut applied = Vec::with_capacity(objects.len());
         for obj in objects {
             let r = self.reference(obj, default_namespace).await?;
@@ -345,7 +395,38 @@ impl Kube {
                 });
             }
         }
-        let gone = await_condition(api, &r.name, conditions::is_deleted(&uid));
+        Self::gone(api, r, &uid, deadline).await
+    }
+
+    /// Waits until an object being deleted (a namespace still terminating) is gone; absent is
+    /// fine. Sends no delete of its own.
+    pub async fn wait_deleted(&self, r: &ObjectRef, deadline: Duration) -> Result<(), KubeError> {
+        let (api, _) = match self.api_for(r).await {
+            Ok(a) => a,
+            Err(KubeError::UnknownKind { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match api.get_opt(&r.name).await {
+            Ok(Some(obj)) => {
+                let uid = obj.metadata.uid.unwrap_or_default();
+                Self::gone(api, r, &uid, deadline).await
+            }
+            Ok(None) => Ok(()),
+            Err(source) => Err(KubeError::Api {
+                action: "reading",
+                object: r.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn gone(
+        api: Api<DynamicObject>,
+        r: &ObjectRef,
+        uid: &str,
+        deadline: Duration,
+    ) -> Result<(), KubeError> {
+        let gone = await_condition(api, &r.name, conditions::is_deleted(uid));
         match tokio::time::timeout(deadline, gone).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(KubeError::Api {

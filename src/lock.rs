@@ -146,6 +146,12 @@ impl Held {
     }
 }
 
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,11 +167,5 @@ mod tests {
             !holder_is_gone(&elsewhere),
             "another machine's process cannot be checked"
         );
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.renewal.abort();
     }
 }

@@ -2,8 +2,8 @@
 //! kustomization (tests/fixtures/components), installed by the real `kgf-up` binary with real helm
 //! and kustomize: DAG order and bounded concurrency read from the JSON events, `status` converged, a
 //! second `up` without a mutating request, a component that never gets ready diagnosed while the
-//! others converge and then retried alone, and `down` removing all of it (CRDs included) and
-//! nothing else. Also the health checks of `kgf-up verify` and MinIO's root Secret, against the
+//! others converge and then retried alone, a chart upgrade that upgrades its CRDs, and `down`
+//! removing all of it (CRDs included) and nothing else. Also the health checks of `kgf-up verify` and MinIO's root Secret, against the
 //! bed's API server.
 //!
 //! The tests that install share cluster-scoped CRDs, so they take [`INSTALLS`] and run one at a time.
@@ -309,6 +309,27 @@ fn all_components_install_in_dag_order_concurrently_then_change_nothing_and_down
         "1"
     );
 
+    // kgf-up's own GPU dashboard, for Grafana's sidecar, beside the monitoring stack.
+    let dashboard = bed.kubectl(&[
+        "-n",
+        "kgf-c-monitoring",
+        "get",
+        "configmap",
+        "-l",
+        "grafana_dashboard=1",
+        "-o",
+        "jsonpath={.items[*].data.kgf-up-gpu\\.json}",
+    ]);
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.to_string().contains("DCGM_FI_DEV_GPU_UTIL")),
+        "{dashboard:#}"
+    );
+
     let out = kgf_up(&["status", "--profile", &profile()]);
     assert!(out.status.success(), "{}", text(&out));
     for (name, _) in COMPONENTS {
@@ -337,6 +358,37 @@ fn all_components_install_in_dag_order_concurrently_then_change_nothing_and_down
         first_install.as_secs_f64(),
         no_change.as_secs_f64()
     );
+
+    // A deleted dashboard is drift: the next up puts it back, and touches nothing else.
+    bed.kubectl(&[
+        "-n",
+        "kgf-c-monitoring",
+        "delete",
+        "configmap",
+        "kgf-up-gpu-dashboard",
+    ]);
+    let out = kgf_up(&["up", "--profile", &profile(), "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ev = events(&out);
+    for (name, _) in COMPONENTS {
+        let expected = if *name == "prometheus" {
+            "applied"
+        } else {
+            "converged"
+        };
+        assert_eq!(
+            done_status(&ev, &format!("component/{name}")).as_deref(),
+            Some(expected),
+            "{name}: {ev:#?}"
+        );
+    }
+    bed.kubectl(&[
+        "-n",
+        "kgf-c-monitoring",
+        "get",
+        "configmap",
+        "kgf-up-gpu-dashboard",
+    ]);
 
     down();
     assert_eq!(
@@ -367,7 +419,6 @@ fn all_components_install_in_dag_order_concurrently_then_change_nothing_and_down
 }
 
 #[test]
-#[ignore = "known failure, issue 4 (open): after a failed first up and the retry, down leaves the CRDs of the charts that did install"]
 fn a_component_that_never_gets_ready_is_diagnosed_the_rest_converge_and_only_it_is_retried() {
     let _one = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
     let bed = bed();
@@ -513,7 +564,6 @@ fn a_component_that_never_gets_ready_is_diagnosed_the_rest_converge_and_only_it_
 }
 
 #[test]
-#[ignore = "known failure, issue 4 (open): starts while the previous test's kgf-c-minio namespace is still terminating"]
 fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answer() {
     let _one = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
     let bed = bed();
@@ -678,6 +728,112 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
         err.message
     );
     down();
+}
+
+/// A chart upgrade upgrades the CRDs of its `crds/`, which helm alone never does: kgf-up
+/// server-side applies them (forced: helm created them) before `helm upgrade --skip-crds`.
+#[test]
+fn a_chart_upgrade_upgrades_the_crds_helm_would_leave_alone() {
+    let _one = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("kuberay-operator");
+    copy_dir(&fixture("components/kuberay-operator"), &v2);
+    let chart = v2.join("Chart.yaml");
+    let text_of = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    std::fs::write(
+        &chart,
+        text_of(&chart).replace("version: 0.1.0", "version: 0.2.0"),
+    )
+    .unwrap();
+    // v2 of the CRD shows a column that v1 lacks.
+    let crd = v2.join("crds/ray.io_rayclusters.yaml");
+    std::fs::write(
+        &crd,
+        text_of(&crd).replace(
+            "      subresources: {status: {}}",
+            "      subresources: {status: {}}\n      additionalPrinterColumns:\n        \
+             - {name: State, type: string, jsonPath: .status.state}",
+        ),
+    )
+    .unwrap();
+    assert!(text_of(&crd).contains("additionalPrinterColumns"));
+
+    let profile = dir.path().join("profile.yaml");
+    let write_profile = |chart: &std::path::Path| {
+        std::fs::write(
+            &profile,
+            format!(
+                "name: kgf-u\ncluster: {{provider: existing}}\n\
+                 settings: {{timeout: 60s, namespace: kgf-u-system}}\n\
+                 components:\n  kuberay:\n    source: {{chart: {{path: {}}}}}\n    namespace: kgf-u-kuberay\n\
+                 validation: {{min_gpu_nodes: 0}}\n",
+                chart.display()
+            ),
+        )
+        .unwrap();
+    };
+    let profile_arg = profile.to_str().unwrap().to_string();
+    let columns = || {
+        bed.kubectl(&[
+            "get",
+            "crd",
+            "rayclusters.ray.io",
+            "-o",
+            "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
+        ])
+    };
+
+    write_profile(&fixture("components/kuberay-operator"));
+    let out = kgf_up(&["up", "--profile", &profile_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(columns(), "", "v1 of the CRD");
+
+    write_profile(&v2);
+    let out = kgf_up(&["up", "--profile", &profile_arg, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        done_status(&events(&out), "component/kuberay").as_deref(),
+        Some("applied")
+    );
+    assert_eq!(columns(), "State", "the upgrade brought v2 of the CRD");
+    let managers = bed.kubectl(&[
+        "get",
+        "crd",
+        "rayclusters.ray.io",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("kgf-up"), "{managers}");
+    let history = bed.tool(
+        "helm",
+        &["history", "kuberay", "-n", "kgf-u-kuberay", "-o", "json"],
+    );
+    let history: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(history.last().unwrap()["chart"], "kuberay-operator-0.2.0");
+
+    let out = kgf_up(&["down", "--profile", &profile_arg, "--non-interactive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        bed.tool("kubectl", &["get", "crd", "rayclusters.ray.io"])
+            .status
+            .code()
+            != Some(0),
+        "down removed the CRD kgf-up created"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 #[test]

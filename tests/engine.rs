@@ -487,4 +487,22 @@ fn one_up_at_a_time_and_a_dead_holder_is_taken_over() {
     assert!(out.status.success(), "{}", text(&out));
     let leases = bed.kubectl(&["-n", "kgf-l-system", "get", "leases", "-o", "name"]);
     assert!(leases.trim().is_empty(), "the lock was released: {leases}");
+
+    // `down` waits its turn too: it removes nothing while another kgf-up holds the lock.
+    lease(&bed, "kgf-l-system", "ci@another-machine pid 1");
+    let out = kgf_up(&["down", "--profile", profile, "--non-interactive"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("another kgf-up (ci@another-machine pid 1) is changing this cluster"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        bed.kubectl(&["get", "namespace", "kgf-l-cm", "-o", "name"]),
+        "namespace/kgf-l-cm",
+        "nothing was removed"
+    );
+    bed.kubectl(&["-n", "kgf-l-system", "delete", "lease", "kgf-up-lock"]);
 }

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::Manifest;
 use crate::profile::{ComponentSpec, Provider, Source};
 
 pub const NAMES: &[&str] = &[
@@ -126,12 +127,27 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
                 }},
                 // The admission webhooks need a running cert-gen job; pods never run on sim.
                 "prometheusOperator": {"admissionWebhooks": {"enabled": !sim}},
+                // Grafana's sidecar loads the GPU dashboard kgf-up applies (see `manifests`).
+                "grafana": {"sidecar": {"dashboards": {
+                    "enabled": true, "label": "grafana_dashboard", "labelValue": "1"
+                }}},
             }),
             ..Default::default()
         },
         _ => return None,
     };
     Some(spec)
+}
+
+/// kgf-up's own manifests that come with built-in component `name`.
+pub fn manifests(name: &str) -> Vec<Manifest> {
+    match name {
+        "prometheus" => vec![Manifest {
+            path: "manifests/grafana/gpu-dashboard.yaml",
+            yaml: include_str!("../../manifests/grafana/gpu-dashboard.yaml"),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 /// GPU operator values per provider (design §5): on kind the host provides driver and toolkit

@@ -29,6 +29,16 @@ pub struct Component {
     pub needs: Vec<String>,
     pub values: serde_json::Value,
     pub timeout: Duration,
+    /// kgf-up's own manifests (`manifests/`, built into the binary), server-side applied into
+    /// the component's namespace once its release is installed.
+    pub manifests: Vec<Manifest>,
+}
+
+/// One of kgf-up's own manifests, by its path in the repository and its text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub path: &'static str,
+    pub yaml: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +108,7 @@ fn merge(
         needs: spec.needs.clone().or(base.needs).unwrap_or_default(),
         values,
         timeout: spec.timeout.or(base.timeout).unwrap_or(default_timeout),
+        manifests: builtin::manifests(name),
         source,
     })
 }

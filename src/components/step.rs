@@ -77,10 +77,13 @@ impl ComponentStep {
     /// The hash that decides whether a helm release must be upgraded: source, version, values.
     fn helm_hash(&self) -> String {
         let c = &self.component;
+        let manifests: Vec<&str> = c.manifests.iter().map(|m| m.yaml).collect();
         sha256(
-            serde_json::json!({"source": c.source.describe(), "values": c.values})
-                .to_string()
-                .as_bytes(),
+            serde_json::json!({
+                "source": c.source.describe(), "values": c.values, "manifests": manifests
+            })
+            .to_string()
+            .as_bytes(),
         )
     }
 
@@ -116,15 +119,25 @@ impl ComponentStep {
     }
 
     fn release(&self, ctx: &Ctx) -> Release {
+        self.release_with_values_at(
+            ctx.work_dir
+                .join(format!("{}-values.json", self.component.name)),
+        )
+    }
+
+    /// The release as kgf-up installs it: the chart's `crds/` are applied by kgf-up first.
+    fn release_with_values_at(&self, values_file: impl Into<PathBuf>) -> Release {
         let c = &self.component;
-        Release::new(
+        let mut release = Release::new(
             &c.release,
             &c.namespace,
             self.chart(),
             c.values.clone(),
-            ctx.work_dir.join(format!("{}-values.json", c.name)),
+            values_file,
             c.timeout,
-        )
+        );
+        release.skip_crds = true;
+        release
     }
 
     /// Renders the kustomizations (read-only: `kustomize build`), once per run.
@@ -178,13 +191,33 @@ impl ComponentStep {
         if !seen.is_converged() {
             return Ok(seen);
         }
-        Ok(match ctx.inventory().await?.get(&self.id()) {
-            None => Observation::drifted("the release is deployed but not in kgf-up's inventory"),
-            Some(r) if r.state != RecordState::Done => {
-                Observation::drifted("an earlier up stopped before this release was recorded")
+        let record = match ctx.inventory().await?.get(&self.id()) {
+            None => {
+                return Ok(Observation::drifted(
+                    "the release is deployed but not in kgf-up's inventory",
+                ));
             }
-            Some(_) => seen,
-        })
+            Some(r) if r.state != RecordState::Done => {
+                return Ok(Observation::drifted(
+                    "an earlier up stopped before this release was recorded",
+                ));
+            }
+            Some(r) => r.clone(),
+        };
+        if record.hash != self.helm_hash() {
+            return Ok(Observation::drifted("kgf-up's own manifests changed"));
+        }
+        let kube = ctx.kube().await?;
+        for r in intended_refs(&self.own_manifests()?, &self.component.namespace) {
+            if !kube
+                .exists(&r)
+                .await
+                .map_err(|e| StepError::context("reading the cluster", e))?
+            {
+                return Ok(Observation::drifted(format!("{r} was deleted")));
+            }
+        }
+        Ok(seen)
     }
 
     async fn observe_kustomize(&self, ctx: &Ctx) -> StepResult<Observation> {
@@ -248,6 +281,8 @@ impl ComponentStep {
     }
 
     /// Namespaces kgf-up creates are recorded so `down` removes them; pre-existing ones are not.
+    /// A namespace still terminating (an earlier `down`, or a user's delete) is waited out first:
+    /// nothing can be created in it, and once gone it is kgf-up's to create.
     async fn namespace_created(&self, ctx: &Ctx, kube: &Kube) -> StepResult<Vec<String>> {
         let ns = &self.component.namespace;
         let previous = ctx
@@ -260,11 +295,25 @@ impl ComponentStep {
             return Ok(previous);
         }
         let api: Api<Namespace> = Api::all(kube.client());
-        let exists = api
+        let found = api
             .get_opt(ns)
             .await
-            .map_err(|e| StepError::context(format!("reading namespace {ns}"), e))?
-            .is_some();
+            .map_err(|e| StepError::context(format!("reading namespace {ns}"), e))?;
+        let exists = match found {
+            Some(n) if n.metadata.deletion_timestamp.is_some() => {
+                tracing::info!(namespace = %ns, "waiting for the terminating namespace to go");
+                let r = ObjectRef::namespace(ns);
+                kube.wait_deleted(&r, self.component.timeout)
+                    .await
+                    .map_err(|e| {
+                        StepError::context(format!("namespace {ns} is being deleted"), e).with_fix(
+                            format!("see what holds it: kubectl get namespace {ns} -o yaml (status.conditions); then run `kgf-up up` again"),
+                        )
+                    })?;
+                false
+            }
+            found => found.is_some(),
+        };
         Ok(if exists { previous } else { vec![ns.clone()] })
     }
 
@@ -280,12 +329,33 @@ impl ComponentStep {
             .collect())
     }
 
+    /// The chart's `crds/`, parsed.
+    async fn chart_crds(&self, helm: &Helm) -> StepResult<Vec<DynamicObject>> {
+        let yaml = helm
+            .chart_crds(&self.chart())
+            .await
+            .map_err(StepError::from)?;
+        parse_manifests(&yaml, &format!("the CRDs of chart {}", self.chart()))
+            .map_err(|e| StepError::context("reading the chart's crds/", e))
+    }
+
+    /// kgf-up's own manifests for this component, parsed.
+    fn own_manifests(&self) -> StepResult<Vec<DynamicObject>> {
+        let mut objects = Vec::new();
+        for m in &self.component.manifests {
+            objects.extend(
+                parse_manifests(m.yaml, m.path)
+                    .map_err(|e| StepError::context("reading kgf-up's own manifests", e))?,
+            );
+        }
+        Ok(objects)
+    }
+
     async fn apply_helm(&self, ctx: &Ctx) -> StepResult<()> {
         let c = &self.component;
         let kube = ctx.kube().await?;
         let helm = self.helm(ctx).await?;
         let created = self.namespace_created(ctx, kube).await?;
-        let before = Self::crd_names(kube).await?;
         let mut objects = ctx
             .inventory()
             .await?
@@ -305,6 +375,25 @@ impl ComponentStep {
                 objects.push(secret);
             }
         }
+        // helm creates a chart's crds/ on first install only and never upgrades or removes them,
+        // so kgf-up applies them itself on every install and upgrade. The ones about to be created
+        // are recorded first, so `down` removes them even after an interrupted run; the ones that
+        // were there before (a user's, an older install's) are upgraded but never removed.
+        let crds = self.chart_crds(&helm).await?;
+        let existing = Self::crd_names(kube).await?;
+        for crd in &crds {
+            let r = ObjectRef::crd(&crd.name_any());
+            if !existing.contains(&r.name) && !objects.contains(&r) {
+                objects.push(r);
+            }
+        }
+        let own = self.own_manifests()?;
+        let intended = intended_refs(&own, &c.namespace);
+        for r in &intended {
+            if !objects.contains(r) {
+                objects.push(r.clone());
+            }
+        }
         self.write(
             ctx,
             &self.record(
@@ -315,31 +404,27 @@ impl ComponentStep {
             ),
         )
         .await?;
+        kube.apply_forced(&crds, &c.namespace, c.timeout)
+            .await
+            .map_err(|e| StepError::context(format!("applying the CRDs of {}", c.name), e))?;
         // install() first recovers a release an interrupted helm left pending.
         if let Err(e) = helm.install(&self.release(ctx)).await {
             let diagnosis = kube.diagnose(&c.namespace).await;
             return Err(StepError::from(e).with_diagnosis(diagnosis));
         }
-        // The chart's crds/ that this install created (helm never removes them): recorded so
-        // `down` can. Named from the chart itself, so concurrent installs are not confused.
-        let present = Self::crd_names(kube).await?;
-        for name in helm
-            .chart_crds(&self.chart())
+        let applied = kube
+            .apply(&own, &c.namespace, c.timeout)
             .await
-            .map_err(StepError::from)?
-        {
-            if !before.contains(&name) && present.contains(&name) {
-                let r = ObjectRef {
-                    api_version: "apiextensions.k8s.io/v1".into(),
-                    kind: "CustomResourceDefinition".into(),
-                    namespace: None,
-                    name,
-                };
-                if !objects.contains(&r) {
-                    objects.push(r);
-                }
-            }
-        }
+            .map_err(|e| {
+                StepError::context(format!("applying kgf-up's manifests for {}", c.name), e)
+            })?;
+        objects.retain(|r| !intended.contains(r));
+        objects.extend(
+            applied
+                .into_iter()
+                .filter(|r| !objects.contains(r))
+                .collect::<Vec<_>>(),
+        );
         self.write(
             ctx,
             &self.record(RecordState::Done, self.helm_hash(), objects, created),
@@ -353,23 +438,7 @@ impl ComponentStep {
         let kube = ctx.kube().await?;
         let created = self.namespace_created(ctx, kube).await?;
         // Recorded before applying, by name, so an interrupted apply can still be cleaned up.
-        let intended: Vec<ObjectRef> = rendered
-            .objects
-            .iter()
-            .map(|o| {
-                let t = o.types.as_ref().expect("parsed objects have types");
-                ObjectRef {
-                    api_version: t.api_version.clone(),
-                    kind: t.kind.clone(),
-                    namespace: o
-                        .metadata
-                        .namespace
-                        .clone()
-                        .or_else(|| Some(c.namespace.clone())),
-                    name: o.name_any(),
-                }
-            })
-            .collect();
+        let intended = intended_refs(&rendered.objects, &c.namespace);
         self.write(
             ctx,
             &self.record(
@@ -454,6 +523,27 @@ impl ComponentStep {
     }
 }
 
+/// The references objects will have once applied, known before applying (namespace defaulted,
+/// even for cluster-scoped kinds: the apply's own references replace these).
+fn intended_refs(objects: &[DynamicObject], namespace: &str) -> Vec<ObjectRef> {
+    objects
+        .iter()
+        .map(|o| {
+            let t = o.types.as_ref().expect("parsed objects have types");
+            ObjectRef {
+                api_version: t.api_version.clone(),
+                kind: t.kind.clone(),
+                namespace: o
+                    .metadata
+                    .namespace
+                    .clone()
+                    .or_else(|| Some(namespace.to_string())),
+                name: o.name_any(),
+            }
+        })
+        .collect()
+}
+
 /// The record written during this run (the run's inventory snapshot predates it).
 async fn fresh_record(kube: &Kube, namespace: &str, id: &StepId) -> StepResult<Record> {
     inventory::Inventory::read(kube, namespace)
@@ -501,15 +591,21 @@ impl Step for ComponentStep {
                 version,
                 &kubeconfig,
             );
-            let release = Release::new(
-                &c.release,
-                &c.namespace,
-                self.chart(),
-                c.values.clone(),
-                format!("<work dir>/{}-values.json", c.name),
-                c.timeout,
-            );
-            vec![helm.upgrade_cmd(&release).display()]
+            let release = self.release_with_values_at(format!("<work dir>/{}-values.json", c.name));
+            vec![
+                format!(
+                    "{} | server-side apply --force-conflicts",
+                    helm.show_crds_cmd(&self.chart()).display()
+                ),
+                helm.upgrade_cmd(&release).display(),
+            ]
+            .into_iter()
+            .chain(
+                c.manifests
+                    .iter()
+                    .map(|m| format!("server-side apply {} (built into kgf-up)", m.path)),
+            )
+            .collect()
         } else {
             let Source::Kustomize { paths } = &c.source else {
                 unreachable!()
