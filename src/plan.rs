@@ -55,12 +55,17 @@ pub fn build(
     let resolved = components::resolve(profile)?;
     let names: Vec<String> = resolved.iter().map(|c| c.name.clone()).collect();
     for component in resolved {
-        steps.push(Arc::new(ComponentStep::new(
+        let gpu_operator = component.name == "gpu-operator";
+        let mut step = ComponentStep::new(
             component,
             profile.tools.clone(),
             loaded.base_dir.clone(),
             ready.clone(),
-        )));
+        );
+        if let Some(rke2) = rke2.clone().filter(|_| gpu_operator) {
+            step = step.with_detected_values(Arc::new(move || rke2.gpu_operator_values()));
+        }
+        steps.push(Arc::new(step));
     }
     let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
     steps.extend(validate::steps(profile, &ready, &after));

@@ -423,10 +423,14 @@ async fn rke2_installs_server_then_agents_moves_the_token_unseen_and_reruns_with
     ]);
     assert!(nodes.contains("node/kgf-host-2"), "{nodes}");
 
-    // GPU operator values from the detected containerd (the stand-in's reports 2.1.5).
+    // GPU operator values from the detected containerd (the stand-in's reports 2.1.5), as the
+    // gpu-operator component gets them.
     let gpu = plan.gpu_hosts().expect("host 2 has gpu: true");
     assert_eq!(gpu.containerd_major, Some(2));
-    let values = rke2::operator_values(&gpu).unwrap();
+    let values = plan
+        .gpu_operator_values()
+        .unwrap()
+        .expect("host 2 has gpu: true");
     assert_eq!(
         values["toolkit"]["env"][0]["value"],
         "/run/k3s/containerd/containerd.sock"

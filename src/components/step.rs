@@ -28,8 +28,15 @@ pub struct ComponentStep {
     pub base_dir: PathBuf,
     /// The cluster's steps that must be done before anything is installed on it.
     pub cluster_ready: Vec<StepId>,
+    /// Values the cluster step found out during this run (rke2's containerd and drivers for the
+    /// GPU operator), merged under the component's own: the profile still wins.
+    detected: Option<DetectValues>,
     rendered: Mutex<Option<Rendered>>,
 }
+
+/// Values found during the run; `None` when there is nothing to add.
+pub type DetectValues =
+    std::sync::Arc<dyn Fn() -> StepResult<Option<serde_json::Value>> + Send + Sync>;
 
 #[derive(Clone)]
 struct Rendered {
@@ -54,7 +61,25 @@ impl ComponentStep {
             tools,
             base_dir,
             cluster_ready,
+            detected: None,
             rendered: Mutex::new(None),
+        }
+    }
+
+    pub fn with_detected_values(mut self, detect: DetectValues) -> Self {
+        self.detected = Some(detect);
+        self
+    }
+
+    /// The helm values of this run: what was detected, with the component's values over it.
+    fn values(&self) -> StepResult<serde_json::Value> {
+        let own = &self.component.values;
+        match self.detected.as_ref().map(|d| d()).transpose()?.flatten() {
+            Some(mut detected) => {
+                super::deep_merge(&mut detected, own);
+                Ok(detected)
+            }
+            None => Ok(own.clone()),
         }
     }
 
@@ -75,16 +100,16 @@ impl ComponentStep {
     }
 
     /// The hash that decides whether a helm release must be upgraded: source, version, values.
-    fn helm_hash(&self) -> String {
+    fn helm_hash(&self) -> StepResult<String> {
         let c = &self.component;
         let manifests: Vec<&str> = c.manifests.iter().map(|m| m.yaml).collect();
-        sha256(
+        Ok(sha256(
             serde_json::json!({
-                "source": c.source.describe(), "values": c.values, "manifests": manifests
+                "source": c.source.describe(), "values": self.values()?, "manifests": manifests
             })
             .to_string()
             .as_bytes(),
-        )
+        ))
     }
 
     async fn helm(&self, ctx: &Ctx) -> StepResult<Helm> {
@@ -118,21 +143,22 @@ impl ComponentStep {
         }
     }
 
-    fn release(&self, ctx: &Ctx) -> Release {
-        self.release_with_values_at(
+    fn release(&self, ctx: &Ctx) -> StepResult<Release> {
+        Ok(self.release_with(
+            self.values()?,
             ctx.work_dir
                 .join(format!("{}-values.json", self.component.name)),
-        )
+        ))
     }
 
     /// The release as kgf-up installs it: the chart's `crds/` are applied by kgf-up first.
-    fn release_with_values_at(&self, values_file: impl Into<PathBuf>) -> Release {
+    fn release_with(&self, values: serde_json::Value, values_file: impl Into<PathBuf>) -> Release {
         let c = &self.component;
         let mut release = Release::new(
             &c.release,
             &c.namespace,
             self.chart(),
-            c.values.clone(),
+            values,
             values_file,
             c.timeout,
         );
@@ -185,7 +211,7 @@ impl ComponentStep {
     async fn observe_helm(&self, ctx: &Ctx) -> StepResult<Observation> {
         let helm = self.helm(ctx).await?;
         let seen = helm
-            .observe(&self.release(ctx))
+            .observe(&self.release(ctx)?)
             .await
             .map_err(StepError::from)?;
         if !seen.is_converged() {
@@ -204,7 +230,7 @@ impl ComponentStep {
             }
             Some(r) => r.clone(),
         };
-        if record.hash != self.helm_hash() {
+        if record.hash != self.helm_hash()? {
             return Ok(Observation::drifted("kgf-up's own manifests changed"));
         }
         let kube = ctx.kube().await?;
@@ -398,7 +424,7 @@ impl ComponentStep {
             ctx,
             &self.record(
                 RecordState::Applying,
-                self.helm_hash(),
+                self.helm_hash()?,
                 objects.clone(),
                 created.clone(),
             ),
@@ -408,7 +434,7 @@ impl ComponentStep {
             .await
             .map_err(|e| StepError::context(format!("applying the CRDs of {}", c.name), e))?;
         // install() first recovers a release an interrupted helm left pending.
-        if let Err(e) = helm.install(&self.release(ctx)).await {
+        if let Err(e) = helm.install(&self.release(ctx)?).await {
             let diagnosis = kube.diagnose(&c.namespace).await;
             return Err(StepError::from(e).with_diagnosis(diagnosis));
         }
@@ -427,7 +453,7 @@ impl ComponentStep {
         );
         self.write(
             ctx,
-            &self.record(RecordState::Done, self.helm_hash(), objects, created),
+            &self.record(RecordState::Done, self.helm_hash()?, objects, created),
         )
         .await
     }
@@ -591,7 +617,11 @@ impl Step for ComponentStep {
                 version,
                 &kubeconfig,
             );
-            let release = self.release_with_values_at(format!("<work dir>/{}-values.json", c.name));
+            // Values detected during the run (rke2's GPU hosts) are not known to `plan`.
+            let release = self.release_with(
+                c.values.clone(),
+                format!("<work dir>/{}-values.json", c.name),
+            );
             vec![
                 format!(
                     "{} | server-side apply --force-conflicts",
@@ -671,5 +701,41 @@ impl Step for ComponentStep {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn detected_values_go_under_the_components_own() {
+        let component = Component {
+            name: "gpu-operator".into(),
+            source: Source::Chart { path: "x".into() },
+            namespace: "gpu-operator".into(),
+            release: "gpu-operator".into(),
+            needs: Vec::new(),
+            values: json!({"driver": {"enabled": true}, "toolkit": {"version": "pinned"}}),
+            timeout: Duration::from_secs(1),
+            manifests: Vec::new(),
+        };
+        let plain = ComponentStep::new(component.clone(), Tools::default(), PathBuf::new(), vec![]);
+        assert_eq!(plain.values().unwrap(), component.values);
+        let detected = ComponentStep::new(component, Tools::default(), PathBuf::new(), vec![])
+            .with_detected_values(Arc::new(|| {
+                Ok(Some(
+                    json!({"driver": {"enabled": false}, "toolkit": {"enabled": true}}),
+                ))
+            }));
+        assert_eq!(
+            detected.values().unwrap(),
+            json!({"driver": {"enabled": true}, "toolkit": {"enabled": true, "version": "pinned"}}),
+            "the profile's driver.enabled wins over the detected one"
+        );
     }
 }

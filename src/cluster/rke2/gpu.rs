@@ -1,7 +1,8 @@
 //! GPU operator values for rke2 nodes, chosen from what the hosts' facts showed: rke2's containerd
 //! major version and whether the NVIDIA driver is already installed on every GPU host.
 //!
-//! The gpu-operator component calls [`operator_values`]; this module does not install anything.
+//! The gpu-operator component gets [`operator_values`] through [`super::Rke2Plan::gpu_operator_values`];
+//! this module does not install anything.
 
 use serde_json::{Value, json};
 

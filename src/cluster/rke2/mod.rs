@@ -37,7 +37,7 @@ pub use spec::{
 
 use crate::exec::{Cmd, Exec, Secret};
 use crate::ssh::{Ssh, SshError, SshOptions, Target};
-use crate::step::{Ctx, DynStep, StepError, StepId};
+use crate::step::{Ctx, DynStep, StepError, StepId, StepResult};
 use facts::Facts;
 
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +304,19 @@ impl Rke2Plan {
             containerd_major: gpu.iter().find_map(Facts::containerd_major),
             driver_on_all: gpu.iter().all(|f| f.nvidia_driver.is_some()),
         })
+    }
+
+    /// The GPU operator's values for these hosts, once their facts are read (`None` without GPU
+    /// hosts): driver container only where a host lacks the driver, toolkit on rke2's socket.
+    pub fn gpu_operator_values(&self) -> StepResult<Option<serde_json::Value>> {
+        self.gpu_hosts()
+            .map(|hosts| operator_values(&hosts))
+            .transpose()
+            .map_err(|e| {
+                StepError::new(e.to_string()).with_fix(
+                    "check rke2 on the GPU hosts (`sudo systemctl status rke2-agent`), or set components.gpu-operator.enabled=false",
+                )
+            })
     }
 
     /// The join token, read from the first server once it has one. `None` before it is installed.
