@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::OnceCell;
@@ -283,8 +284,11 @@ pub trait Step: Send + Sync {
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>>;
     /// Changes only what observe named. Every change goes through `ctx.exec` or `kube::apply`.
     fn apply<'a>(&'a self, ctx: &'a Ctx, seen: &'a Observation) -> BoxFuture<'a, StepResult<()>>;
-    /// Until ready, within the step's deadline; on timeout, a diagnosis.
-    fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>>;
+    /// Until ready, within the step's deadline; on timeout, a diagnosis. Steps whose apply
+    /// finishes the change keep this default.
+    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
+        async { Ok(()) }.boxed()
+    }
 }
 
 pub type DynStep = Arc<dyn Step>;

@@ -84,8 +84,4 @@ impl Step for Existing {
         }
         .boxed()
     }
-
-    fn wait<'a>(&'a self, _: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
-        async { Ok(()) }.boxed()
-    }
 }

@@ -202,8 +202,4 @@ impl Step for ImageStep {
         }
         .boxed()
     }
-
-    fn wait<'a>(&'a self, _: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
-        async { Ok(()) }.boxed()
-    }
 }

@@ -953,8 +953,4 @@ impl Step for PreflightStep {
                 .preflight())
         })
     }
-
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> futures::future::BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(async { Ok(()) })
-    }
 }

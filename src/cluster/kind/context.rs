@@ -83,8 +83,4 @@ impl Step for ContextStep {
         }
         .boxed()
     }
-
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
-        async { Ok(()) }.boxed()
-    }
 }

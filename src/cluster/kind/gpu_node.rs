@@ -494,10 +494,6 @@ impl Step for RuntimeClassStep {
         }
         .boxed()
     }
-
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
-        async { Ok(()) }.boxed()
-    }
 }
 
 #[cfg(test)]

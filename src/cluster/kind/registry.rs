@@ -193,10 +193,6 @@ impl Step for RegistryStep {
         }
         .boxed()
     }
-
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
-        async { Ok(()) }.boxed()
-    }
 }
 
 /// `hosts.toml` that sends pulls of `localhost:<port>/...` to the registry container over the
@@ -282,10 +278,6 @@ impl Step for RegistryHostsStep {
         }
         .boxed()
     }
-
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
-        async { Ok(()) }.boxed()
-    }
 }
 
 /// The KEP-1755 ConfigMap that tells tools where the local registry is.
@@ -369,10 +361,6 @@ impl Step for RegistryHostingStep {
                 .map_err(|e| StepError::context("applying local-registry-hosting", e))
         }
         .boxed()
-    }
-
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
-        async { Ok(()) }.boxed()
     }
 }
 

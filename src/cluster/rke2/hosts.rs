@@ -152,9 +152,6 @@ impl Step for FactsStep {
         // Facts change nothing; observe already failed for an unfit host.
         async { Ok(()) }.boxed()
     }
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
-        async { Ok(()) }.boxed()
-    }
 }
 
 /// One host: its files, the installer, its service.

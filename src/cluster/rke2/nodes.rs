@@ -169,9 +169,6 @@ impl Step for KubeconfigStep {
         }
         .boxed()
     }
-    fn wait<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
-        async { Ok(()) }.boxed()
-    }
 }
 
 /// Every host's Node is Ready (named after the host's hostname, as rke2 names it by default).
