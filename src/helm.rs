@@ -663,7 +663,7 @@ impl From<HelmError> for StepError {
 /// The names of the CustomResourceDefinitions in multi-document YAML.
 /// The names of the CRDs in multi-document YAML that `command` printed.
 fn crd_names(yaml: &str, command: &str) -> Result<Vec<String>, HelmError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| HelmError::Output {
+    let docs = crate::kube::yaml_documents(yaml).map_err(|e| HelmError::Output {
         command: command.to_string(),
         detail: e.to_string(),
     })?;
