@@ -34,7 +34,13 @@ set -u
 dir=/run/kgf-standin
 . "$dir/env"
 echo "$(date +%s%N) uninstall" >>"$dir/install.log"
-[ ! -f "$dir/forward.pid" ] || { xargs kill <"$dir/forward.pid" 2>/dev/null; rm -f "$dir/forward.pid"; }
+# Only the forwarders themselves: a stale pid file may name another process by now.
+if [ -f "$dir/forward.pid" ]; then
+	for pid in $(cat "$dir/forward.pid"); do
+		if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF socat; then kill "$pid" 2>/dev/null; fi
+	done
+	rm -f "$dir/forward.pid"
+fi
 "$KUBECTL" --kubeconfig "$BED_KUBECONFIG" delete node "$(hostname)" --ignore-not-found >/dev/null
 rm -rf /etc/rancher/rke2 /var/lib/rancher/rke2 "$dir/units"
 rm -f /usr/local/bin/rke2 /usr/local/bin/rke2-uninstall.sh
