@@ -661,6 +661,32 @@ impl From<HelmError> for StepError {
 }
 
 /// The names of the CustomResourceDefinitions in multi-document YAML.
+/// helm 3's `show crds` prints the chart's CRD files one after another without a `---` between
+/// them (helm 4 adds it), so a file that does not start with one runs into the previous file's
+/// last document. A CRD file holds plain YAML documents, so a top-level key seen twice marks
+/// where the next one starts; a separator is put there.
+fn separate_documents(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut keys: Vec<&str> = Vec::new();
+    for line in yaml.lines() {
+        if line.starts_with("---") {
+            keys.clear();
+        } else if let Some((key, _)) = line
+            .split_once(':')
+            .filter(|(k, _)| !k.is_empty() && !k.starts_with([' ', '\t', '#', '-', '{', '[']))
+        {
+            if keys.contains(&key) {
+                out.push_str("---\n");
+                keys.clear();
+            }
+            keys.push(key);
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The names of the CRDs in multi-document YAML that `command` printed.
 fn crd_names(yaml: &str, command: &str) -> Result<Vec<String>, HelmError> {
     let docs = crate::kube::yaml_documents(yaml).map_err(|e| HelmError::Output {
@@ -828,7 +854,7 @@ impl Helm {
                 chart: chart.to_string(),
                 source: Box::new(source),
             })?;
-        Ok(out.stdout)
+        Ok(separate_documents(&out.stdout))
     }
 
     pub fn show_crds_cmd(&self, chart: &ChartSource) -> Cmd {
@@ -1214,6 +1240,32 @@ fn show(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crd_files_that_helm_3_printed_back_to_back_are_separated() {
+        let glued = "# a comment\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+                     metadata:\n  name: as.t.io\nspec: {}\n\
+                     apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+                     metadata: {name: bs.t.io}\n---\n\
+                     apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+                     metadata: {name: cs.t.io}\n\
+                     kind: CustomResourceDefinition\napiVersion: apiextensions.k8s.io/v1\n\
+                     metadata: {name: ds.t.io}\n";
+        assert!(
+            crate::kube::yaml_documents(glued).is_err(),
+            "as helm 3 prints it"
+        );
+        assert_eq!(
+            crd_names(&separate_documents(glued), "helm show crds").unwrap(),
+            ["as.t.io", "bs.t.io", "cs.t.io", "ds.t.io"]
+        );
+        let separated = "---\napiVersion: v1\nkind: A\n---\napiVersion: v1\nkind: B\n";
+        assert_eq!(
+            separate_documents(separated),
+            separated,
+            "helm 4's output is kept"
+        );
+    }
     use serde_json::json;
 
     fn helm(major: u32) -> Helm {
