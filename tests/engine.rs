@@ -500,7 +500,8 @@ fn one_up_at_a_time_and_a_dead_holder_is_taken_over() {
         text(&out)
     );
     assert_eq!(
-        bed.kubectl(&["get", "namespace", "kgf-l-cm", "-o", "name"]),
+        bed.kubectl(&["get", "namespace", "kgf-l-cm", "-o", "name"])
+            .trim(),
         "namespace/kgf-l-cm",
         "nothing was removed"
     );
