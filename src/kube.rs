@@ -188,6 +188,9 @@ pub async fn config(kubeconfig: &Kubeconfig) -> Result<Config, KubeError> {
 #[derive(Clone)]
 pub struct Kube {
     client: Client,
+    /// The same, without kube's built-in retries, which retry a 503 for minutes: through the
+    /// service proxy a 503 is the answer (no ready pod behind the Service) and must be heard.
+    proxy: Client,
     url: String,
     kinds: std::sync::Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>,
 }
@@ -201,10 +204,14 @@ impl Kube {
             http::HeaderValue::from_static(concat!("kgf-up/", env!("CARGO_PKG_VERSION"))),
         ));
         let url = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| KubeError::Unreachable {
+        let unreachable = |e: kube::Error| KubeError::Unreachable {
             url: url.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let mut once = config.clone();
+        once.default_retry = false;
+        let proxy = Client::try_from(once).map_err(unreachable)?;
+        let client = Client::try_from(config).map_err(unreachable)?;
         client
             .apiserver_version()
             .await
@@ -214,6 +221,7 @@ impl Kube {
             })?;
         Ok(Kube {
             client,
+            proxy,
             url,
             kinds: Default::default(),
         })
@@ -221,6 +229,11 @@ impl Kube {
 
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The client for requests through the API server's service proxy (no retries).
+    pub fn proxy_client(&self) -> Client {
+        self.proxy.clone()
     }
 
     pub fn url(&self) -> &str {

@@ -451,7 +451,7 @@ async fn kfp_healthz(kube: &Kube, c: &Component) -> Result<String, StepError> {
     let request = http::Request::get(&path)
         .body(Vec::new())
         .expect("a valid request");
-    let body = kube.client().request_text(request).await.map_err(|e| {
+    let body = kube.proxy_client().request_text(request).await.map_err(|e| {
         StepError::new(format!(
             "{}: the pipelines API did not answer {path}: {e}",
             c.name
