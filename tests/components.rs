@@ -807,7 +807,14 @@ fn a_chart_upgrade_upgrades_the_crds_helm_would_leave_alone() {
     assert!(managers.contains("kgf-up"), "{managers}");
     let history = bed.tool(
         "helm",
-        &["history", "kuberay", "-n", "kgf-u-kuberay", "-o", "json"],
+        &[
+            "history",
+            "kuberay-operator",
+            "-n",
+            "kgf-u-kuberay",
+            "-o",
+            "json",
+        ],
     );
     let history: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history.last().unwrap()["chart"], "kuberay-operator-0.2.0");
