@@ -158,6 +158,9 @@ fn gpu_operator_values(provider: Provider) -> serde_json::Value {
         Provider::Kind => json!({
             "driver": {"enabled": false},
             "toolkit": {"enabled": false},
+            // The exporter's built-in metric list: a custom ConfigMap named but not created keeps
+            // the exporter, and so the ClusterPolicy, from getting ready.
+            "dcgmExporter": {"config": {"create": false}},
         }),
         Provider::Rke2 => json!({
             "toolkit": {"env": [
