@@ -231,7 +231,9 @@ impl ComponentStep {
             Some(r) => r.clone(),
         };
         if record.hash != self.helm_hash()? {
-            return Ok(Observation::drifted("kgf-up's own manifests changed"));
+            return Ok(Observation::drifted(
+                "the chart, its values or kgf-up's own manifests changed since the last install",
+            ));
         }
         let kube = ctx.kube().await?;
         for r in intended_refs(&self.own_manifests()?, &self.component.namespace) {
