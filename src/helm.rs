@@ -660,7 +660,6 @@ impl From<HelmError> for StepError {
     }
 }
 
-/// The names of the CustomResourceDefinitions in multi-document YAML.
 /// helm 3's `show crds` prints the chart's CRD files one after another without a `---` between
 /// them (helm 4 adds it), so a file that does not start with one runs into the previous file's
 /// last document. A CRD file holds plain YAML documents, so a top-level key seen twice marks
@@ -1240,6 +1239,7 @@ fn show(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn crd_files_that_helm_3_printed_back_to_back_are_separated() {
@@ -1266,7 +1266,6 @@ mod tests {
             "helm 4's output is kept"
         );
     }
-    use serde_json::json;
 
     fn helm(major: u32) -> Helm {
         Helm::new(
