@@ -58,6 +58,16 @@ pub enum KubeError {
     },
 }
 
+/// What server-side apply does with fields another field manager set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflicts {
+    /// Fail with a conflict: someone else owns the field.
+    Refuse,
+    /// Take the fields over (`force`): for a chart's CRDs, which helm created and never
+    /// upgrades, so kgf-up does.
+    TakeOver,
+}
+
 /// A reference to one object, as kgf-up records it in the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectRef {
@@ -79,7 +89,7 @@ impl fmt::Display for ObjectRef {
 
 impl ObjectRef {
     /// A namespace, a CRD: kinds that live outside namespaces.
-    pub fn cluster_scoped(api_version: &str, kind: &str, name: &str) -> ObjectRef {
+    fn cluster_scoped(api_version: &str, kind: &str, name: &str) -> ObjectRef {
         ObjectRef {
             api_version: api_version.into(),
             kind: kind.into(),
@@ -316,40 +326,12 @@ impl Kube {
         objects: &[DynamicObject],
         default_namespace: &str,
         deadline: Duration,
+        conflicts: Conflicts,
     ) -> Result<Vec<ObjectRef>, KubeError> {
-        self.apply_with(
-            objects,
-            default_namespace,
-            deadline,
-            PatchParams::apply(FIELD_MANAGER),
-        )
-        .await
-    }
-
-    /// [`Kube::apply`], taking over the fields another manager set (server-side apply's
-    /// `force`): for a chart's CRDs, which helm created and never upgrades, so kgf-up does.
-    pub async fn apply_forced(
-        &self,
-        objects: &[DynamicObject],
-        default_namespace: &str,
-        deadline: Duration,
-    ) -> Result<Vec<ObjectRef>, KubeError> {
-        self.apply_with(
-            objects,
-            default_namespace,
-            deadline,
-            PatchParams::apply(FIELD_MANAGER).force(),
-        )
-        .await
-    }
-
-    async fn apply_with(
-        &self,
-        objects: &[DynamicObject],
-        default_namespace: &str,
-        deadline: Duration,
-        params: PatchParams,
-    ) -> Result<Vec<ObjectRef>, KubeError> {
+        let params = match conflicts {
+            Conflicts::Refuse => PatchParams::apply(FIELD_MANAGER),
+            Conflicts::TakeOver => PatchParams::apply(FIELD_MANAGER).force(),
+        };
         let mut applied = Vec::with_capacity(objects.len());
         for obj in objects {
             let r = self.reference(obj, default_namespace).await?;

@@ -18,7 +18,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::await_condition;
 
 use super::Component;
-use crate::kube::{FIELD_MANAGER, Kube, ObjectRef, parse_manifests};
+use crate::kube::{Conflicts, FIELD_MANAGER, Kube, ObjectRef, parse_manifests};
 use crate::step::StepError;
 
 /// The probe objects' name, so a user can tell them apart and a failed run's leftovers are obvious.
@@ -575,7 +575,7 @@ async fn ray_cluster_probe(kube: &Kube, c: &Component) -> Result<(), StepError> 
     let ns = c.namespace.as_str();
     let objects = parse_manifests(&ray_cluster_manifest(ns), "the probe RayCluster")
         .expect("the probe manifest parses");
-    kube.apply(&objects, ns, c.timeout)
+    kube.apply(&objects, ns, c.timeout, Conflicts::Refuse)
         .await
         .map_err(|e| StepError::context(format!("{}: creating the probe RayCluster", c.name), e))?;
     let api = dynamic_api(kube, "ray.io", "v1", "RayCluster", "rayclusters", Some(ns));

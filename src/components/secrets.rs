@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use kube::api::Api;
 
 use crate::exec::Secret;
-use crate::kube::{Kube, parse_manifests};
+use crate::kube::{Conflicts, Kube, parse_manifests};
 use crate::step::StepError;
 
 /// The Secret MinIO's chart reads through `existingSecret`.
@@ -64,15 +64,20 @@ pub async fn ensure_minio_root(kube: &Kube, namespace: &str) -> Result<(), StepE
     // The manifest holds the password (base64): it is parsed here and handed to the API only.
     let objects = parse_manifests(&yaml, "the MinIO root Secret")
         .expect("the generated Secret manifest parses");
-    kube.apply(&objects, namespace, std::time::Duration::from_secs(60))
-        .await
-        .map_err(|e| {
-            StepError::context(
-                format!("creating Secret {namespace}/{MINIO_ROOT_SECRET}"),
-                e,
-            )
-            .with_fix("check that kgf-up may create Secrets in the namespace")
-        })?;
+    kube.apply(
+        &objects,
+        namespace,
+        std::time::Duration::from_secs(60),
+        Conflicts::Refuse,
+    )
+    .await
+    .map_err(|e| {
+        StepError::context(
+            format!("creating Secret {namespace}/{MINIO_ROOT_SECRET}"),
+            e,
+        )
+        .with_fix("check that kgf-up may create Secrets in the namespace")
+    })?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use super::{Component, local_path};
 use crate::exec::Cmd;
 use crate::helm::{ChartSource, Helm, HelmVersion, Release};
 use crate::inventory::{self, Record, RecordState};
-use crate::kube::{Kube, ObjectRef, parse_manifests};
+use crate::kube::{Conflicts, Kube, ObjectRef, parse_manifests};
 use crate::profile::{Source, Tools};
 use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
 
@@ -432,7 +432,7 @@ impl ComponentStep {
             ),
         )
         .await?;
-        kube.apply_forced(&crds, &c.namespace, c.timeout)
+        kube.apply(&crds, &c.namespace, c.timeout, Conflicts::TakeOver)
             .await
             .map_err(|e| StepError::context(format!("applying the CRDs of {}", c.name), e))?;
         // install() first recovers a release an interrupted helm left pending.
@@ -441,7 +441,7 @@ impl ComponentStep {
             return Err(StepError::from(e).with_diagnosis(diagnosis));
         }
         let applied = kube
-            .apply(&own, &c.namespace, c.timeout)
+            .apply(&own, &c.namespace, c.timeout, Conflicts::Refuse)
             .await
             .map_err(|e| {
                 StepError::context(format!("applying kgf-up's manifests for {}", c.name), e)
@@ -499,7 +499,7 @@ impl ComponentStep {
             };
         }
         let applied = kube
-            .apply(&objects, &c.namespace, c.timeout)
+            .apply(&objects, &c.namespace, c.timeout, Conflicts::Refuse)
             .await
             .map_err(|e| StepError::context(format!("applying {}", c.name), e))?;
         // Still `applying`: the record turns `done` only once every object is ready (wait).

@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
-pub use gpu::{GpuError, GpuHosts, operator_values};
+use gpu::operator_values;
+pub use gpu::{GpuError, GpuHosts};
 pub use spec::{
     AuthSpec, DEFAULT_INSTALL_SCRIPT, DEFAULT_VERSION, Gpu, HostSpec, MirrorSpec, ProxySpec,
     Rke2Spec, Role, SecretRef, SshSpec,
