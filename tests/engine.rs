@@ -2,7 +2,8 @@
 //! kustomization (CRD + custom resource + operator) and a fixture helm chart with real kustomize
 //! and helm; a second `up` makes no mutating request; `down` leaves the bed as it was; a step that
 //! never gets ready fails with a diagnosis while independent steps converge; an `up` killed at
-//! any point is finished by the next one.
+//! any point is finished by the next one; a terminating namespace is waited out; one `up` or
+//! `down` at a time.
 
 mod support;
 
@@ -506,4 +507,74 @@ fn one_up_at_a_time_and_a_dead_holder_is_taken_over() {
         "nothing was removed"
     );
     bed.kubectl(&["-n", "kgf-l-system", "delete", "lease", "kgf-up-lock"]);
+}
+
+/// A namespace still terminating (a `down` just now, a user's delete) is waited out, then made
+/// anew and recorded as kgf-up's: helm alone fails there ("is being terminated").
+#[test]
+fn a_terminating_namespace_is_waited_out_then_created_and_owned() {
+    let _serial = serial();
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let path = profile(dir.path(), "t", "");
+    let _down = DownOnDrop(path.clone());
+    // A finalizer on an object inside keeps the namespace terminating until this test lets go.
+    bed.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: kgf-t-hello}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\n\
+         metadata: {name: hold, namespace: kgf-t-hello, finalizers: [kgf.test/hold]}\n",
+    );
+    bed.kubectl(&["delete", "namespace", "kgf-t-hello", "--wait=false"]);
+    assert_eq!(
+        bed.kubectl(&[
+            "get",
+            "namespace",
+            "kgf-t-hello",
+            "-o",
+            "jsonpath={.status.phase}"
+        ]),
+        "Terminating"
+    );
+
+    let up = kgf_up(&["up", "--profile", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let releases = bed.tool("helm", &["list", "-n", "kgf-t-hello", "-q"]);
+    assert!(
+        String::from_utf8_lossy(&releases.stdout).trim().is_empty(),
+        "nothing is installed while the namespace terminates"
+    );
+    bed.kubectl(&[
+        "-n",
+        "kgf-t-hello",
+        "patch",
+        "configmap",
+        "hold",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let out = up.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The namespace is kgf-up's now, so down removes it.
+    let out = kgf_up(&[
+        "down",
+        "--profile",
+        path.to_str().unwrap(),
+        "--non-interactive",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        bed.tool("kubectl", &["get", "namespace", "kgf-t-hello"])
+            .status
+            .code()
+            != Some(0),
+        "down removed the namespace kgf-up created"
+    );
 }
