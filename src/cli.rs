@@ -73,6 +73,14 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
     },
+    /// Copy every component's source into a directory for an air-gapped install: charts as
+    /// .tgz files, kustomizations rendered with their remote bases. Prints the profile lines
+    /// that point at the copy (also written to OUT/sources.yaml). Touches no cluster.
+    Vendor {
+        /// The directory to write (created if missing).
+        #[arg(long, default_value = "kgf-vendor")]
+        out: PathBuf,
+    },
     /// The gene-fusion pipeline on its own: spec, build, push, upload, run.
     Pipeline {
         #[command(subcommand)]

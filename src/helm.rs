@@ -192,6 +192,26 @@ impl fmt::Display for ChartSource {
     }
 }
 
+/// `helm pull` of a repository or OCI chart into `destination` (a `.tgz` named by helm after the
+/// chart's name and version), or `helm package` of a chart directory; `None` for a packaged chart,
+/// which is copied as it is. Needs no cluster: this is how `kgf-up vendor` makes an offline copy.
+pub fn fetch_cmd(program: &str, chart: &ChartSource, destination: &Path) -> Option<Cmd> {
+    let dest = destination.display().to_string();
+    let cmd = match chart {
+        ChartSource::Local { path } if path.is_dir() => Cmd::new(program)
+            .args(["package".to_string(), path.display().to_string()])
+            .args(["--destination".to_string(), dest]),
+        ChartSource::Local { .. } => return None,
+        ChartSource::Repo { .. } | ChartSource::Oci { .. } => Cmd::new(program)
+            .arg("pull")
+            .args(chart.args())
+            .args(["--destination".to_string(), dest])
+            .timeout(Duration::from_secs(300))
+            .retry_on(TRANSIENT, 3, Duration::from_secs(1)),
+    };
+    Some(cmd)
+}
+
 /// A version without its optional leading `v`: charts spell it either way (KServe's `v0.20.0`).
 fn bare(version: &str) -> &str {
     version.strip_prefix('v').unwrap_or(version)

@@ -10,6 +10,9 @@ use std::fmt;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
@@ -451,7 +454,8 @@ impl Kube {
     }
 
     /// Waits until the object is ready by its kind's rule: Deployment Available, StatefulSet and
-    /// DaemonSet rolled out, Job complete, CRD Established; other kinds only need to exist.
+    /// DaemonSet rolled out, Job complete, CRD Established, a webhook configuration that asks
+    /// cert-manager for its CA with the CA injected; other kinds only need to exist.
     pub async fn wait_ready(&self, r: &ObjectRef, deadline: Duration) -> Result<(), KubeError> {
         let ns = r.namespace.clone().unwrap_or_default();
         let c = self.client.clone();
@@ -506,6 +510,30 @@ impl Kube {
                 )
                 .await
             }
+            "ValidatingWebhookConfiguration" => {
+                self.watch(
+                    Api::<ValidatingWebhookConfiguration>::all(c),
+                    r,
+                    CA_INJECTED,
+                    |o: Option<&ValidatingWebhookConfiguration>| {
+                        o.is_some_and(|w| webhook_ca_injected(&as_value(w)))
+                    },
+                    deadline,
+                )
+                .await
+            }
+            "MutatingWebhookConfiguration" => {
+                self.watch(
+                    Api::<MutatingWebhookConfiguration>::all(c),
+                    r,
+                    CA_INJECTED,
+                    |o: Option<&MutatingWebhookConfiguration>| {
+                        o.is_some_and(|w| webhook_ca_injected(&as_value(w)))
+                    },
+                    deadline,
+                )
+                .await
+            }
             _ => Ok(()),
         }
     }
@@ -538,11 +566,7 @@ impl Kube {
             }),
             Err(_) => {
                 let last = match api.get_opt(&r.name).await {
-                    Ok(Some(obj)) => serde_json::to_value(&obj)
-                        .ok()
-                        .and_then(|v| v.get("status").cloned())
-                        .map(|s| summarize_status(&s))
-                        .unwrap_or_else(|| "no status".into()),
+                    Ok(Some(obj)) => last_seen(&as_value(&obj)),
                     Ok(None) => "absent".into(),
                     Err(e) => format!("unreadable: {e}"),
                 };
@@ -722,6 +746,62 @@ impl Kube {
     }
 }
 
+const CA_INJECTED: &str = "caBundle injected into every webhook (cert-manager's CA injector)";
+
+/// The annotations that ask cert-manager's CA injector to fill a webhook's `caBundle`.
+const INJECT_CA: &[&str] = &[
+    "cert-manager.io/inject-ca-from",
+    "cert-manager.io/inject-ca-from-secret",
+    "cert-manager.io/inject-apiserver-ca",
+];
+
+fn as_value<T: Serialize>(obj: &T) -> serde_json::Value {
+    serde_json::to_value(obj).unwrap_or_default()
+}
+
+/// Whether a webhook configuration can be called: one that asks cert-manager for its CA has it
+/// in every webhook's `clientConfig.caBundle`. Until then the API server cannot verify the
+/// webhook's certificate and refuses every object the webhook validates ("x509: certificate
+/// signed by unknown authority"), even though its Service already has endpoints.
+pub fn webhook_ca_injected(config: &serde_json::Value) -> bool {
+    let asks = config
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.as_object())
+        .is_some_and(|a| INJECT_CA.iter().any(|k| a.contains_key(*k)));
+    if !asks {
+        return true;
+    }
+    config
+        .get("webhooks")
+        .and_then(|w| w.as_array())
+        .is_some_and(|hooks| {
+            hooks.iter().all(|h| {
+                h.pointer("/clientConfig/caBundle")
+                    .and_then(|b| b.as_str())
+                    .is_some_and(|b| !b.is_empty())
+            })
+        })
+}
+
+/// What a timed-out wait last saw: the webhooks still without a CA, or the status in one line.
+fn last_seen(obj: &serde_json::Value) -> String {
+    if let Some(hooks) = obj.get("webhooks").and_then(|w| w.as_array()) {
+        let empty: Vec<&str> = hooks
+            .iter()
+            .filter(|h| {
+                h.pointer("/clientConfig/caBundle")
+                    .and_then(|b| b.as_str())
+                    .is_none_or(str::is_empty)
+            })
+            .filter_map(|h| h.get("name").and_then(|n| n.as_str()))
+            .collect();
+        return format!("caBundle empty on {}", empty.join(", "));
+    }
+    obj.get("status")
+        .map(summarize_status)
+        .unwrap_or_else(|| "no status".into())
+}
+
 /// A status in one line: its conditions that are not True (type=status reason: message), or
 /// the whole status when it has no conditions.
 fn summarize_status(status: &serde_json::Value) -> String {
@@ -807,6 +887,32 @@ fn daemonset_ready(obj: Option<&DaemonSet>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_that_asks_for_its_ca_is_ready_only_once_every_webhook_has_it() {
+        let config = |annotated: bool, bundles: &[&str]| {
+            let hooks: Vec<serde_json::Value> = bundles
+                .iter()
+                .enumerate()
+                .map(|(i, b)| serde_json::json!({"name": format!("h{i}.example.com"), "clientConfig": {"caBundle": b}}))
+                .collect();
+            let annotations = if annotated {
+                serde_json::json!({"cert-manager.io/inject-ca-from": "kserve/serving-cert"})
+            } else {
+                serde_json::json!({})
+            };
+            serde_json::json!({"metadata": {"name": "w", "annotations": annotations}, "webhooks": hooks})
+        };
+        assert!(!webhook_ca_injected(&config(true, &["", ""])));
+        assert!(!webhook_ca_injected(&config(true, &["Q0E=", ""])));
+        assert!(webhook_ca_injected(&config(true, &["Q0E=", "Q0E="])));
+        // A webhook that asks nobody for a CA (a chart that sets caBundle itself) only needs to exist.
+        assert!(webhook_ca_injected(&config(false, &[""])));
+        assert_eq!(
+            last_seen(&config(true, &["Q0E=", ""])),
+            "caBundle empty on h1.example.com"
+        );
+    }
 
     /// kube-prometheus-stack's and Argo's CRDs run to megabytes of schema: far more nodes than a
     /// YAML parser's default budget for untrusted input allows.

@@ -23,3 +23,4 @@ pub mod step;
 pub mod teardown;
 pub mod ui;
 pub mod validate;
+pub mod vendor;

@@ -134,6 +134,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     {
         loaded.profile.pipeline.enabled = true;
     }
+    if let Command::Vendor { out } = &command {
+        return vendor(&loaded, out, g.output == Output::Json).await;
+    }
     if let Command::Pipeline { action } = command
         && matches!(
             action,
@@ -234,13 +237,48 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ));
             Ok(())
         }
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Vendor { .. } => unreachable!("handled above"),
     };
     if let Some(rke2) = &plan.rke2 {
         // Without this the SSH master connections linger for ControlPersist.
         rke2.close().await;
     }
     result
+}
+
+/// `vendor`: every component's source copied for an air-gapped install, and the profile lines
+/// that point at the copy.
+async fn vendor(
+    loaded: &profile::Loaded,
+    out: &std::path::Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let copies = kgf_up::vendor::vendor(loaded, out, &Exec::new())
+        .await
+        .map_err(|e| {
+            let fix = e.fix();
+            StepError::context("vendor", e).with_fix(fix)
+        })?;
+    let sources = kgf_up::vendor::sources_yaml(&copies, &loaded.origin);
+    if json {
+        for c in &copies {
+            println!(
+                "{}",
+                serde_json::json!({"component": c.component, "from": c.from, "source": c.source})
+            );
+        }
+    } else {
+        for c in &copies {
+            println!(
+                "vendored {:<20} {} → {}",
+                c.component,
+                c.from,
+                c.source.describe()
+            );
+        }
+        println!("\n{sources}");
+    }
+    Ok(())
 }
 
 /// `verify`: the smoke checks alone, on the cluster as it is. The cluster steps are only
@@ -270,13 +308,14 @@ async fn verify(
             });
         }
     }
-    let steps = kgf_up::validate::steps(profile, &[], &[]);
+    let steps = kgf_up::validate::steps(profile, &plan.gpu_nodes, &[], &[]);
     let levels = plan::levels(&steps).map_err(Failure::input)?;
     let checks = plan::Plan {
         steps,
         levels,
         helm: plan.helm.clone(),
         rke2: None,
+        gpu_nodes: plan.gpu_nodes.clone(),
     };
     let finished = runner::up(&checks, ctx.clone(), ui, 1).await;
     ctx.release_lock().await;

@@ -20,6 +20,8 @@ pub struct Plan {
     pub rke2: Option<std::sync::Arc<cluster::rke2::Rke2Plan>>,
     /// Step ids by level: every step's needs are in earlier levels.
     pub levels: Vec<Vec<StepId>>,
+    /// The nodes meant to have GPUs, for the GPU checks `verify` runs on their own.
+    pub gpu_nodes: cluster::GpuNodes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,7 @@ pub fn build(
         mut steps,
         ready,
         rke2,
+        gpu_nodes,
     } = cluster::steps(profile, overrides, facts, exec)?;
     let resolved = components::resolve(profile)?;
     let names: Vec<String> = resolved.iter().map(|c| c.name.clone()).collect();
@@ -62,13 +65,14 @@ pub fn build(
             loaded.base_dir.clone(),
             ready.clone(),
         );
+        step.pods_run = components::pods_run(profile.cluster.provider);
         if let Some(rke2) = rke2.clone().filter(|_| gpu_operator) {
             step = step.with_detected_values(Arc::new(move || rke2.gpu_operator_values()));
         }
         steps.push(Arc::new(step));
     }
     let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
-    steps.extend(validate::steps(profile, &ready, &after));
+    steps.extend(validate::steps(profile, &gpu_nodes, &ready, &after));
     if profile.pipeline.enabled {
         let kfp: Vec<StepId> = after
             .iter()
@@ -87,6 +91,7 @@ pub fn build(
         levels,
         helm: profile.tools.helm.clone(),
         rke2,
+        gpu_nodes,
     })
 }
 

@@ -347,10 +347,14 @@ impl Source {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Validation {
-    /// Every node labelled `nvidia.com/gpu.present=true` must show this much allocatable
-    /// `nvidia.com/gpu`; at least `min_gpu_nodes` must.
+    /// At least this many nodes must show allocatable `nvidia.com/gpu`, and every node meant to
+    /// have GPUs must (see [`crate::cluster::GpuNodes`]).
     #[serde(default = "Validation::min_gpu_nodes")]
     pub min_gpu_nodes: u32,
+    /// The nodes that must show allocatable GPUs, by name. Without it the provider decides:
+    /// kind's GPU workers, rke2's GPU hosts, sim's GPU nodes; on an existing cluster any node.
+    #[serde(default)]
+    pub gpu_nodes: Option<Vec<String>>,
     /// Run a CUDA sample pod that requests one GPU and must log `Test PASSED`.
     #[serde(default = "yes")]
     pub cuda_smoke: bool,
@@ -371,6 +375,7 @@ impl Default for Validation {
     fn default() -> Self {
         Validation {
             min_gpu_nodes: Validation::min_gpu_nodes(),
+            gpu_nodes: None,
             cuda_smoke: true,
             cuda_image: Validation::cuda_image(),
         }

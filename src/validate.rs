@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 
+use crate::cluster::GpuNodes;
 use crate::kube::{FIELD_MANAGER, ObjectRef};
 use crate::profile::{Profile, Provider};
 use crate::step::{Ctx, Description, DynStep, Observation, Step, StepError, StepId, StepResult};
@@ -18,8 +19,14 @@ use crate::step::{Ctx, Description, DynStep, Observation, Step, StepError, StepI
 pub const GPU: &str = "nvidia.com/gpu";
 const SMOKE_JOB: &str = "kgf-cuda-smoke";
 
-/// The validation steps of a profile; they run after `after` (every component).
-pub fn steps(profile: &Profile, cluster: &[StepId], after: &[StepId]) -> Vec<DynStep> {
+/// The validation steps of a profile; they run after `after` (every component). `gpu_nodes`
+/// says which nodes must show GPUs (the provider's plan, or the profile's own list).
+pub fn steps(
+    profile: &Profile,
+    gpu_nodes: &GpuNodes,
+    cluster: &[StepId],
+    after: &[StepId],
+) -> Vec<DynStep> {
     let v = &profile.validation;
     let mut needs = cluster.to_vec();
     needs.extend(after.iter().cloned());
@@ -27,6 +34,7 @@ pub fn steps(profile: &Profile, cluster: &[StepId], after: &[StepId]) -> Vec<Dyn
     if v.min_gpu_nodes > 0 {
         steps.push(Arc::new(GpuAllocatable {
             min_nodes: v.min_gpu_nodes,
+            gpu_nodes: gpu_nodes.clone(),
             needs: needs.clone(),
         }));
         if v.cuda_smoke {
@@ -42,43 +50,113 @@ pub fn steps(profile: &Profile, cluster: &[StepId], after: &[StepId]) -> Vec<Dyn
 
 pub struct GpuAllocatable {
     min_nodes: u32,
+    gpu_nodes: GpuNodes,
     needs: Vec<StepId>,
+}
+
+/// A node as GPU validation sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeGpus {
+    pub name: String,
+    /// Allocatable `nvidia.com/gpu`.
+    pub allocatable: i64,
+    /// Labelled `nvidia.com/gpu.present=true` (by kgf-up, or by the GPU operator from PCI).
+    pub labelled: bool,
+}
+
+/// The verdict on the nodes: whether the GPUs are usable, and a sentence saying which nodes were
+/// counted and why. `expected` are the nodes meant to have GPUs (`None`: any node may).
+pub fn assess(nodes: &[NodeGpus], expected: Option<&[String]>, min_nodes: u32) -> (bool, String) {
+    let with: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.allocatable > 0)
+        .map(|n| format!("{}={}", n.name, n.allocatable))
+        .collect();
+    let is_expected = |name: &str| expected.is_some_and(|e| e.iter().any(|x| x == name));
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(expected) = expected {
+        let without: Vec<&str> = expected
+            .iter()
+            .filter(|name| !nodes.iter().any(|n| &n.name == *name && n.allocatable > 0))
+            .map(String::as_str)
+            .collect();
+        for name in &without {
+            if nodes.iter().any(|n| n.name == *name) {
+                problems.push(format!(
+                    "{name} is a GPU node of the profile without allocatable {GPU}"
+                ));
+            } else {
+                problems.push(format!(
+                    "{name} is a GPU node of the profile but no such node exists"
+                ));
+            }
+        }
+    }
+    // The GPU operator labels every node whose PCI view shows an NVIDIA device: on kind that is
+    // every node, so a labelled node without GPUs is expected there and only worth a note.
+    let labelled_only: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.labelled && n.allocatable == 0 && !is_expected(&n.name))
+        .map(|n| n.name.as_str())
+        .collect();
+    if !labelled_only.is_empty() {
+        let why = if expected.is_some() {
+            "not GPU nodes of the profile, not counted"
+        } else {
+            "warning: kgf-up did not choose this cluster's GPU nodes; set validation.gpu_nodes to name them"
+        };
+        notes.push(format!(
+            "labelled nvidia.com/gpu.present=true without allocatable {GPU}: {} ({why})",
+            labelled_only.join(", ")
+        ));
+    }
+    if (with.len() as u32) < min_nodes {
+        problems.push(format!(
+            "{} node(s) with allocatable {GPU}, {min_nodes} wanted",
+            with.len()
+        ));
+    }
+    let counted = if with.is_empty() {
+        format!("no node has allocatable {GPU}")
+    } else {
+        format!("allocatable {GPU}: {}", with.join(", "))
+    };
+    let basis = match expected {
+        Some(e) if e.is_empty() => "the profile names no GPU node".to_string(),
+        Some(e) => format!("GPU nodes of the profile: {}", e.join(", ")),
+        None => "any node may have GPUs".to_string(),
+    };
+    let mut parts = vec![counted, basis];
+    parts.extend(problems.iter().cloned());
+    parts.extend(notes);
+    (problems.is_empty(), parts.join("; "))
 }
 
 impl GpuAllocatable {
     async fn check(&self, ctx: &Ctx) -> StepResult<Observation> {
         let kube = ctx.kube().await?;
-        let nodes = kube
+        let nodes: Vec<NodeGpus> = kube
             .allocatable(GPU)
             .await
-            .map_err(|e| StepError::context("reading nodes", e))?;
-        let with: Vec<String> = nodes
-            .iter()
-            .filter(|(_, n, _)| *n > 0)
-            .map(|(name, n, _)| format!("{name}={n}"))
+            .map_err(|e| StepError::context("reading nodes", e))?
+            .into_iter()
+            .map(|(name, allocatable, labelled)| NodeGpus {
+                name,
+                allocatable,
+                labelled,
+            })
             .collect();
-        let labelled_without: Vec<&str> = nodes
-            .iter()
-            .filter(|(_, n, gpu)| *gpu && *n == 0)
-            .map(|(name, _, _)| name.as_str())
-            .collect();
-        if with.len() as u32 >= self.min_nodes && labelled_without.is_empty() {
-            Ok(Observation::converged(format!(
-                "allocatable {GPU}: {}",
-                with.join(", ")
-            )))
-        } else if !labelled_without.is_empty() {
-            Ok(Observation::missing(format!(
-                "nodes labelled nvidia.com/gpu.present=true without allocatable {GPU}: {}",
-                labelled_without.join(", ")
-            )))
-        } else {
-            Ok(Observation::missing(format!(
-                "{} node(s) with allocatable {GPU}, {} wanted",
-                with.len(),
-                self.min_nodes
-            )))
+        let expected = self.gpu_nodes.names();
+        let (usable, reason) = assess(&nodes, expected.as_deref(), self.min_nodes);
+        if reason.contains("warning:") {
+            tracing::warn!(%reason, "GPU validation");
         }
+        Ok(if usable {
+            Observation::converged(reason)
+        } else {
+            Observation::missing(reason)
+        })
     }
 }
 
@@ -90,8 +168,18 @@ impl Step for GpuAllocatable {
         self.needs.clone()
     }
     fn describe(&self) -> Description {
+        let which = match &self.gpu_nodes {
+            GpuNodes::Named(names) if !names.is_empty() => {
+                format!(", including {}", names.join(", "))
+            }
+            GpuNodes::Named(_) | GpuNodes::Any => String::new(),
+            GpuNodes::Detected(_) => ", including every GPU host".to_string(),
+        };
         Description {
-            source: format!("at least {} node(s) with allocatable {GPU}", self.min_nodes),
+            source: format!(
+                "at least {} node(s) with allocatable {GPU}{which}",
+                self.min_nodes
+            ),
             ..Default::default()
         }
     }
@@ -275,5 +363,80 @@ impl Step for CudaSmoke {
                 .with_fix("check the driver and toolkit versions with `kgf-up doctor`"))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, allocatable: i64, labelled: bool) -> NodeGpus {
+        NodeGpus {
+            name: name.into(),
+            allocatable,
+            labelled,
+        }
+    }
+
+    /// kind as the real operator leaves it: every node labelled from the shared PCI view.
+    fn kind_nodes(worker_gpus: i64) -> Vec<NodeGpus> {
+        vec![
+            node("kgf-control-plane", 0, true),
+            node("kgf-worker", worker_gpus, true),
+            node("kgf-worker2", 0, true),
+        ]
+    }
+
+    #[test]
+    fn operator_labels_on_nodes_without_gpus_do_not_fail_the_profiles_gpu_nodes() {
+        let expected = vec!["kgf-worker".to_string()];
+        let (ok, why) = assess(&kind_nodes(2), Some(&expected), 1);
+        assert!(ok, "{why}");
+        assert!(
+            why.starts_with(
+                "allocatable nvidia.com/gpu: kgf-worker=2; GPU nodes of the profile: kgf-worker"
+            ),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "kgf-control-plane, kgf-worker2 (not GPU nodes of the profile, not counted)"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_gpu_node_of_the_profile_without_gpus_fails_with_its_name() {
+        let expected = vec!["kgf-worker".to_string()];
+        let (ok, why) = assess(&kind_nodes(0), Some(&expected), 1);
+        assert!(!ok);
+        assert!(
+            why.contains(
+                "kgf-worker is a GPU node of the profile without allocatable nvidia.com/gpu"
+            ),
+            "{why}"
+        );
+        let missing = vec!["kgf-worker3".to_string()];
+        let (ok, why) = assess(&kind_nodes(2), Some(&missing), 1);
+        assert!(!ok);
+        assert!(
+            why.contains("kgf-worker3 is a GPU node of the profile but no such node exists"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn on_a_cluster_kgf_up_did_not_choose_a_labelled_node_without_gpus_is_a_warning() {
+        let (ok, why) = assess(&kind_nodes(1), None, 1);
+        assert!(ok, "{why}");
+        assert!(why.contains("any node may have GPUs"), "{why}");
+        assert!(why.contains("warning: kgf-up did not choose"), "{why}");
+        let (ok, why) = assess(&kind_nodes(0), None, 1);
+        assert!(!ok);
+        assert!(
+            why.contains("0 node(s) with allocatable nvidia.com/gpu, 1 wanted"),
+            "{why}"
+        );
     }
 }

@@ -49,7 +49,52 @@ fn golden_cases() -> Vec<(String, KindSpec, u32)> {
             cases.push((format!("{name}-{gpus}gpu.yaml"), spec, gpus));
         }
     }
+    // CPU-only workers beside a GPU worker: the real GPU operator would put operands on them.
+    let spec = KindSpec {
+        workers: 2,
+        ..KindSpec::default()
+    };
+    cases.push(("one-worker-2gpu-2cpu.yaml".into(), spec, 2));
     cases
+}
+
+/// The GPU operator marks every kind node a GPU node (they share the host's PCI view), so each
+/// node without GPU mounts must carry `nvidia.com/gpu.deploy.operands=false` or the operator's
+/// device plugin and validator land where containerd has no nvidia runtime and never start.
+#[test]
+fn every_node_without_gpus_carries_the_no_operands_label() {
+    for (file, spec, gpus) in golden_cases() {
+        let rendered = kind::config::render(&spec, gpus).unwrap();
+        let config: serde_json::Value = serde_saphyr::from_str(&rendered).unwrap();
+        let nodes = config["nodes"].as_array().unwrap();
+        let mut cpu_nodes = 0;
+        for node in nodes {
+            let labels = &node["labels"];
+            let has_gpus = node.get("extraMounts").is_some();
+            assert_eq!(
+                labels["nvidia.com/gpu.present"] == "true",
+                has_gpus,
+                "{file}: only GPU nodes are labelled gpu.present"
+            );
+            if !has_gpus {
+                cpu_nodes += 1;
+                assert_eq!(
+                    labels["nvidia.com/gpu.deploy.operands"], "false",
+                    "{file}: a node without GPUs lacks the no-operands label: {node}"
+                );
+            } else {
+                assert!(
+                    labels.get("nvidia.com/gpu.deploy.operands").is_none(),
+                    "{file}"
+                );
+            }
+        }
+        assert_eq!(
+            cpu_nodes,
+            1 + spec.workers as usize,
+            "{file}: the control plane and every CPU worker"
+        );
+    }
 }
 
 /// Set KGF_UPDATE_GOLDEN=1 to rewrite the files, then review the diff against kind's v1alpha4

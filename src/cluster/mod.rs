@@ -38,6 +38,43 @@ pub struct Steps {
     pub ready: Vec<StepId>,
     /// The rke2 plan, for `down` and for closing its SSH connections at the end.
     pub rke2: Option<Arc<rke2::Rke2Plan>>,
+    /// The nodes this cluster is meant to have GPUs on, for GPU validation.
+    pub gpu_nodes: GpuNodes,
+}
+
+/// Which nodes are meant to have GPUs. The GPU operator labels `nvidia.com/gpu.present=true` on
+/// every node whose PCI view shows an NVIDIA device; on kind every node shares the host's, so
+/// that label cannot tell a GPU worker from the control plane: the provider's plan can.
+#[derive(Clone)]
+pub enum GpuNodes {
+    /// Chosen by kgf-up or named in the profile (kind's GPU workers, sim's GPU nodes,
+    /// `validation.gpu_nodes`): each must show allocatable GPUs.
+    Named(Vec<String>),
+    /// Known once the hosts' facts are read: rke2's GPU hosts, by hostname (their node name).
+    Detected(Arc<dyn Fn() -> Vec<String> + Send + Sync>),
+    /// Not chosen by kgf-up (an existing cluster): any node with allocatable GPUs counts, and a
+    /// labelled node without them is only a warning.
+    Any,
+}
+
+impl GpuNodes {
+    /// The node names that must show allocatable GPUs; `None` for [`GpuNodes::Any`].
+    pub fn names(&self) -> Option<Vec<String>> {
+        match self {
+            GpuNodes::Named(names) => Some(names.clone()),
+            GpuNodes::Detected(detect) => Some(detect()),
+            GpuNodes::Any => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for GpuNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.names() {
+            Some(names) => write!(f, "GpuNodes({})", names.join(", ")),
+            None => f.write_str("GpuNodes(any)"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,33 +93,60 @@ pub fn steps(
     exec: &crate::exec::Exec,
 ) -> Result<Steps, ProviderError> {
     let mut rke2_plan = None;
-    let steps: Vec<DynStep> = match profile.cluster.provider {
-        Provider::Existing => vec![Arc::new(existing::Existing::new(
-            &profile.cluster.existing,
-            overrides,
-        ))],
+    let (steps, planned_gpu_nodes): (Vec<DynStep>, GpuNodes) = match profile.cluster.provider {
+        Provider::Existing => (
+            vec![Arc::new(existing::Existing::new(
+                &profile.cluster.existing,
+                overrides,
+            ))],
+            GpuNodes::Any,
+        ),
         Provider::Rke2 => {
             let plan = rke2::Rke2Plan::new(profile.cluster.rke2.clone(), exec)?;
             let steps = plan.steps(&[]);
+            let hosts = plan.clone();
             rke2_plan = Some(plan);
-            steps
+            (
+                steps,
+                GpuNodes::Detected(Arc::new(move || hosts.gpu_node_names())),
+            )
         }
-        Provider::Sim => vec![Arc::new(sim::Sim::new(profile))],
+        Provider::Sim => (
+            vec![Arc::new(sim::Sim::new(profile))],
+            GpuNodes::Named(
+                profile
+                    .cluster
+                    .sim
+                    .nodes
+                    .iter()
+                    .filter(|n| n.gpus > 0)
+                    .map(|n| n.name.clone())
+                    .collect(),
+            ),
+        ),
         Provider::Kind => {
             let preflight: DynStep = Arc::new(crate::preflight::PreflightStep {
                 options: preflight_options(profile),
             });
             let plan = kind::KindPlan::new(profile.cluster.kind.clone(), facts.gpus)?;
-            std::iter::once(preflight)
+            let gpu_nodes = GpuNodes::Named(plan.gpu_node_names());
+            let steps = std::iter::once(preflight)
                 .chain(plan.steps(&[crate::preflight::PreflightStep::id()]))
-                .collect()
+                .collect();
+            (steps, gpu_nodes)
         }
     };
     let ready = steps.iter().map(|s| s.id()).collect();
+    // Names in the profile say it for any provider (an existing cluster's GPU nodes, say).
+    let gpu_nodes = match &profile.validation.gpu_nodes {
+        Some(names) => GpuNodes::Named(names.clone()),
+        None => planned_gpu_nodes,
+    };
     Ok(Steps {
         steps,
         ready,
         rke2: rke2_plan,
+        gpu_nodes,
     })
 }
 

@@ -151,16 +151,16 @@ pub fn manifests(name: &str) -> Vec<Manifest> {
 }
 
 /// GPU operator values per provider (design §5): on kind the host provides driver and toolkit
-/// (the control plane gets no operands through its `nvidia.com/gpu.deploy.operands=false` label,
-/// set in the kind config); on rke2 the toolkit is pointed at rke2's containerd socket only.
+/// (the control plane and CPU-only workers get no operands through their
+/// `nvidia.com/gpu.deploy.operands=false` label, set in the kind config); on rke2 the toolkit is
+/// pointed at rke2's containerd socket only.
 fn gpu_operator_values(provider: Provider) -> serde_json::Value {
     match provider {
+        // The DCGM exporter keeps its built-in metric list: the chart names no custom metrics
+        // ConfigMap by default (its `dcgmExporter.config` block is commented out since v24.9).
         Provider::Kind => json!({
             "driver": {"enabled": false},
             "toolkit": {"enabled": false},
-            // The exporter's built-in metric list: a custom ConfigMap named but not created keeps
-            // the exporter, and so the ClusterPolicy, from getting ready.
-            "dcgmExporter": {"config": {"create": false}},
         }),
         Provider::Rke2 => json!({
             "toolkit": {"env": [

@@ -10,9 +10,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::await_condition;
@@ -174,9 +175,10 @@ pub async fn verify(
         }
         "gpu-operator" => {
             deployments_available(kube, c, &["gpu-operator"]).await?;
+            operands_only_on_gpu_nodes(kube, c).await?;
             if !pods_run {
                 return Ok(simulated(
-                    "Deployment gpu-operator Available",
+                    "Deployment gpu-operator Available, no operand on a node without GPUs",
                     "ClusterPolicy readiness (its operands never run)",
                 ));
             }
@@ -192,7 +194,11 @@ pub async fn verify(
                 ))
                 .with_diagnosis(kube.diagnose(ns).await));
             }
-            Ok("Deployment gpu-operator Available; ClusterPolicy cluster-policy is ready".into())
+            Ok(
+                "Deployment gpu-operator Available; no operand on a node without GPUs; \
+                ClusterPolicy cluster-policy is ready"
+                    .into(),
+            )
         }
         _ => {
             let n = all_deployments_available(kube, c).await?;
@@ -629,6 +635,64 @@ async fn ray_cluster_probe(kube: &Kube, c: &Component) -> Result<(), StepError> 
         }
     }
     removed.map_err(|e| StepError::context(format!("{}: removing the probe RayCluster", c.name), e))
+}
+
+/// The label kgf-up puts on nodes that must run no GPU operand (see `cluster::kind::config`).
+const NO_OPERANDS: (&str, &str) = ("nvidia.com/gpu.deploy.operands", "false");
+
+/// The operator's operand pods (device plugin, GFD, DCGM exporter, validator, toolkit, driver...)
+/// are the ones its DaemonSets pin to a `nvidia.com/gpu.deploy.<operand>` node label.
+pub fn is_operand(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_selector.as_ref())
+        .is_some_and(|sel| sel.keys().any(|k| k.starts_with("nvidia.com/gpu.deploy.")))
+}
+
+/// Operand pods scheduled on a node labelled to run none: there containerd has no `nvidia`
+/// runtime, so they never start and the ClusterPolicy never gets ready.
+async fn operands_only_on_gpu_nodes(kube: &Kube, c: &Component) -> Result<(), StepError> {
+    let nodes: Api<Node> = Api::all(kube.client());
+    let off: Vec<String> = nodes
+        .list(&ListParams::default().labels(&format!("{}={}", NO_OPERANDS.0, NO_OPERANDS.1)))
+        .await
+        .map_err(|e| read_error(c, "nodes", e))?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    if off.is_empty() {
+        return Ok(());
+    }
+    let pods: Api<Pod> = Api::namespaced(kube.client(), &c.namespace);
+    let misplaced: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| read_error(c, "pods", e))?
+        .items
+        .iter()
+        .filter(|p| is_operand(p))
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.as_ref()?;
+            off.contains(node)
+                .then(|| format!("{} on {node}", p.name_any()))
+        })
+        .collect();
+    if misplaced.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::new(format!(
+        "{}: operand pods on nodes labelled {}={}: {}",
+        c.name,
+        NO_OPERANDS.0,
+        NO_OPERANDS.1,
+        misplaced.join(", ")
+    ))
+    .with_fix(format!(
+        "those nodes have no GPU runtime; delete the pods (`kubectl -n {} delete pod NAME`) and check \
+         that the operator's node labels `nvidia.com/gpu.deploy.*` are gone from those nodes",
+        c.namespace
+    )))
 }
 
 /// The ClusterPolicy's `status.state` (`ready`, `notReady`, or `absent`/`unknown`).

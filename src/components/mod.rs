@@ -14,6 +14,7 @@ mod step;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::helm::ChartSource;
 use crate::profile::{ComponentSpec, Profile, Provider, Source};
 
 pub use builtin::is_built_in;
@@ -124,6 +125,32 @@ pub fn deep_merge(base: &mut serde_json::Value, over: &serde_json::Value) {
         }
         (b, o) => *b = o.clone(),
     }
+}
+
+/// The chart of a helm source (`None` for kustomizations); local paths are relative to `base_dir`.
+pub fn chart_source(source: &Source, base_dir: &Path) -> Option<ChartSource> {
+    Some(match source {
+        Source::Helm {
+            repo,
+            chart,
+            version,
+        } => ChartSource::Repo {
+            url: repo.clone(),
+            chart: chart.clone(),
+            version: version.clone(),
+        },
+        Source::Oci { reference, version } => ChartSource::Oci {
+            reference: reference.clone(),
+            version: version.clone(),
+            // A registry on this machine (kind's localhost:5001 mirror) serves plain HTTP.
+            plain_http: reference.starts_with("oci://localhost:")
+                || reference.starts_with("oci://127.0.0.1:"),
+        },
+        Source::Chart { path } => ChartSource::Local {
+            path: base_dir.join(path),
+        },
+        Source::Kustomize { .. } => return None,
+    })
 }
 
 /// Where a local source path points (relative paths are relative to the profile file).

@@ -31,6 +31,9 @@ pub struct ComponentStep {
     /// Values the cluster step found out during this run (rke2's containerd and drivers for the
     /// GPU operator), merged under the component's own: the profile still wins.
     detected: Option<DetectValues>,
+    /// Whether the cluster's pods run (not on `sim`): only then does cert-manager's CA injector
+    /// fill webhooks' CAs, so only then is that waited for.
+    pub pods_run: bool,
     rendered: Mutex<Option<Rendered>>,
 }
 
@@ -62,6 +65,7 @@ impl ComponentStep {
             base_dir,
             cluster_ready,
             detected: None,
+            pods_run: true,
             rendered: Mutex::new(None),
         }
     }
@@ -119,28 +123,8 @@ impl ComponentStep {
     }
 
     fn chart(&self) -> ChartSource {
-        match &self.component.source {
-            Source::Helm {
-                repo,
-                chart,
-                version,
-            } => ChartSource::Repo {
-                url: repo.clone(),
-                chart: chart.clone(),
-                version: version.clone(),
-            },
-            Source::Oci { reference, version } => ChartSource::Oci {
-                reference: reference.clone(),
-                version: version.clone(),
-                // A registry on this machine (kind's localhost:5001 mirror) serves plain HTTP.
-                plain_http: reference.starts_with("oci://localhost:")
-                    || reference.starts_with("oci://127.0.0.1:"),
-            },
-            Source::Chart { path } => ChartSource::Local {
-                path: self.base_dir.join(path),
-            },
-            Source::Kustomize { .. } => unreachable!("kustomize sources are not helm releases"),
-        }
+        super::chart_source(&self.component.source, &self.base_dir)
+            .expect("kustomize sources are not helm releases")
     }
 
     fn release(&self, ctx: &Ctx) -> StepResult<Release> {
@@ -520,7 +504,7 @@ impl ComponentStep {
         let deadline = tokio::time::Instant::now() + self.component.timeout;
         loop {
             match super::health::verify(kube, &self.component, false).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => break,
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
                     tracing::debug!(component = %self.component.name, error = %e.message, "not healthy yet")
@@ -528,6 +512,35 @@ impl ComponentStep {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+        if self.pods_run {
+            self.wait_webhook_cas(kube, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every webhook configuration of the release that asks cert-manager for its CA
+    /// has it: before that the API server refuses whatever the webhook validates (KServe's
+    /// runtimes, say), though the webhook's Service already has endpoints.
+    async fn wait_webhook_cas(
+        &self,
+        kube: &Kube,
+        deadline: tokio::time::Instant,
+    ) -> StepResult<()> {
+        let c = &self.component;
+        let webhooks = release_webhooks(kube, &c.release, &c.namespace)
+            .await
+            .map_err(|e| StepError::context(format!("listing the webhooks of {}", c.name), e))?;
+        for r in &webhooks {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            kube.wait_ready(r, left).await.map_err(|e| {
+                StepError::context(format!("waiting for {}", c.name), e).with_fix(
+                    "cert-manager's CA injector fills the caBundle: check `kubectl -n cert-manager \
+                     logs deploy/cert-manager-cainjector` and the Certificate the webhook's \
+                     `cert-manager.io/inject-ca-from` annotation names",
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Waits for every object of the latest record by its kind's readiness rule, then marks the
@@ -549,6 +562,44 @@ impl ComponentStep {
         record.time = inventory::now();
         self.write(ctx, &record).await
     }
+}
+
+/// The webhook configurations helm made for `release` in `namespace` (by helm's own ownership
+/// annotations, which every object of a release carries).
+async fn release_webhooks(
+    kube: &Kube,
+    release: &str,
+    namespace: &str,
+) -> Result<Vec<ObjectRef>, kube::Error> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    fn owned<K: kube::Resource>(o: &K, release: &str, namespace: &str) -> bool {
+        let a = o.meta().annotations.as_ref();
+        let get = |k: &str| a.and_then(|a| a.get(k)).map(String::as_str);
+        get("meta.helm.sh/release-name") == Some(release)
+            && get("meta.helm.sh/release-namespace") == Some(namespace)
+    }
+    let webhook = |kind: &str, name: String| ObjectRef {
+        api_version: "admissionregistration.k8s.io/v1".into(),
+        kind: kind.into(),
+        namespace: None,
+        name,
+    };
+    let mut refs = Vec::new();
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(kube.client());
+    for w in validating.list(&ListParams::default()).await?.items {
+        if owned(&w, release, namespace) {
+            refs.push(webhook("ValidatingWebhookConfiguration", w.name_any()));
+        }
+    }
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(kube.client());
+    for w in mutating.list(&ListParams::default()).await?.items {
+        if owned(&w, release, namespace) {
+            refs.push(webhook("MutatingWebhookConfiguration", w.name_any()));
+        }
+    }
+    Ok(refs)
 }
 
 /// The references objects will have once applied, known before applying (namespace defaulted,

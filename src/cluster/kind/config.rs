@@ -16,9 +16,11 @@ pub const DEVICE_MOUNT_DIR: &str = "/var/run/nvidia-container-devices";
 /// The label GPU workers carry so the GPU operator (NFD off the control plane) finds them.
 pub const GPU_LABEL: (&str, &str) = ("nvidia.com/gpu.present", "true");
 
-/// The GPU operator deploys no operand on a node with this label. The kind control plane shares
-/// the host's kernel, so NFD labels it a GPU node; without this its operands hang there and the
-/// ClusterPolicy never gets ready (the chart has no per-operand affinity to say so otherwise).
+/// The GPU operator deploys no operand on a node with this label. Every kind node shares the
+/// host's PCI view, so NFD and the operator mark the control plane and each CPU-only worker as GPU
+/// nodes too; without this label the device plugin, GFD, DCGM exporter and validator go there,
+/// where containerd has no `nvidia` runtime, never start, and keep the ClusterPolicy from getting
+/// ready. Every node without GPUs carries it.
 pub const NO_OPERANDS_LABEL: (&str, &str) = ("nvidia.com/gpu.deploy.operands", "false");
 
 /// containerd reads per-registry `hosts.toml` files from here (default in node images since
@@ -46,15 +48,15 @@ pub fn render_nodes(spec: &KindSpec, nodes: &[NodePlan]) -> String {
         };
         let _ = writeln!(out, "- role: {role}");
         let _ = writeln!(out, "  image: {}", spec.node_image);
-        if node.role == Role::ControlPlane {
-            let _ = writeln!(
-                out,
-                "  labels:\n    {}: \"{}\"",
-                NO_OPERANDS_LABEL.0, NO_OPERANDS_LABEL.1
-            );
-        }
         let devices: Vec<String> = match &node.gpus {
-            NodeGpus::None => continue,
+            NodeGpus::None => {
+                let _ = writeln!(
+                    out,
+                    "  labels:\n    {}: \"{}\"",
+                    NO_OPERANDS_LABEL.0, NO_OPERANDS_LABEL.1
+                );
+                continue;
+            }
             NodeGpus::All => vec!["all".to_string()],
             NodeGpus::Indices(list) => list.iter().map(u32::to_string).collect(),
         };

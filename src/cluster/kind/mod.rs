@@ -106,6 +106,15 @@ impl KindPlan {
         }))
     }
 
+    /// The nodes given GPUs (their kind node names), which GPU validation holds to allocatable GPUs.
+    pub fn gpu_node_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| !matches!(n.gpus, NodeGpus::None))
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     /// Where the kind config is written for `kind create cluster`.
     pub fn config_path(&self, ctx: &Ctx) -> PathBuf {
         ctx.work_dir.join(format!("kind-{}.yaml", self.spec.name))

@@ -288,6 +288,19 @@ impl Rke2Plan {
         }
     }
 
+    /// The node names (hostnames, which rke2 names nodes after) of the GPU hosts, once their facts
+    /// are read; a GPU host whose facts are not read yet is left out.
+    pub fn gpu_node_names(&self) -> Vec<String> {
+        self.spec
+            .hosts
+            .iter()
+            .filter(|h| self.has_gpu(h))
+            .filter_map(|h| self.facts_of(&h.address))
+            .map(|f| f.hostname)
+            .filter(|name| !name.is_empty())
+            .collect()
+    }
+
     /// The GPU hosts as their latest facts show them, for [`operator_values`]. `None` when no host
     /// has GPUs (the gpu-operator then has nothing to do).
     pub fn gpu_hosts(&self) -> Option<GpuHosts> {
