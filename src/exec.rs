@@ -197,7 +197,8 @@ impl Cmd {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` as a POSIX shell reads it back: bare when safe, else single-quoted.
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))

@@ -785,22 +785,15 @@ fn consent(
 
 /// This very command line with `--yes` added, quoted for a shell (secrets redacted at printing).
 fn with_yes() -> String {
-    let quote = |a: &str| {
-        if !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-        {
-            a.to_string()
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
     let mut args: Vec<String> = std::env::args().collect();
     if let Some(first) = args.first_mut() {
         *first = "kgf-up".into();
     }
     args.push("--yes".into());
-    args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| kgf_up::exec::shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The sim provider needs kwokctl and helm: checked before anything starts, with the fix.
