@@ -149,6 +149,7 @@ pub struct Global {
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     crate::profile::parse_duration(s)
+        .map_err(|e| format!("{e}\n  fix: e.g. --timeout 90s, 10m or 600"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -197,7 +197,8 @@ impl Cmd {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` as a POSIX shell reads it back: bare when safe, else single-quoted.
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
@@ -416,10 +417,24 @@ impl Exec {
     }
 }
 
-/// The last `n` lines of `text`, trimmed.
+/// The last `n` distinct lines of `text`, trimmed; a line repeated (helm prints one
+/// `failed calling webhook` per object) is shown once, with how many times it came.
 pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    let mut lines: Vec<(&str, usize)> = Vec::new();
+    for line in text.trim_end().lines() {
+        match lines.iter_mut().find(|(l, _)| *l == line) {
+            Some((_, count)) => *count += 1,
+            None => lines.push((line, 1)),
+        }
+    }
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|(line, count)| match count {
+            1 => line.to_string(),
+            c => format!("{line} (×{c})"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -473,6 +488,16 @@ mod tests {
             matches!(&err, ExecError::Failed { code, stderr, .. } if code == "3" && stderr == "boom"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn repeated_lines_are_shown_once_with_a_count() {
+        let text = "Error: 2 errors\nfailed calling webhook x\nfailed calling webhook x\nother\nfailed calling webhook x\n";
+        assert_eq!(
+            tail(text, 20),
+            "Error: 2 errors\nfailed calling webhook x (×3)\nother"
+        );
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
     }
 
     #[test]

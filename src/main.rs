@@ -30,6 +30,51 @@ impl Failure {
             code: 2,
         }
     }
+
+    /// An error with every cause in its chain that its message does not already say: a failed
+    /// step always prints why.
+    fn caused(e: &dyn std::error::Error, code: u8) -> Self {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!(": {text}"));
+            }
+            source = s.source();
+        }
+        Failure { message, code }
+    }
+
+    /// The reader of stdout went away (`kgf-up plan | head`): not an error, and nothing to say.
+    fn broken_pipe() -> Self {
+        Failure {
+            message: String::new(),
+            code: 0,
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe ends the verb quietly with exit 0 (style rule 8).
+fn out(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::broken_pipe()),
+        Err(e) => Err(Failure {
+            message: format!("cannot write to stdout: {e}"),
+            code: 1,
+        }),
+    }
+}
+
+/// `text` and a newline on stdout.
+fn outln(text: &str) -> Result<(), Failure> {
+    out(&format!("{text}\n"))
 }
 
 impl From<StepError> for Failure {
@@ -55,23 +100,34 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let log_file = cli.global.log_file.clone().unwrap_or_else(default_log_file);
-    init_logging(&log_file, cli.global.verbose);
+    let log_file = match open_log(cli.global.log_file.as_deref()) {
+        Ok((path, file)) => {
+            init_logging(file, cli.global.verbose);
+            path
+        }
+        Err(f) => {
+            say(&format!("kgf-up: {}", f.message));
+            return ExitCode::from(f.code);
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {
         tokio::select! {
             result = run(cli) => match result {
                 Ok(()) => 0,
+                Err(f) if f.code == 0 => 0,
                 Err(f) => {
-                    eprintln!("kgf-up: {}", redact(&f.message));
+                    let message = redact(&f.message);
+                    tracing::error!(code = f.code, "{message}");
+                    say(&format!("kgf-up: {message}"));
                     if f.code != 2 {
-                        eprintln!("  log: {}", log_file.display());
+                        say(&format!("  log: {}", log_file.display()));
                     }
                     f.code
                 }
             },
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("kgf-up: interrupted; run the same command again to finish (log: {})", log_file.display());
+                say(&format!("kgf-up: interrupted; run the same command again to finish (log: {})", log_file.display()));
                 130
             }
         }
@@ -81,26 +137,82 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn default_log_file() -> PathBuf {
-    let stamp = std::time::SystemTime::now()
+/// A line on stderr; a closed stderr (`2>&1 | head`) is not worth a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The run log: `--log-file` (appended to, never truncated; its directory must exist), or a new
+/// file of this run's own in the state directory, named by time and process id and created
+/// exclusively, so that two runs in the same second keep two logs. Unwritable is bad input (2).
+fn open_log(given: Option<&std::path::Path>) -> Result<(PathBuf, std::fs::File), Failure> {
+    let cannot = |path: &std::path::Path, e: std::io::Error, fix: &str| Failure {
+        message: format!(
+            "cannot write the log file {}: {e}\n  fix: {fix}",
+            path.display()
+        ),
+        code: 2,
+    };
+    if let Some(path) = given {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| {
+                cannot(
+                    path,
+                    e,
+                    "give --log-file a file in a directory that exists and that you may write",
+                )
+            })?;
+        return Ok((path.to_path_buf(), file));
+    }
+    let dir = cluster::state_dir("logs");
+    let fix = "make the state directory writable (or set XDG_STATE_HOME), or give --log-file";
+    std::fs::create_dir_all(&dir).map_err(|e| cannot(&dir, e, fix))?;
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    cluster::state_dir("logs").join(format!("kgf-up-{stamp}.log"))
+        .unwrap_or_default();
+    let stem = format!(
+        "kgf-up-{}-{:03}-{}",
+        now.as_secs(),
+        now.subsec_millis(),
+        std::process::id()
+    );
+    for n in 0..100 {
+        let name = if n == 0 {
+            format!("{stem}.log")
+        } else {
+            format!("{stem}-{n}.log")
+        };
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(cannot(&path, e, fix)),
+        }
+    }
+    Err(cannot(
+        &dir.join(format!("{stem}.log")),
+        std::io::Error::other("a hundred runs of this process id already logged there"),
+        fix,
+    ))
 }
 
 /// The full trace goes to the log file (secrets are redacted where commands are logged);
 /// `--verbose` copies it to stderr.
-fn init_logging(path: &PathBuf, verbose: bool) {
+fn init_logging(file: std::fs::File, verbose: bool) {
     use tracing_subscriber::prelude::*;
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let file = std::fs::File::create(path).ok().map(|f| {
+    let file = Some(
         tracing_subscriber::fmt::layer()
-            .with_writer(Arc::new(f))
-            .with_ansi(false)
-    });
+            .with_writer(Arc::new(file))
+            .with_ansi(false),
+    );
     let stderr = verbose.then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new(
@@ -115,8 +227,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
     let command = cli.command.unwrap_or(Command::Up { run: false });
     if let Command::Completions { shell } = command {
-        clap_complete::generate(shell, &mut Cli::command(), "kgf-up", &mut std::io::stdout());
-        return Ok(());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "kgf-up", &mut script);
+        return out(&String::from_utf8_lossy(&script));
     }
     let interactive = !g.non_interactive
         && std::env::var("CI").map(|v| v != "true").unwrap_or(true)
@@ -127,6 +240,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(t) = g.timeout {
         loaded.profile.settings.timeout = t;
     }
+    flags_apply(g, &command, &loaded.profile)?;
+    consent(&command, &loaded, interactive, g.yes)?;
     if let Command::Up { run: true }
     | Command::Pipeline {
         action: PipelineAction::Upload | PipelineAction::Run,
@@ -155,6 +270,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         _ => Exec::new(),
     }
     .with_hints(kgf_up::preflight::install_hints());
+    let installs = matches!(command, Command::Up { .. } | Command::Pipeline { .. });
+    if installs && loaded.profile.cluster.provider == Provider::Sim {
+        sim_tools(&loaded.profile)?;
+    }
     // Facts before decisions: on kind, how many GPUs the host has decides the nodes.
     let mut facts = cluster::Facts::default();
     if loaded.profile.cluster.provider == Provider::Kind {
@@ -163,6 +282,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         facts.gpus = report.facts.gpus.len() as u32;
         if let Command::Doctor { fix } = command {
             return doctor(&exec, report, &options, fix, interactive, g.yes, json).await;
+        }
+        if installs && report.status() == kgf_up::preflight::Status::Fail {
+            return Err(not_ready_for_kind(&report));
         }
     }
     let plan = plan::build(&loaded, &overrides, &facts, &exec).map_err(Failure::input)?;
@@ -180,10 +302,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     ));
     let started = Instant::now();
     let result = match command {
-        Command::Plan => {
-            println!("{}", plan::render(&plan, &loaded, json));
-            Ok(())
-        }
+        Command::Plan => outln(&redact(&plan::render(&plan, &loaded, json))),
         Command::Verify => verify(&plan, &loaded.profile, ctx.clone(), &ui, started).await,
         Command::Up { .. } | Command::Pipeline { .. } => {
             if loaded.profile.cluster.provider == Provider::Sim {
@@ -223,9 +342,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Status => status(&plan, ctx.clone(), &ui).await,
-        Command::Down { all } => {
-            down(&plan, &loaded.profile, ctx, &ui, interactive, g.yes, all).await
-        }
+        Command::Down { all } => down(&plan, &loaded.profile, ctx, &ui, all).await,
         Command::Doctor { .. } => {
             // Off kind there is no host to check: doctor checks that the cluster answers.
             let seen = plan.steps[0].observe(&ctx).await?;
@@ -364,17 +481,19 @@ async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure
         };
         all_converged &= state == "converged";
         if ui.is_json() {
-            println!(
-                "{}",
-                serde_json::json!({"step": id.as_str(), "phase": "observe", "status": state, "elapsed": 0.0, "message": reason})
-            );
+            outln(
+                &serde_json::json!({"step": id.as_str(), "phase": "observe", "status": state, "elapsed": 0.0, "message": reason})
+                    .to_string(),
+            )?;
         } else {
-            println!("  {:<36} {:<10} {reason}", id.to_string(), state);
+            outln(&format!("  {:<36} {:<10} {reason}", id.to_string(), state))?;
         }
     }
     let unobserved = plan.steps.len() - observed.len();
     if unobserved > 0 && !ui.is_json() {
-        println!("  ({unobserved} steps not observed: the cluster is not there)");
+        outln(&format!(
+            "  ({unobserved} steps not observed: the cluster is not there)"
+        ))?;
     }
     if all_converged && unobserved == 0 {
         Ok(())
@@ -400,8 +519,7 @@ fn pipeline_local(
         .or_else(|| image.as_ref().map(|i| i.reference.clone()))
         .expect("an image is given or built");
     if let PipelineAction::Spec = action {
-        print!("{}", build::rendered_spec(p, &reference)?.yaml);
-        return Ok(());
+        return out(&build::rendered_spec(p, &reference)?.yaml);
     }
     let Some(image) = image else {
         return Err(Failure {
@@ -419,14 +537,14 @@ fn pipeline_local(
     };
     if let PipelineAction::Build = action {
         let built = image.build(exec, &engine).map_err(failed)?;
-        eprintln!(
+        say(&format!(
             "{} {}",
             if built { "built" } else { "already built:" },
             image.reference
-        );
+        ));
     } else {
         image.push(exec, &engine).map_err(failed)?;
-        eprintln!("pushed {}", image.reference);
+        say(&format!("pushed {}", image.reference));
     }
     Ok(())
 }
@@ -496,13 +614,14 @@ async fn doctor(
     use kgf_up::preflight::{self, Status};
     let print = |r: &preflight::Report| {
         if json {
-            println!("{}", serde_json::to_string(r).expect("a report serializes"));
+            outln(&serde_json::to_string(r).expect("a report serializes"))
         } else {
-            println!("{}", r.render());
+            outln(&r.render())
         }
     };
-    print(&report);
+    print(&report)?;
     let report = if fix && report.status() == Status::Fail {
+        // Without a terminal, `consent` let this through only with --yes.
         preflight::apply_fixes(exec, &report, options.root, &mut |check| {
             if !interactive || yes {
                 return true;
@@ -519,12 +638,9 @@ async fn doctor(
                 .unwrap_or(false)
         })
         .await
-        .map_err(|e| Failure {
-            message: e.to_string(),
-            code: 3,
-        })?;
+        .map_err(|e| Failure::caused(&e, 3))?;
         let again = preflight::run(exec, options).await;
-        print(&again);
+        print(&again)?;
         again
     } else {
         report
@@ -556,34 +672,13 @@ async fn down(
     profile: &profile::Profile,
     ctx: Arc<Ctx>,
     ui: &Ui,
-    interactive: bool,
-    yes: bool,
     all: bool,
 ) -> Result<(), Failure> {
-    if interactive && !yes {
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!(
-                "Remove everything kgf-up installed for `{}`?",
-                profile.name
-            ))
-            .default(false)
-            .interact()
-            .unwrap_or(false);
-        if !ok {
-            return Err(Failure {
-                message: "nothing removed".into(),
-                code: 1,
-            });
-        }
-    }
     if profile.cluster.provider == Provider::Kind {
         // Deleting the cluster removes everything installed on it.
         kgf_up::cluster::kind::down(&ctx.exec, &profile.cluster.kind, all)
             .await
-            .map_err(|e| Failure {
-                message: e.to_string(),
-                code: 1,
-            })?;
+            .map_err(|e| Failure::caused(&e, 1))?;
         ui.note(&format!(
             "deleted kind cluster {}",
             profile.cluster.kind.name
@@ -612,4 +707,191 @@ async fn down(
     }
     ui.note(&format!("down: removed {removed} recorded steps"));
     Ok(())
+}
+
+/// Flags that the profile's provider or the verb would silently ignore are bad input.
+fn flags_apply(
+    g: &kgf_up::cli::Global,
+    command: &Command,
+    profile: &profile::Profile,
+) -> Result<(), Failure> {
+    let provider = profile.cluster.provider;
+    let refuse = |flag: &str, applies: &str| {
+        Err(Failure {
+            message: format!(
+                "{flag} applies only to {applies}; the profile's provider is {provider}, which would ignore it\n  fix: remove {flag}"
+            ),
+            code: 2,
+        })
+    };
+    if provider != Provider::Existing {
+        if g.kubeconfig.is_some() {
+            return refuse("--kubeconfig", "the existing provider");
+        }
+        if g.context.is_some() {
+            return refuse("--context", "the existing provider");
+        }
+    }
+    if provider != Provider::Kind {
+        if let Command::Down { all: true } = command {
+            return refuse("down --all", "the kind provider (its registry container)");
+        }
+        if let Command::Doctor { fix: true } = command {
+            return refuse("doctor --fix", "the kind provider (host fixes)");
+        }
+    }
+    Ok(())
+}
+
+/// What a destructive verb would destroy, or `None` when the verb destroys nothing.
+fn destroys(command: &Command, loaded: &profile::Loaded) -> Option<String> {
+    let p = &loaded.profile;
+    match command {
+        Command::Down { .. } => Some(match p.cluster.provider {
+            Provider::Kind => format!(
+                "`down` deletes the kind cluster `{}` and everything in it",
+                p.cluster.kind.name
+            ),
+            Provider::Rke2 => format!(
+                "`down` uninstalls rke2 from {} hosts, and everything on the cluster with it",
+                p.cluster.rke2.hosts.len()
+            ),
+            Provider::Sim => format!(
+                "`down` removes what kgf-up installed and deletes the simulated cluster `{}`",
+                p.name
+            ),
+            Provider::Existing => {
+                "`down` removes every release, object and namespace kgf-up recorded on the cluster"
+                    .to_string()
+            }
+        }),
+        Command::Up { .. } | Command::Pipeline { .. }
+            if p.cluster.provider == Provider::Kind && p.cluster.kind.recreate =>
+        {
+            Some(format!(
+                "cluster.kind.recreate is set: if the kind cluster `{}` differs from the profile, `up` deletes it and everything in it, then creates it again",
+                p.cluster.kind.name
+            ))
+        }
+        Command::Doctor { fix: true } => Some(
+            "`doctor --fix` changes this host: it runs the fix commands shown (with sudo) and may restart docker"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// Destruction needs consent: a yes at the terminal, or `--yes`. Without a terminal and without
+/// `--yes` nothing happens, and the message gives the exact command to run. Called before
+/// anything is touched.
+fn consent(
+    command: &Command,
+    loaded: &profile::Loaded,
+    interactive: bool,
+    yes: bool,
+) -> Result<(), Failure> {
+    let Some(what) = destroys(command, loaded) else {
+        return Ok(());
+    };
+    if yes {
+        tracing::info!("consent given with --yes: {what}");
+        return Ok(());
+    }
+    if !interactive {
+        return Err(Failure {
+            message: format!(
+                "{what}; that needs consent, and there is no terminal to ask on (nothing was changed)\n  fix: to go ahead, run `{}`",
+                with_yes()
+            ),
+            code: 2,
+        });
+    }
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(format!("{what}. Continue?"))
+        .default(false)
+        .interact()
+        .unwrap_or(false);
+    if ok {
+        tracing::info!("consent given at the terminal: {what}");
+        Ok(())
+    } else {
+        Err(Failure {
+            message: "not confirmed: nothing was changed".into(),
+            code: 1,
+        })
+    }
+}
+
+/// This very command line with `--yes` added, quoted for a shell (secrets redacted at printing).
+fn with_yes() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "kgf-up".into();
+    }
+    args.push("--yes".into());
+    args.iter()
+        .map(|a| kgf_up::exec::shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The sim provider needs kwokctl and helm: checked before anything starts, with the fix.
+fn sim_tools(profile: &profile::Profile) -> Result<(), Failure> {
+    let missing = sim_missing(profile);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        message: format!(
+            "the sim profile needs kwokctl and helm: {}",
+            missing.join("; ")
+        ),
+        code: 3,
+    })
+}
+
+/// For each of kwokctl and helm that is not found: "`kwokctl` is not on PATH (fix: ...)".
+fn sim_missing(profile: &profile::Profile) -> Vec<String> {
+    let hints = kgf_up::preflight::install_hints();
+    [&profile.tools.kwokctl, &profile.tools.helm]
+        .into_iter()
+        .filter(|tool| which::which(tool).is_err())
+        .map(|tool| {
+            let hint = hints
+                .iter()
+                .find(|(p, _)| p == tool)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_else(|| match tool.as_str() {
+                    "kwokctl" => "go install sigs.k8s.io/kwok/cmd/kwokctl@v0.8.0".into(),
+                    _ => format!("install {tool}"),
+                });
+            format!("`{tool}` is not on PATH (fix: {hint})")
+        })
+        .collect()
+}
+
+/// `up` on a machine that fails the kind-gpu preflight: what failed, once, and how to try
+/// kgf-up without a GPU (the sim profile, and whether its tools are here).
+fn not_ready_for_kind(report: &kgf_up::preflight::Report) -> Failure {
+    let mut message = String::from("this machine is not ready for a GPU kind cluster:");
+    for c in report.failed() {
+        message.push_str(&format!(
+            "\n  ✗ {}: found {}; needed {}",
+            c.name, c.found, c.needed
+        ));
+        if let Some(fix) = &c.fix {
+            message.push_str(&format!("\n    fix: {}", fix.shown));
+        }
+    }
+    let sim = profile::load("sim", &[]).map(|l| l.profile);
+    let missing = sim.as_ref().map(sim_missing).unwrap_or_default();
+    let needs = if missing.is_empty() {
+        "it needs kwokctl and helm, both found here".to_string()
+    } else {
+        format!("it needs kwokctl and helm: {}", missing.join("; "))
+    };
+    message.push_str(&format!(
+        "\n  fix: run the fixes above (`kgf-up doctor --fix` applies the automatic ones); or try kgf-up without a GPU or Docker: `kgf-up --profile sim` ({needs})"
+    ));
+    Failure { message, code: 3 }
 }

@@ -116,17 +116,37 @@ pub fn levels(steps: &[DynStep]) -> Result<Vec<Vec<StepId>>, PlanError> {
             .cloned()
             .collect();
         if level.is_empty() {
-            let stuck: Vec<String> = ids
-                .iter()
-                .filter(|id| !placed.contains(*id))
-                .map(|id| id.to_string())
-                .collect();
-            return Err(PlanError::Cycle(stuck.join(" ↔ ")));
+            return Err(PlanError::Cycle(cycle(&ids, &needs, &placed)));
         }
         placed.extend(level.iter().cloned());
         levels.push(level);
     }
     Ok(levels)
+}
+
+/// One cycle among the steps not placed, as `a → b → a`: only the steps in it, not every step
+/// that waits behind it.
+fn cycle(
+    ids: &[StepId],
+    needs: &BTreeMap<StepId, BTreeSet<StepId>>,
+    placed: &BTreeSet<StepId>,
+) -> String {
+    // Every unplaced step has an unplaced need; following first needs must come back round.
+    let mut walk: Vec<&StepId> = Vec::new();
+    let mut at = ids.iter().find(|id| !placed.contains(*id));
+    while let Some(id) = at {
+        if let Some(i) = walk.iter().position(|w| *w == id) {
+            let mut shown: Vec<String> = walk[i..].iter().map(|s| s.to_string()).collect();
+            shown.push(id.to_string());
+            return shown.join(" → ");
+        }
+        walk.push(id);
+        at = needs[id].iter().find(|n| !placed.contains(*n));
+    }
+    walk.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 #[derive(Serialize)]

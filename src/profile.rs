@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod check;
+mod errors;
+pub mod spans;
+
 /// The built-in profiles, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("kind-gpu", include_str!("../profiles/kind-gpu.yaml")),
@@ -386,35 +390,80 @@ fn yes() -> bool {
     true
 }
 
-/// Parses `90s`, `10m`, `1h`, `1h30m` or a bare number of seconds.
+/// The longest wait kgf-up accepts for a step; longer is a typo (and would wrap in arithmetic).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses `90s`, `10m`, `1h`, `1h30m` or a bare number of seconds, from 1s up to [`MAX_TIMEOUT`].
+/// The same forms are accepted in a profile, in `--set` and in `--timeout`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let shape = || format!("`{text}` is not a duration like 90s, 10m, 1h30m or 600 (seconds)");
+    let too_long = || {
+        format!(
+            "`{text}` is longer than the limit of {}",
+            format_duration(MAX_TIMEOUT)
+        )
+    };
+    if text.is_empty() {
+        return Err(shape());
     }
     let mut total = 0u64;
     let mut number = String::new();
+    let mut bare = true;
     for c in text.chars() {
         if c.is_ascii_digit() {
             number.push(c);
             continue;
         }
+        bare = false;
         let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
-            _ => return Err(format!("`{text}` is not a duration like 90s, 10m or 1h")),
+            _ => return Err(shape()),
         };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration like 90s, 10m or 1h"))?;
-        total += n * unit;
+        if number.is_empty() {
+            return Err(shape());
+        }
+        // Digits beyond u64 are too long, not malformed.
+        let n: u64 = number.parse().map_err(|_| too_long())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(too_long)?;
         number.clear();
     }
-    if !number.is_empty() || total == 0 {
-        return Err(format!("`{text}` is not a duration like 90s, 10m or 1h"));
+    if bare {
+        total = number.parse().map_err(|_| too_long())?;
+    } else if !number.is_empty() {
+        return Err(shape());
+    }
+    if total == 0 {
+        return Err(format!("`{text}` is zero: a wait needs at least 1s"));
+    }
+    if total > MAX_TIMEOUT.as_secs() {
+        return Err(too_long());
     }
     Ok(Duration::from_secs(total))
+}
+
+/// A duration written as a string (`90s`) or a bare integer (`600`, as YAML and `--set` read it).
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a duration like 90s, 10m or 600 (seconds)")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+        parse_duration(&v.to_string()).map_err(E::custom)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+        parse_duration(&v.to_string()).map_err(E::custom)
+    }
 }
 
 fn format_duration(d: Duration) -> String {
@@ -434,8 +483,7 @@ mod duration {
         s.serialize_str(&format_duration(*d))
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map_err(serde::de::Error::custom)
+        d.deserialize_any(DurationVisitor)
     }
 }
 
@@ -450,10 +498,7 @@ mod opt_duration {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
+        d.deserialize_any(DurationVisitor).map(Some)
     }
 }
 
@@ -507,7 +552,17 @@ pub struct Loaded {
     pub base_dir: PathBuf,
 }
 
+/// A profile file larger than this is not a profile (and is not read into memory whole).
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// The most values (scalars, mappings, lists, aliases expanded) a profile may hold.
+pub const MAX_PROFILE_NODES: usize = 20_000;
+
 /// Loads a built-in profile by name, or a YAML file by path, and applies `--set` overrides.
+///
+/// Every value under a secret-like key, in the file and in `--set`, is registered for redaction
+/// before anything is parsed, so no message can quote it. Then the whole profile is checked
+/// (names, references, bounds, sources, the paths they name) before anything is touched.
 pub fn load(name_or_path: &str, sets: &[String]) -> Result<Loaded, ProfileError> {
     let (text, origin, base_dir) = match BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
         Some((name, text)) => (
@@ -523,17 +578,42 @@ pub fn load(name_or_path: &str, sets: &[String]) -> Result<Loaded, ProfileError>
             if !looks_like_path && !path.exists() {
                 return Err(ProfileError::UnknownName(name_or_path.to_string()));
             }
-            let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let text = read_text(path, name_or_path)?;
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
             (text, name_or_path.to_string(), base)
         }
     };
-    let profile = parse(&text, &origin)?;
+    from_text(&text, origin, sets, base_dir)
+}
+
+/// [`load`] for a profile's text: `origin` names it in errors, `base_dir` is where its relative
+/// source paths start.
+pub fn from_text(
+    text: &str,
+    origin: String,
+    sets: &[String],
+    base_dir: PathBuf,
+) -> Result<Loaded, ProfileError> {
+    for expr in sets {
+        if let Some((path, raw)) = expr.split_once('=') {
+            for secret in spans::Spans::set_value(path, raw) {
+                crate::exec::Secret::new(secret);
+            }
+        }
+    }
+    let spans = spans::Spans::new(text);
+    for secret in spans.secrets() {
+        crate::exec::Secret::new(secret.clone());
+    }
+    let profile = parse(text, &origin)?;
     let profile = apply_sets(profile, sets)?;
-    validate(&profile, &origin)?;
+    check::check(&check::Input {
+        profile: &profile,
+        file: &origin,
+        spans: &spans,
+        sets,
+        base_dir: &base_dir,
+    })?;
     Ok(Loaded {
         profile,
         origin,
@@ -541,18 +621,82 @@ pub fn load(name_or_path: &str, sets: &[String]) -> Result<Loaded, ProfileError>
     })
 }
 
+/// Reads a profile file: bounded in size, and UTF-8 (a bad byte is located like any error).
+fn read_text(path: &Path, shown: &str) -> Result<String, ProfileError> {
+    use std::io::Read;
+    let read_err = |source| ProfileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(read_err(std::io::Error::other(
+            "it is a directory, not a YAML file",
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(ProfileError::Semantic {
+            file: shown.to_string(),
+            message: format!(
+                "the file is larger than {} KiB, the limit for a profile",
+                MAX_PROFILE_BYTES / 1024
+            ),
+            fix: Some("check that --profile names the profile you meant".into()),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let good = String::from_utf8_lossy(good);
+        let line = good.matches('\n').count() as u64 + 1;
+        let column = good.rsplit('\n').next().unwrap_or("").chars().count() as u64 + 1;
+        ProfileError::Invalid {
+            file: shown.to_string(),
+            line,
+            column,
+            message: "this byte is not UTF-8 text".into(),
+            fix: Some("save the profile as UTF-8".into()),
+        }
+    })
+}
+
 /// Parses profile YAML; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
-    serde_saphyr::from_str::<Profile>(text).map_err(|e| {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ProfileError::Invalid {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            message: "the profile is empty".into(),
+            fix: Some(
+                "start from a built-in profile: `kgf-up plan --profile sim` prints one".into(),
+            ),
+        });
+    }
+    // A profile is a few thousand values at most; aliases expanding past that are refused early.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = MAX_PROFILE_NODES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options::<Profile>(text, options).map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        let message = match &e {
-            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
-            other => first_line_without_position(&other.to_string()),
-        };
-        let fix = hint(&message);
+        let (message, fix) = errors::sentence(&e);
+        let fix = hint(&message).or(fix);
+        if line == 0 {
+            return ProfileError::Semantic {
+                file: file.to_string(),
+                message,
+                fix,
+            };
+        }
         ProfileError::Invalid {
             file: file.to_string(),
             line,
@@ -561,16 +705,6 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
             fix,
         }
     })
-}
-
-/// serde-saphyr's rendering starts with "error: line L column C: "; the position is ours to print.
-fn first_line_without_position(rendered: &str) -> String {
-    let first = rendered.lines().next().unwrap_or(rendered);
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    match first.find(": ") {
-        Some(i) if first.starts_with("line ") => first[i + 2..].to_string(),
-        _ => first.to_string(),
-    }
 }
 
 /// For "unknown field `x`, expected one of a, b" (or "unknown variant"), the nearest valid name.
@@ -622,79 +756,139 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// Applies `key.path=value` overrides. The value is read as YAML (so `true`, `3`, `[a, b]` keep
-/// their types) and the whole profile is type-checked again.
+/// their types; a number indexes a list: `cluster.sim.nodes.0.gpus=2`) and the whole profile is
+/// type-checked again. An error quotes only the `--set` that caused it.
 pub fn apply_sets(profile: Profile, sets: &[String]) -> Result<Profile, ProfileError> {
     if sets.is_empty() {
         return Ok(profile);
     }
-    let mut tree = serde_json::to_value(&profile).expect("a profile serializes");
+    let base = serde_json::to_value(&profile).expect("a profile serializes");
+    let mut tree = base.clone();
+    let mut values = Vec::with_capacity(sets.len());
     for expr in sets {
-        let set_err = |message: String, fix: Option<String>| ProfileError::Set {
+        let (keys, value) = parse_set(expr)?;
+        set_path(&mut tree, &keys, value.clone()).map_err(|message| ProfileError::Set {
             expr: expr.clone(),
             message,
-            fix,
-        };
-        let (path, raw) = expr.split_once('=').ok_or_else(|| {
-            set_err(
-                "expected key.path=value".into(),
-                Some("for example --set components.minio.enabled=false".into()),
-            )
+            fix: Some(
+                "--set paths follow the resolved profile that `kgf-up plan -o json` shows".into(),
+            ),
         })?;
-        let keys: Vec<&str> = path.split('.').collect();
-        if keys.iter().any(|k| k.is_empty()) {
-            return Err(set_err(
-                format!("`{path}` has an empty key"),
-                Some("keys are separated by single dots: components.minio.enabled".into()),
-            ));
-        }
-        let value: serde_json::Value = if raw.is_empty() {
-            serde_json::Value::String(String::new())
-        } else {
-            serde_saphyr::from_str(raw).map_err(|e| {
-                set_err(
-                    format!(
-                        "`{raw}` is not a valid value: {}",
-                        first_line_without_position(&e.to_string())
-                    ),
-                    Some("quote strings that contain YAML syntax: --set 'key=\"a: b\"'".into()),
-                )
-            })?
-        };
-        let mut node = &mut tree;
-        for (i, key) in keys.iter().enumerate() {
-            if !node.is_object() {
-                if node.is_null() {
-                    *node = serde_json::Value::Object(Default::default());
-                } else {
-                    return Err(set_err(
-                        format!(
-                            "`{}` is a {}, not a mapping",
-                            keys[..i].join("."),
-                            kind_of(node)
-                        ),
-                        None,
-                    ));
-                }
-            }
-            let map = node.as_object_mut().expect("checked above");
-            node = map
-                .entry(key.to_string())
-                .or_insert(serde_json::Value::Null);
-        }
-        *node = value;
+        values.push((keys, value));
     }
-    serde_json::from_value::<Profile>(tree).map_err(|e| {
-        let message = e.to_string();
-        let fix = hint(&message);
-        ProfileError::Set {
-            expr: sets.join(" --set "),
-            message,
-            fix,
+    let typed = |tree: serde_json::Value| serde_json::from_value::<Profile>(tree);
+    let full_error = match typed(tree) {
+        Ok(p) => return Ok(p),
+        Err(e) => e,
+    };
+    let with = |keep: &dyn Fn(usize) -> bool| {
+        let mut t = base.clone();
+        for (i, (keys, value)) in values.iter().enumerate() {
+            if keep(i) {
+                let _ = set_path(&mut t, keys, value.clone());
+            }
         }
+        typed(t)
+    };
+    // The culprit is the one `--set` without which the rest type-check (sets that only make
+    // sense together, like a source's three keys, pass this way); else the first whose addition
+    // breaks the type check, with that check's error.
+    let (culprit, error) = match (0..sets.len()).find(|skip| with(&|i| i != *skip).is_ok()) {
+        Some(i) => (i, full_error),
+        None => (0..sets.len())
+            .find_map(|n| with(&|i| i <= n).err().map(|e| (n, e)))
+            .unwrap_or((sets.len() - 1, full_error)),
+    };
+    let (message, fix) = errors::json_sentence(&error);
+    let fix = hint(&message).or(fix);
+    Err(ProfileError::Set {
+        expr: sets[culprit].clone(),
+        message,
+        fix,
     })
 }
 
-fn kind_of(v: &serde_json::Value) -> &'static str {
+/// `a.b.c=value` → the keys and the value read as YAML.
+fn parse_set(expr: &str) -> Result<(Vec<String>, serde_json::Value), ProfileError> {
+    let set_err = |message: String, fix: &str| ProfileError::Set {
+        expr: expr.to_string(),
+        message,
+        fix: Some(fix.to_string()),
+    };
+    let (path, raw) = expr.split_once('=').ok_or_else(|| {
+        set_err(
+            "expected key.path=value".into(),
+            "for example --set components.minio.enabled=false",
+        )
+    })?;
+    let keys: Vec<String> = path.split('.').map(str::to_string).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(set_err(
+            format!("`{path}` has an empty key"),
+            "keys are separated by single dots: components.minio.enabled",
+        ));
+    }
+    if keys.len() > 32 {
+        return Err(set_err(
+            format!("`{path}` is deeper than 32 keys"),
+            "no profile value is that deep: check the path",
+        ));
+    }
+    let value = if raw.is_empty() {
+        serde_json::Value::String(String::new())
+    } else {
+        serde_saphyr::from_str(raw).map_err(|e| {
+            let (why, _) = errors::sentence(&e);
+            set_err(
+                format!("the value is not valid YAML: {why}"),
+                "quote strings that contain YAML syntax: --set 'key=\"a: b\"'",
+            )
+        })?
+    };
+    Ok((keys, value))
+}
+
+fn set_path(
+    tree: &mut serde_json::Value,
+    keys: &[String],
+    value: serde_json::Value,
+) -> Result<(), String> {
+    let mut node = tree;
+    for (i, key) in keys.iter().enumerate() {
+        if node.is_null() {
+            *node = serde_json::Value::Object(Default::default());
+        }
+        node = match node {
+            serde_json::Value::Object(map) => {
+                map.entry(key.clone()).or_insert(serde_json::Value::Null)
+            }
+            serde_json::Value::Array(list) => {
+                let len = list.len();
+                match key.parse::<usize>().ok().and_then(|n| list.get_mut(n)) {
+                    Some(item) => item,
+                    None => {
+                        return Err(format!(
+                            "`{}` is a list of {len}: `{key}` is not an index in it (0 to {})",
+                            keys[..i].join("."),
+                            len.saturating_sub(1)
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(format!(
+                    "`{}` is a {}, not a mapping",
+                    keys[..i].join("."),
+                    kind_of(other)
+                ));
+            }
+        };
+    }
+    *node = value;
+    Ok(())
+}
+
+pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "boolean",
@@ -705,47 +899,7 @@ fn kind_of(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Checks what the types cannot: names, references, sizes.
-fn validate(profile: &Profile, file: &str) -> Result<(), ProfileError> {
-    let semantic = |message: String, fix: &str| ProfileError::Semantic {
-        file: file.to_string(),
-        message,
-        fix: Some(fix.to_string()),
-    };
-    if !is_dns_label(&profile.name) {
-        return Err(semantic(
-            format!("name `{}` is not a valid cluster name", profile.name),
-            "use lowercase letters, digits and '-', at most 63 characters",
-        ));
-    }
-    if profile.settings.concurrency == 0 {
-        return Err(semantic(
-            "settings.concurrency is 0".into(),
-            "set it to 1 or more",
-        ));
-    }
-    for (name, spec) in &profile.components {
-        if !is_dns_label(name) {
-            return Err(semantic(
-                format!("component name `{name}` is not valid"),
-                "use lowercase letters, digits and '-'",
-            ));
-        }
-        for need in spec.needs.iter().flatten() {
-            if !profile.components.contains_key(need) && !crate::components::is_built_in(need) {
-                return Err(semantic(
-                    format!(
-                        "component `{name}` needs `{need}`, which no profile entry or built-in component defines"
-                    ),
-                    "fix the name in `needs`, or add the component",
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
@@ -762,9 +916,12 @@ mod tests {
 
     #[test]
     fn built_in_profiles_parse() {
-        for (name, _) in BUILT_IN {
+        for (name, _) in BUILT_IN.iter().filter(|(n, _)| *n != "rke2") {
             load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+        // The built-in rke2 profile is a template: it lists no hosts, and says where.
+        let err = load("rke2", &[]).unwrap_err().to_string();
+        assert!(err.contains("cluster.rke2.hosts is empty"), "{err}");
     }
 
     #[test]
@@ -840,6 +997,49 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("10").is_ok());
         assert!(parse_duration("10x").is_err());
+        // Zero is no deadline at all, in either spelling; a product past u64 is too long, not
+        // a wrapped small number.
+        assert!(parse_duration("0").unwrap_err().contains("is zero"));
+        assert!(parse_duration("0s").unwrap_err().contains("is zero"));
+        let wrapped = parse_duration("5124095576030432h").unwrap_err();
+        assert!(
+            wrapped.contains("longer than the limit of 24h"),
+            "{wrapped}"
+        );
+        assert!(parse_duration("25h").is_err() && parse_duration("24h").is_ok());
+    }
+
+    #[test]
+    fn durations_take_the_same_forms_in_a_file_and_in_set() {
+        let from_file = parse(&format!("{MINIMAL}settings: {{timeout: 600}}\n"), "p").unwrap();
+        assert_eq!(from_file.settings.timeout, Duration::from_secs(600));
+        for set in [
+            "settings.timeout=600",
+            "settings.timeout=10m",
+            "settings.timeout='600'",
+        ] {
+            let p = apply_sets(parse(MINIMAL, "p").unwrap(), &[set.into()]).unwrap();
+            assert_eq!(p.settings.timeout, Duration::from_secs(600), "{set}");
+        }
+    }
+
+    #[test]
+    fn a_set_error_quotes_only_its_own_set() {
+        let err = apply_sets(
+            parse(MINIMAL, "p").unwrap(),
+            &[
+                "components.minio.values.rootPassword=unrelated-value-1".into(),
+                "settings.concurrency=abc".into(),
+                "components.x.source.helm.repo=https://r".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("--set settings.concurrency=abc: "), "{err}");
+        assert!(
+            !err.contains("unrelated-value-1") && !err.contains("helm.repo"),
+            "{err}"
+        );
     }
 
     proptest::proptest! {

@@ -1,6 +1,7 @@
 //! What the user sees: a spinner per running step when interactive, one line per finished step,
 //! a summary table; or, with `--output json`, one event object per line on stdout for machines.
-//! This is the only module that writes progress to the terminal; it runs nothing.
+//! This is the only module that writes progress to the terminal; it runs nothing. Everything it
+//! prints is redacted of registered secrets.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -51,7 +52,7 @@ impl Ui {
     }
 
     fn event(&self, e: &Event<'_>) {
-        let line = serde_json::to_string(e).expect("events serialize");
+        let line = crate::exec::redact(&serde_json::to_string(e).expect("events serialize"));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -72,12 +73,17 @@ impl Ui {
         }
     }
 
+    /// Every line for people passes here, redacted: a step's message may quote a value.
     fn println(&self, line: &str) {
+        let line = &crate::exec::redact(line);
         match &self.inner.bars {
             Some(bars) => {
                 let _ = bars.println(line);
             }
-            None => eprintln!("{line}"),
+            // A closed stderr (`2>&1 | head`) must not panic the run.
+            None => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
         }
     }
 

@@ -90,7 +90,13 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
 }
 
 fn down() {
-    let out = kgf_up(&["down", "--profile", &profile(), "--non-interactive"]);
+    let out = kgf_up(&[
+        "down",
+        "--profile",
+        &profile(),
+        "--non-interactive",
+        "--yes",
+    ]);
     assert!(out.status.success(), "down: {}", text(&out));
 }
 
@@ -819,7 +825,13 @@ fn a_chart_upgrade_upgrades_the_crds_helm_would_leave_alone() {
     let history: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history.last().unwrap()["chart"], "kuberay-operator-0.2.0");
 
-    let out = kgf_up(&["down", "--profile", &profile_arg, "--non-interactive"]);
+    let out = kgf_up(&[
+        "down",
+        "--profile",
+        &profile_arg,
+        "--non-interactive",
+        "--yes",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         bed.tool("kubectl", &["get", "crd", "rayclusters.ray.io"])

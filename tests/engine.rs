@@ -59,6 +59,7 @@ impl Drop for DownOnDrop {
             "--profile",
             self.0.to_str().unwrap(),
             "--non-interactive",
+            "--yes",
         ])
         .output();
     }
@@ -183,7 +184,7 @@ fn up_installs_a_second_up_changes_nothing_and_down_restores_the_bed() {
         text(&out)
     );
 
-    let out = kgf_up(&["down", "--profile", profile, "--non-interactive"])
+    let out = kgf_up(&["down", "--profile", profile, "--non-interactive", "--yes"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -269,6 +270,7 @@ fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converg
         "--profile",
         profile.to_str().unwrap(),
         "--non-interactive",
+        "--yes",
     ])
     .output()
     .unwrap();
@@ -381,6 +383,7 @@ fn an_up_killed_at_any_point_is_finished_by_the_next_up() {
             "--profile",
             profile.to_str().unwrap(),
             "--non-interactive",
+            "--yes",
         ])
         .output()
         .unwrap();
@@ -395,7 +398,7 @@ fn an_up_killed_at_any_point_is_finished_by_the_next_up() {
 #[test]
 fn non_interactive_never_reads_stdin() {
     // `down` would ask for confirmation; with --non-interactive it must not, even with a stdin
-    // that stays open and says nothing.
+    // that stays open and says nothing: without --yes it refuses at once (exit 2).
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(dir.path(), "x-stdin", "");
     let mut child = kgf_up(&[
@@ -417,7 +420,7 @@ fn non_interactive_never_reads_stdin() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = stdin.write_all(b"n\n");
-    assert!(child.wait().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(2));
 }
 
 fn lease(bed: &Bed, namespace: &str, holder: &str) {
@@ -491,7 +494,7 @@ fn one_up_at_a_time_and_a_dead_holder_is_taken_over() {
 
     // `down` waits its turn too: it removes nothing while another kgf-up holds the lock.
     lease(&bed, "kgf-l-system", "ci@another-machine pid 1");
-    let out = kgf_up(&["down", "--profile", profile, "--non-interactive"])
+    let out = kgf_up(&["down", "--profile", profile, "--non-interactive", "--yes"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -566,6 +569,7 @@ fn a_terminating_namespace_is_waited_out_then_created_and_owned() {
         "--profile",
         path.to_str().unwrap(),
         "--non-interactive",
+        "--yes",
     ])
     .output()
     .unwrap();
