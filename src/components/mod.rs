@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::profile::{ComponentSpec, Profile, Provider, Source};
 
 pub use builtin::is_built_in;
-pub use step::ComponentStep;
+pub use step::{ComponentStep, TAKE_OVER, Transform};
 
 /// A component with every default resolved.
 #[derive(Clone, Debug, PartialEq)]
