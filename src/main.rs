@@ -332,7 +332,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ) || loaded.profile.pipeline.run;
             match failed {
                 None if run && loaded.profile.pipeline.enabled => {
-                    start_run(&loaded.profile.pipeline, &ctx, &ui).await
+                    start_run(&loaded.profile.pipeline, &ctx, &ui).await?;
+                    let failed = layers(&loaded.profile, ctx.kube().await?, None, &ui).await;
+                    if failed.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(Failure {
+                            message: format!(
+                                "the run finished, but {} failed (above)",
+                                failed.join(", ")
+                            ),
+                            code: 1,
+                        })
+                    }
                 }
                 None => Ok(()),
                 Some((id, kind)) => Err(Failure {
@@ -341,7 +353,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }),
             }
         }
-        Command::Status => status(&plan, ctx.clone(), &ui).await,
+        Command::Status => status(&plan, &loaded.profile, ctx.clone(), &ui).await,
         Command::Down { all } => down(&plan, &loaded.profile, ctx, &ui, all).await,
         Command::Doctor { .. } => {
             // Off kind there is no host to check: doctor checks that the cluster answers.
@@ -437,8 +449,8 @@ async fn verify(
     let finished = runner::up(&checks, ctx.clone(), ui, 1).await;
     ctx.release_lock().await;
     let kube = ctx.kube().await?;
+    let mut unhealthy = layers(profile, kube, None, ui).await;
     let pods_run = kgf_up::components::pods_run(profile.cluster.provider);
-    let mut unhealthy = Vec::new();
     for c in kgf_up::components::resolve(profile).map_err(Failure::input)? {
         match kgf_up::components::health::verify(kube, &c, pods_run).await {
             Ok(why) => ui.note(&format!("  ✓ {:<36} {why}", format!("health/{}", c.name))),
@@ -471,7 +483,29 @@ async fn verify(
     }
 }
 
-async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure> {
+/// The layers after the GPU checks (store, run artifacts, model), one line each; the failed ones.
+async fn layers(
+    profile: &profile::Profile,
+    kube: &kgf_up::kube::Kube,
+    run: Option<&str>,
+    ui: &Ui,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for (name, outcome) in kgf_up::proof::layers(profile, kube, run).await {
+        ui.note(&outcome.line(&name));
+        if outcome.failed() {
+            failed.push(name);
+        }
+    }
+    failed
+}
+
+async fn status(
+    plan: &plan::Plan,
+    profile: &profile::Profile,
+    ctx: Arc<Ctx>,
+    ui: &Ui,
+) -> Result<(), Failure> {
     let observed = runner::status(plan, ctx).await;
     let mut all_converged = true;
     for (id, result) in &observed {
@@ -494,6 +528,12 @@ async fn status(plan: &plan::Plan, ctx: Arc<Ctx>, ui: &Ui) -> Result<(), Failure
         outln(&format!(
             "  ({unobserved} steps not observed: the cluster is not there)"
         ))?;
+    }
+    if !ui.is_json() {
+        println!("\nWhere things are:");
+        for a in kgf_up::proof::access(profile) {
+            println!("  {:<34} {}\n  {:<34} $ {}", a.what, a.at, "", a.command);
+        }
     }
     if all_converged && unobserved == 0 {
         Ok(())

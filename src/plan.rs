@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cluster;
 use crate::components::{self, ComponentStep};
+use crate::objectstore;
 use crate::profile::Loaded;
 use crate::step::{Description, DynStep, StepId};
 use crate::validate;
@@ -34,6 +35,8 @@ pub enum PlanError {
     Cycle(String),
     #[error("the pipeline: {}{}", .0.message, .0.fix.as_ref().map(|f| format!("\n  fix: {f}")).unwrap_or_default())]
     Pipeline(#[from] crate::step::StepError),
+    #[error("{}{}", .0.message, .0.fix.as_ref().map(|f| format!("\n  fix: {f}")).unwrap_or_default())]
+    ObjectStore(crate::step::StepError),
     #[error("{0}\n  fix: correct the cluster section of the profile")]
     Cluster(#[from] cluster::ProviderError),
     #[error(
@@ -55,19 +58,41 @@ pub fn build(
         rke2,
         gpu_nodes,
     } = cluster::steps(profile, overrides, facts, exec)?;
-    let resolved = components::resolve(profile)?;
+    let mut resolved = components::resolve(profile)?;
+    let store = objectstore::Wiring::new(profile, &resolved).map_err(PlanError::ObjectStore)?;
+    if let Some(store) = &store {
+        objectstore::adjust(&mut resolved, store, profile);
+        if matches!(store.store, objectstore::Store::S3(_)) {
+            steps.push(Arc::new(objectstore::buckets::BucketsStep {
+                wiring: store.clone(),
+                needs: ready.clone(),
+            }));
+        }
+    }
     let names: Vec<String> = resolved.iter().map(|c| c.name.clone()).collect();
     for component in resolved {
         let gpu_operator = component.name == "gpu-operator";
+        let kfp = component.name == "kubeflow-pipelines";
+        let mut needs = ready.clone();
+        if kfp
+            && steps
+                .iter()
+                .any(|s| s.id() == objectstore::buckets::BucketsStep::id())
+        {
+            needs.push(objectstore::buckets::BucketsStep::id());
+        }
         let mut step = ComponentStep::new(
             component,
             profile.tools.clone(),
             loaded.base_dir.clone(),
-            ready.clone(),
+            needs,
         );
         step.pods_run = components::pods_run(profile.cluster.provider);
         if let Some(rke2) = rke2.clone().filter(|_| gpu_operator) {
             step = step.with_detected_values(Arc::new(move || rke2.gpu_operator_values()));
+        }
+        if let Some(store) = store.clone().filter(|_| kfp) {
+            step = step.with_transform(objectstore::kfp_transform(store));
         }
         steps.push(Arc::new(step));
     }

@@ -46,6 +46,10 @@ pub struct Profile {
     pub validation: Validation,
     #[serde(default)]
     pub pipeline: PipelineSpec,
+    /// Where Kubeflow Pipelines and the pipeline keep data and models; without it, kgf-up's
+    /// MinIO when `components.minio` is enabled, else Kubeflow Pipelines' bundled store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<crate::objectstore::ObjectStoreSpec>,
 }
 
 /// The gene-fusion pipeline: its step image built and pushed, the spec uploaded to Kubeflow

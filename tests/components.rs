@@ -113,7 +113,8 @@ fn release_namespaces(bed: &Bed) -> Vec<String> {
 const COMPONENTS: &[(&str, &[&str])] = &[
     ("cert-manager", &[]),
     ("gpu-operator", &[]),
-    ("kubeflow-pipelines", &[]),
+    // kgf-up's MinIO is the pipelines' object store: its keys go into Kubeflow's Secret.
+    ("kubeflow-pipelines", &["minio"]),
     ("kuberay", &[]),
     ("kserve-crd", &[]),
     ("kserve", &["cert-manager", "kserve-crd"]),
@@ -589,7 +590,7 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
             "cert-manager",
             "Deployments cert-manager, cainjector and webhook Available",
         ),
-        ("kubeflow-pipelines", "object store Available"),
+        ("kubeflow-pipelines", "workflow controller Available"),
         (
             "kuberay",
             "Deployment kuberay-operator Available, Ray CRDs Established",

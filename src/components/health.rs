@@ -64,13 +64,12 @@ pub async fn verify(
                 "ml-pipeline-ui",
                 "metadata-grpc-deployment",
                 "workflow-controller",
-                "seaweedfs",
             ];
             deployments_available(kube, c, &names).await?;
             if !pods_run {
                 return Ok(simulated(
-                    "Deployments ml-pipeline, ml-pipeline-ui, metadata, workflow controller and \
-                     object store Available",
+                    "Deployments ml-pipeline, ml-pipeline-ui, metadata and workflow controller \
+                     Available",
                     "the API's /apis/v2beta1/healthz",
                 ));
             }

@@ -18,7 +18,7 @@ use crate::helm::ChartSource;
 use crate::profile::{ComponentSpec, Profile, Provider, Source};
 
 pub use builtin::is_built_in;
-pub use step::ComponentStep;
+pub use step::{ComponentStep, TAKE_OVER, Transform};
 
 /// A component with every default resolved.
 #[derive(Clone, Debug, PartialEq)]

@@ -34,8 +34,22 @@ pub struct ComponentStep {
     /// Whether the cluster's pods run (not on `sim`): only then does cert-manager's CA injector
     /// fill webhooks' CAs, so only then is that waited for.
     pub pods_run: bool,
+    /// A rewrite of the rendered kustomize objects before they are applied (the object store's
+    /// wiring of Kubeflow Pipelines); its result is what the content hash covers.
+    transform: Option<Transform>,
     rendered: Mutex<Option<Rendered>>,
 }
+
+/// An annotation a transform puts on objects whose fields kgf-up takes over from any other field
+/// manager (a stale `kfp-launcher` someone else made in a namespace that runs pipelines).
+pub const TAKE_OVER: &str = "kgf-up.io/take-over";
+
+/// Rewrites rendered objects; may read the cluster (a Secret's keys).
+pub type Transform = std::sync::Arc<
+    dyn for<'a> Fn(&'a Ctx, Vec<DynamicObject>) -> BoxFuture<'a, StepResult<Vec<DynamicObject>>>
+        + Send
+        + Sync,
+>;
 
 /// Values found during the run; `None` when there is nothing to add.
 pub type DetectValues =
@@ -66,8 +80,14 @@ impl ComponentStep {
             cluster_ready,
             detected: None,
             pods_run: true,
+            transform: None,
             rendered: Mutex::new(None),
         }
+    }
+
+    pub fn with_transform(mut self, transform: Transform) -> Self {
+        self.transform = Some(transform);
+        self
     }
 
     pub fn with_detected_values(mut self, detect: DetectValues) -> Self {
@@ -182,9 +202,19 @@ impl ComponentStep {
             &format!("kustomize build of {}", self.component.name),
         )
         .map_err(|e| StepError::context("reading the rendered manifests", e))?;
-        let rendered = Rendered {
-            objects,
-            hash: sha256(yaml.as_bytes()),
+        let rendered = match &self.transform {
+            None => Rendered {
+                objects,
+                hash: sha256(yaml.as_bytes()),
+            },
+            Some(transform) => {
+                let objects = transform(ctx, objects).await?;
+                let text = serde_json::to_string(&objects).expect("objects serialize");
+                Rendered {
+                    objects,
+                    hash: sha256(text.as_bytes()),
+                }
+            }
         };
         *self.rendered.lock().expect("not poisoned") = Some(rendered.clone());
         Ok(rendered)
@@ -250,7 +280,12 @@ impl ComponentStep {
                 "the rendered manifests changed since the last apply",
             ));
         }
+        // A volume claim kept from an earlier apply (no longer rendered) may go away: not drift.
+        let intended = intended_refs(&rendered.objects, &self.component.namespace);
         for r in &record.objects {
+            if !intended.iter().any(|i| same_object(i, r)) {
+                continue;
+            }
             if !kube
                 .exists(r)
                 .await
@@ -449,14 +484,24 @@ impl ComponentStep {
         let rendered = self.render(ctx).await?;
         let kube = ctx.kube().await?;
         let created = self.namespace_created(ctx, kube).await?;
-        // Recorded before applying, by name, so an interrupted apply can still be cleaned up.
+        // Recorded before applying, by name, so an interrupted apply can still be cleaned up;
+        // objects of the last apply that are no longer rendered stay recorded until removed.
         let intended = intended_refs(&rendered.objects, &c.namespace);
+        let previous = ctx
+            .inventory()
+            .await?
+            .get(&self.id())
+            .map(|r| r.objects.clone())
+            .unwrap_or_default();
+        let (stale, kept) = stale_objects(&previous, &intended);
+        let mut recorded = intended.clone();
+        recorded.extend(stale.iter().chain(&kept).cloned());
         self.write(
             ctx,
             &self.record(
                 RecordState::Applying,
                 rendered.hash.clone(),
-                intended,
+                recorded,
                 created.clone(),
             ),
         )
@@ -482,10 +527,29 @@ impl ComponentStep {
                 parse_manifests(&yaml, "namespaced manifests").expect("re-parses what it wrote")
             };
         }
-        let applied = kube
+        let (taken, objects): (Vec<_>, Vec<_>) = objects
+            .into_iter()
+            .partition(|o| o.annotations().contains_key(TAKE_OVER));
+        let mut applied = kube
             .apply(&objects, &c.namespace, c.timeout, Conflicts::Refuse)
             .await
             .map_err(|e| StepError::context(format!("applying {}", c.name), e))?;
+        applied.extend(
+            kube.apply(&taken, &c.namespace, c.timeout, Conflicts::TakeOver)
+                .await
+                .map_err(|e| StepError::context(format!("applying {}", c.name), e))?,
+        );
+        for r in &stale {
+            tracing::info!(object = %r, "no longer rendered: removing it");
+            kube.delete(r, c.timeout)
+                .await
+                .map_err(|e| StepError::context(format!("removing {r}, no longer rendered"), e))?;
+        }
+        applied.extend(
+            kept.into_iter()
+                .filter(|r| !applied.contains(r))
+                .collect::<Vec<_>>(),
+        );
         // Still `applying`: the record turns `done` only once every object is ready (wait).
         self.write(
             ctx,
@@ -621,6 +685,27 @@ fn intended_refs(objects: &[DynamicObject], namespace: &str) -> Vec<ObjectRef> {
             }
         })
         .collect()
+}
+
+/// Objects of the last apply that this one no longer renders: removed (`stale`), except volume
+/// claims (`kept`), whose data stays until `down` (a store switched away from keeps its data).
+fn stale_objects(
+    previous: &[ObjectRef],
+    intended: &[ObjectRef],
+) -> (Vec<ObjectRef>, Vec<ObjectRef>) {
+    previous
+        .iter()
+        .filter(|r| !intended.iter().any(|i| same_object(i, r)))
+        .cloned()
+        .partition(|r| r.kind != "PersistentVolumeClaim")
+}
+
+/// `intended` defaults every namespace, `recorded` (from the apply) has none for cluster-scoped
+/// kinds: a recorded object without one matches by kind and name.
+fn same_object(intended: &ObjectRef, recorded: &ObjectRef) -> bool {
+    intended.kind == recorded.kind
+        && intended.name == recorded.name
+        && (recorded.namespace.is_none() || intended.namespace == recorded.namespace)
 }
 
 /// The record written during this run (the run's inventory snapshot predates it).
@@ -764,6 +849,44 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn objects_no_longer_rendered_are_removed_but_volume_claims_kept() {
+        let r = |kind: &str, ns: Option<&str>, name: &str| ObjectRef {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: ns.map(str::to_string),
+            name: name.into(),
+        };
+        let previous = vec![
+            r("Deployment", Some("kf"), "seaweedfs"),
+            r("PersistentVolumeClaim", Some("kf"), "seaweedfs-pvc"),
+            r("ConfigMap", Some("kf"), "kfp-launcher"),
+            r("ConfigMap", Some("team"), "kfp-launcher"),
+            // Cluster-scoped: recorded without a namespace, intended with the default one.
+            r("CustomResourceDefinition", None, "workflows.argoproj.io"),
+        ];
+        let intended = vec![
+            r("ConfigMap", Some("kf"), "kfp-launcher"),
+            r(
+                "CustomResourceDefinition",
+                Some("kf"),
+                "workflows.argoproj.io",
+            ),
+        ];
+        let (stale, kept) = stale_objects(&previous, &intended);
+        assert_eq!(
+            stale,
+            [
+                r("Deployment", Some("kf"), "seaweedfs"),
+                r("ConfigMap", Some("team"), "kfp-launcher")
+            ]
+        );
+        assert_eq!(
+            kept,
+            [r("PersistentVolumeClaim", Some("kf"), "seaweedfs-pvc")]
+        );
+    }
 
     #[test]
     fn detected_values_go_under_the_components_own() {
