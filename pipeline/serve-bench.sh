@@ -7,14 +7,15 @@
 # The model is `kgf-step all --preset tiny` (the preset the tests use); the reads are random
 # bases of the model's read length (the cost of a forward pass does not depend on the bases).
 # Usage: pipeline/serve-bench.sh [CLIENTS] [READS_PER_REQUEST] [REQUESTS] [ROUNDS]
-# Environment: CARGO_PROFILE (default release), CARGO_TARGET_DIR (default target).
+# Environment: CARGO_PROFILE (default release), CARGO_TARGET_DIR (default target), BENCH_NO_BUILD
+# (set: use the binaries already built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${1:-16} per=${2:-1} requests=${3:-2000} rounds=${4:-3}
 profile=${CARGO_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-target}
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
-cargo build --profile "$profile" -p kgf-step --bin kgf-step --example serve_load >&2
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --profile "$profile" -p kgf-step --bin kgf-step --example serve_load >&2
 bin=$target/$dir/kgf-step load=$target/$dir/examples/serve_load
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
