@@ -3,7 +3,8 @@
 1. The SDK loads the IR as a component and compiles a pipeline that uses it.
 2. Its shape is what kgf-up relies on: the five steps and their edges, every image the
    placeholder `kgf-step:dev`, one nvidia.com/gpu on the model steps only, caching on the
-   dataset step only, artifacts passed between steps.
+   dataset step only, artifacts passed between steps; and the `deploy` step alone inside a
+   condition on test-fc's balanced accuracy ≥ the `deploy_threshold` parameter.
 3. With --kgf-step BIN: every flag in the executors' args is one the step's binary accepts.
 4. It is what spec/generate.py writes (unless --no-fresh).
 
@@ -35,6 +36,10 @@ EDGES = {
     "train-fc": {"dataset", "train-gc"},
     "test-fc": {"dataset", "train-gc", "train-fc"},
 }
+# The deploy step's condition task: after test-fc, comparing its output with the parameter.
+CONDITION = "condition-1"
+CONDITION_EXPR = ("inputs.parameter_values['pipelinechannel--test-fc-balanced_accuracy'] >= "
+                  "inputs.parameter_values['pipelinechannel--deploy_threshold']")
 
 
 class SpecError(Exception):
@@ -57,12 +62,43 @@ def check_sdk(path: pathlib.Path) -> None:
         raise SpecError(f"the kfp SDK rejects the spec: {type(e).__name__}: {e}") from e
 
 
+def check_condition(ir: dict, tasks: dict) -> None:
+    """`deploy` runs inside one condition: test-fc's balanced accuracy >= deploy_threshold."""
+    cond = tasks[CONDITION]
+    if "test-fc" not in cond.get("dependentTasks", []):
+        raise SpecError(f"{CONDITION} does not wait for test-fc: {cond.get('dependentTasks')}")
+    expr = cond.get("triggerPolicy", {}).get("condition")
+    if expr != CONDITION_EXPR:
+        raise SpecError(f"{CONDITION}'s condition is {expr!r}, expected {CONDITION_EXPR!r}")
+    comp = ir["components"].get(cond["componentRef"]["name"], {})
+    inner = comp.get("dag", {}).get("tasks", {})
+    if set(inner) != {"deploy"}:
+        raise SpecError(f"{CONDITION} holds {sorted(inner)}, expected only deploy")
+    dep = ir["components"].get(inner["deploy"]["componentRef"]["name"])
+    if dep is None:
+        raise SpecError("deploy names a missing component")
+    container = ir["deploymentSpec"]["executors"][dep["executorLabel"]]["container"]
+    if container.get("image") != IMAGE:
+        raise SpecError(f"deploy's image is {container.get('image')!r}, not the placeholder {IMAGE!r}")
+    if container.get("resources", {}).get("accelerator"):
+        raise SpecError("deploy requests an accelerator; the GPUs are for the predictor it creates")
+    if inner["deploy"].get("cachingOptions", {}).get("enableCache", False):
+        raise SpecError("deploy has caching on; a rerun must deploy again")
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    for p in ("deploy_threshold", "serving_gpus", "model_store"):
+        if p not in params:
+            raise SpecError(f"the pipeline has no parameter {p}")
+
+
 def check_shape(ir: dict) -> None:
     executors = ir["deploymentSpec"]["executors"]
     tasks = ir["root"]["dag"]["tasks"]
-    if set(tasks) != set(EDGES):
-        raise SpecError(f"steps are {sorted(tasks)}, expected {sorted(EDGES)}")
+    if set(tasks) != set(EDGES) | {CONDITION}:
+        raise SpecError(f"steps are {sorted(tasks)}, expected {sorted(EDGES)} and {CONDITION}")
+    check_condition(ir, tasks)
     for name, task in tasks.items():
+        if name == CONDITION:
+            continue
         deps = set(task.get("dependentTasks", []))
         if deps != EDGES[name]:
             raise SpecError(f"{name} depends on {sorted(deps)}, expected {sorted(EDGES[name])}")
@@ -141,6 +177,12 @@ def breakages(ir: dict):
     yield mutate("an artifact from a step that does not exist",
                  lambda b: tasks(b)["train-fc"]["inputs"]["artifacts"]["gc_model"]["taskOutputArtifact"].update(producerTask="nope"))
     yield mutate("an unknown flag", lambda b: ex(b, "dataset")["args"].append("--no-such-flag"))
+    cond = lambda b: tasks(b)["condition-1"]  # noqa: E731
+    yield mutate("deploy without its condition", lambda b: cond(b).pop("triggerPolicy"))
+    yield mutate("a condition on another value",
+                 lambda b: cond(b)["triggerPolicy"].update(condition="inputs.parameter_values['pipelinechannel--deploy_threshold'] >= 0.0"))
+    yield mutate("a GPU on the deploy step",
+                 lambda b: ex(b, "deploy").update(resources={"accelerator": {"resourceType": "nvidia.com/gpu", "resourceCount": "1"}}))
     yield mutate("a parameter of the wrong type", lambda b: b["root"]["inputDefinitions"]["parameters"]["seed"].update(parameterType="NOT_A_TYPE"))
 
 

@@ -336,6 +336,55 @@ fn all_components_install_in_dag_order_concurrently_then_change_nothing_and_down
             .any(|p| p.to_string().contains("DCGM_FI_DEV_GPU_UTIL")),
         "{dashboard:#}"
     );
+    // The served model's dashboard beside it, and the deploy step's rights beside Kubeflow
+    // Pipelines: KFP's pipeline-runner may create the InferenceService and its PodMonitor.
+    let model = bed.kubectl(&[
+        "-n",
+        "kgf-c-monitoring",
+        "get",
+        "configmap",
+        "kgf-up-model-dashboard",
+        "-o",
+        "jsonpath={.data.kgf-up-model\\.json}",
+    ]);
+    let model: serde_json::Value = serde_json::from_str(&model).unwrap();
+    assert!(
+        model
+            .to_string()
+            .contains("kgf_serve_request_duration_seconds_bucket"),
+        "{model:#}"
+    );
+    bed.kubectl(&[
+        "-n",
+        "kgf-c-kubeflow",
+        "get",
+        "serviceaccount/gene-fusion",
+        "role/gene-fusion-deployer",
+        "rolebinding/gene-fusion-deployer",
+    ]);
+    for resource in [
+        "inferenceservices.serving.kserve.io",
+        "podmonitors.monitoring.coreos.com",
+    ] {
+        let can = bed.tool(
+            "kubectl",
+            &[
+                "auth",
+                "can-i",
+                "patch",
+                resource,
+                "-n",
+                "kgf-c-kubeflow",
+                "--as",
+                "system:serviceaccount:kgf-c-kubeflow:pipeline-runner",
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&can.stdout).trim(),
+            "yes",
+            "pipeline-runner may patch {resource}"
+        );
+    }
 
     let out = kgf_up(&["status", "--profile", &profile()]);
     assert!(out.status.success(), "{}", text(&out));

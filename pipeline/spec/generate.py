@@ -9,6 +9,11 @@ Every executor's image is the placeholder `kgf-step:dev`; kgf-up replaces it str
 the image it built (registry/kgf-step:<version>-<hash>). The model steps ask for one
 `nvidia.com/gpu`; a CPU run removes `container.resources.accelerator` from every executor (the
 steps run `--device auto`, which falls back to the CPU) and uses the CPU image.
+
+The last step, `deploy`, runs only when test-fc's balanced accuracy (an output parameter) is at
+least the `deploy_threshold` parameter (a KFP condition): it copies the model to
+`<model_store>/<run id>` and creates or updates the InferenceService `gene-fusion` and its
+PodMonitor (kgf-step deploy), asking for `serving_gpus` GPUs for the predictor.
 """
 
 import pathlib
@@ -111,6 +116,7 @@ def test_fc(
     preset: str, seed: int, batch_size: int,
     test: Input[Dataset], labels: Input[Dataset], gc_model: Input[Model], model: Input[Model],
     metrics: Output[Metrics], classification: Output[ClassificationMetrics],
+    balanced_accuracy: dsl.OutputPath(float),
 ):
     return dsl.ContainerSpec(
         image=IMAGE,
@@ -119,7 +125,22 @@ def test_fc(
               "--batch-size", batch_size, "--test", test.path, "--labels", labels.path,
               "--gc-model", gc_model.path, "--model", model.path,
               "--metrics-out", metrics.path, "--classification-out", classification.path,
+              "--balanced-accuracy-out", balanced_accuracy,
               "--executor-input", EXEC],
+    )
+
+
+@dsl.container_component
+def deploy(
+    model_store: str, s3_endpoint: str, serving_gpus: int,
+    test: Input[Dataset], labels: Input[Dataset], gc_model: Input[Model], model: Input[Model],
+):
+    return dsl.ContainerSpec(
+        image=IMAGE,
+        command=["kgf-step"],
+        args=["deploy", "--gc-model", gc_model.path, "--fc-model", model.path,
+              "--labels", labels.path, "--test", test.path, "--store", model_store, "--s3-endpoint", s3_endpoint,
+              "--gpus", serving_gpus, "--run", dsl.PIPELINE_JOB_ID_PLACEHOLDER],
     )
 
 
@@ -149,6 +170,10 @@ def gene_fusion(
     epochs: int = 100,
     patience: int = 10,
     clip: float = 0.5,
+    deploy_threshold: float = 0.7,
+    serving_gpus: int = 1,
+    model_store: str = "s3://models/gene-fusion",
+    s3_endpoint: str = "http://minio.minio.svc:9000",
 ):
     data = dataset(
         preset=preset, seed=seed, fusions_per_gene=fusions_per_gene, read_length=read_length,
@@ -164,9 +189,18 @@ def gene_fusion(
     fc = _gpu(train_fc(train=data.outputs["train"], val=data.outputs["val"],
                        labels=data.outputs["labels"], gc_model=gc.outputs["model"],
                        **hp).set_display_name("train-fc"))
-    _gpu(test_fc(preset=preset, seed=seed, batch_size=batch_size, test=data.outputs["test"],
-                 labels=data.outputs["labels"], gc_model=gc.outputs["model"],
-                 model=fc.outputs["model"]).set_display_name("test-fc"))
+    fc_test = _gpu(test_fc(preset=preset, seed=seed, batch_size=batch_size,
+                           test=data.outputs["test"], labels=data.outputs["labels"],
+                           gc_model=gc.outputs["model"],
+                           model=fc.outputs["model"]).set_display_name("test-fc"))
+    with dsl.If(fc_test.outputs["balanced_accuracy"] >= deploy_threshold,
+                name="good-enough-to-serve"):
+        served = deploy(model_store=model_store, s3_endpoint=s3_endpoint,
+                        serving_gpus=serving_gpus, test=data.outputs["test"],
+                        labels=data.outputs["labels"],
+                        gc_model=gc.outputs["model"],
+                        model=fc.outputs["model"]).set_display_name("deploy")
+        served.set_caching_options(False)
 
 
 def render(path: pathlib.Path) -> None:

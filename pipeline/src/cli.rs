@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::classify;
 use crate::config::{Preset, PresetName, preset};
 use crate::dataset::{self, DataOut};
+use crate::deploy;
 use crate::error::{StepError, model};
 use crate::metrics::Metrics;
 use crate::model::{DeviceChoice, open_device};
 use crate::report;
+use crate::serve::{self, ModelSource};
+use crate::store::S3Uri;
 use crate::train::History;
 use crate::{fc, gc};
 
@@ -105,6 +109,21 @@ pub enum Command {
         /// Directory of the trained gene classifier.
         #[arg(long)]
         gc_model: PathBuf,
+        /// File for the balanced accuracy alone (a KFP output parameter: the deploy condition).
+        #[arg(long)]
+        balanced_accuracy_out: Option<PathBuf>,
+    },
+    /// Serve the fusion model over KServe's v2 Open Inference Protocol (HTTP) with Prometheus
+    /// metrics on /metrics.
+    Serve {
+        #[command(flatten)]
+        serve: ServeFlags,
+    },
+    /// Copy the model into the object store and create or update the InferenceService
+    /// `gene-fusion` and its PodMonitor (the pipeline's last step).
+    Deploy {
+        #[command(flatten)]
+        deploy: DeployFlags,
     },
     /// Run the five steps in order on this machine and write OUT/metrics.json.
     All {
@@ -170,6 +189,91 @@ pub struct Common {
     /// KFP executor input (the `{{$}}` placeholder): write metrics metadata for the KFP UI.
     #[arg(long)]
     pub executor_input: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeFlags {
+    /// A model directory (what `all --out DIR` writes, or the deploy step's copy) or the
+    /// s3://BUCKET/PREFIX of one (credentials and endpoint from the AWS_* environment).
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
+    /// `auto`: CUDA when built with the `cuda` feature and a GPU is present, else the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Most reads per forward pass, across concurrent requests.
+    #[arg(long, default_value_t = 256)]
+    pub max_batch: usize,
+    /// Milliseconds the model worker waits for more requests to fill a batch.
+    #[arg(long, default_value_t = 5)]
+    pub max_wait_ms: u64,
+    /// Most reads in one request.
+    #[arg(long, default_value_t = 1024)]
+    pub max_reads: usize,
+    /// Most bytes in one request body.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body: usize,
+    /// Where an s3:// model is downloaded to (default: a directory under the system's temp dir).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployFlags {
+    /// Directory of the trained gene classifier.
+    #[arg(long)]
+    pub gc_model: PathBuf,
+    /// Directory of the trained fusion classifier.
+    #[arg(long)]
+    pub fc_model: PathBuf,
+    /// The label-map artifact.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// The test split artifact (the probe reads for `kgf-up verify` come from it).
+    #[arg(long)]
+    pub test: PathBuf,
+    /// Where models go; this run's copy is STORE/RUN.
+    #[arg(long, default_value = "s3://models/gene-fusion")]
+    pub store: String,
+    /// The pipeline run (names the copy and the model's version).
+    #[arg(long)]
+    pub run: String,
+    /// A read is called chimeric when P(chimeric) exceeds this.
+    #[arg(long, default_value_t = classify::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// Namespace of the InferenceService (default: this pod's).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Image of the predictor (default: this pod's own, the kgf-step image).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// nvidia.com/gpu the predictor asks for.
+    #[arg(long, default_value_t = 0)]
+    pub gpus: u32,
+    /// The object store's endpoint, as the predictor reaches it.
+    #[arg(long, default_value = "http://minio.minio.svc:9000")]
+    pub s3_endpoint: String,
+    #[arg(long, default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Secret with the store's credentials (keys accesskey, secretkey).
+    #[arg(long, default_value = "mlpipeline-minio-artifact")]
+    pub s3_secret: String,
+    /// ServiceAccount of the predictor pods.
+    #[arg(long, default_value = "gene-fusion")]
+    pub service_account: String,
+    /// API server URL (default: the in-cluster one).
+    #[arg(long)]
+    pub api_server: Option<String>,
+    /// Bearer token file (default: the pod's ServiceAccount token).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// CA bundle of the API server (default: the pod's ServiceAccount ca.crt).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -391,6 +495,18 @@ fn report_test(common: &Common, m: &Metrics, t: &TestFlags) -> Result<(), StepEr
     Ok(())
 }
 
+/// Writes a KFP output parameter file: the value as text, parent directories created.
+fn write_parameter(path: &Path, value: f64) -> Result<(), StepError> {
+    let io = |source| StepError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, value.to_string()).map_err(io)
+}
+
 fn device(common: &Common) -> Result<candle_core::Device, StepError> {
     let dev = open_device(common.device.into(), common.seed).map_err(model(
         "opening the compute device (build with `--features cuda` for CUDA)",
@@ -501,6 +617,7 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             common,
             test,
             gc_model,
+            balanced_accuracy_out,
         } => {
             let dev = device(&common)?;
             let batch = test
@@ -514,8 +631,51 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
                 batch,
                 &dev,
             )?;
+            if let Some(path) = &balanced_accuracy_out {
+                write_parameter(path, m.balanced_accuracy)?;
+            }
             report_test(&common, &m, &test)
         }
+        Command::Serve { serve: f } => {
+            let model = if f.model.starts_with("s3://") {
+                ModelSource::S3(S3Uri::parse(&f.model)?)
+            } else {
+                ModelSource::Dir(PathBuf::from(&f.model))
+            };
+            serve::run(serve::Options {
+                model,
+                addr: std::net::SocketAddr::new(f.bind, f.port),
+                device: f.device.into(),
+                max_batch: f.max_batch,
+                max_wait: std::time::Duration::from_millis(f.max_wait_ms),
+                max_reads: f.max_reads,
+                max_body: f.max_body,
+                cache: f
+                    .cache
+                    .unwrap_or_else(|| std::env::temp_dir().join("kgf-step-model")),
+            })
+        }
+        Command::Deploy { deploy: f } => deploy::run(&deploy::Options {
+            gc_model: f.gc_model,
+            fc_model: f.fc_model,
+            labels: f.labels,
+            test: f.test,
+            store: S3Uri::parse(&f.store)?,
+            run: f.run,
+            threshold: f.threshold,
+            namespace: f.namespace,
+            image: f.image,
+            gpus: f.gpus,
+            s3_endpoint: f.s3_endpoint,
+            s3_region: f.s3_region,
+            s3_secret: f.s3_secret,
+            service_account: f.service_account,
+            access: crate::kube::Access {
+                server: f.api_server,
+                token_file: f.token_file,
+                ca_file: f.ca_file,
+            },
+        }),
         Command::All {
             common,
             data,
@@ -610,6 +770,7 @@ fn all(p: &Preset, common: &Common, out: &Path) -> Result<(), StepError> {
         "config": p,
     });
     report::write_json(out, "metrics.json", &summary)?;
+    classify::write_manifest(out, &classify::Manifest::default())?;
     eprintln!("all: metrics in {}", out.join("metrics.json").display());
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::dataset::DatasetError;
 use crate::report::ReportError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -28,6 +29,12 @@ pub enum StepError {
     },
     #[error("{0}")]
     Mismatch(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("serve: {0}")]
+    Serve(String),
+    #[error("deploy: {0}")]
+    Deploy(String),
 }
 
 /// Wraps a candle error with the stage it failed in.

@@ -142,9 +142,21 @@ pub fn defaults(name: &str, provider: Provider) -> Option<ComponentSpec> {
 /// kgf-up's own manifests that come with built-in component `name`.
 pub fn manifests(name: &str) -> Vec<Manifest> {
     match name {
-        "prometheus" => vec![Manifest {
-            path: "manifests/grafana/gpu-dashboard.yaml",
-            yaml: include_str!("../../manifests/grafana/gpu-dashboard.yaml"),
+        "prometheus" => vec![
+            Manifest {
+                path: "manifests/grafana/gpu-dashboard.yaml",
+                yaml: include_str!("../../manifests/grafana/gpu-dashboard.yaml"),
+            },
+            Manifest {
+                path: "manifests/grafana/model-dashboard.yaml",
+                yaml: include_str!("../../manifests/grafana/model-dashboard.yaml"),
+            },
+        ],
+        // The deploy step's rights and the served model's ServiceAccount, in KFP's namespace
+        // (where the pipeline's steps run and the InferenceService is made).
+        "kubeflow-pipelines" => vec![Manifest {
+            path: "manifests/pipeline/deployer-rbac.yaml",
+            yaml: include_str!("../../manifests/pipeline/deployer-rbac.yaml"),
         }],
         _ => Vec::new(),
     }

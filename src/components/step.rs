@@ -197,6 +197,12 @@ impl ComponentStep {
             yaml.push_str(&out.stdout);
             yaml.push_str("\n---\n");
         }
+        // kgf-up's own manifests ride with the rendered objects: applied, recorded, compared
+        // and removed with them.
+        for m in &self.component.manifests {
+            yaml.push_str(m.yaml);
+            yaml.push_str("\n---\n");
+        }
         let objects = parse_manifests(
             &yaml,
             &format!("kustomize build of {}", self.component.name),

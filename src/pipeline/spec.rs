@@ -98,7 +98,7 @@ pub fn with_image(ir: &str, image: &str) -> Result<RenderedSpec, SpecError> {
 
 /// The spec for a cluster without GPUs: every executor's `container.resources.accelerator` is
 /// removed, so no step requests `nvidia.com/gpu` (the steps run `--device auto` and fall back to
-/// the CPU). Used with the CPU image.
+/// the CPU), and the served model's `serving_gpus` parameter defaults to 0. Used with the CPU image.
 pub fn without_gpus(ir: &str) -> Result<String, SpecError> {
     let mut docs: Vec<Value> =
         serde_saphyr::from_multiple(ir).map_err(|e| SpecError::Parse(e.to_string()))?;
@@ -115,6 +115,12 @@ pub fn without_gpus(ir: &str) -> Result<String, SpecError> {
                     resources.remove("accelerator");
                 }
             }
+        }
+        if let Some(gpus) = doc
+            .pointer_mut("/root/inputDefinitions/parameters/serving_gpus")
+            .and_then(Value::as_object_mut)
+        {
+            gpus.insert("defaultValue".into(), Value::from(0));
         }
     }
     if docs.len() == 1 {
@@ -147,7 +153,13 @@ mod tests {
         assert_eq!(cpu.matches("kgf-step:dev").count(), 3, "{cpu}");
         let committed = include_str!("../../pipeline/spec/gene-fusion.yaml");
         assert!(committed.contains("nvidia.com/gpu"));
-        assert!(!without_gpus(committed).unwrap().contains("nvidia.com/gpu"));
+        let cpu: Value = serde_saphyr::from_str(&without_gpus(committed).unwrap()).unwrap();
+        assert!(!cpu.to_string().contains("nvidia.com/gpu"));
+        assert_eq!(
+            cpu.pointer("/root/inputDefinitions/parameters/serving_gpus/defaultValue"),
+            Some(&Value::from(0)),
+            "the served model asks for no GPU either"
+        );
     }
 
     const IR: &str = "\
