@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod error;
 pub mod fc;
 pub mod format;
+pub mod fused;
 pub mod gc;
 pub mod metrics;
 pub mod model;
