@@ -43,9 +43,9 @@ data=$out/data
 if [[ ! -f $data/labels/labels.json ]]; then
   "$KGF_STEP" dataset --preset default --seed 1 --out "$data" 2> "$out/dataset.log"
 fi
-# 200 fragments × 126 sentences = 25,200: 49 batches of 512, more than a run takes, so no
-# sentence repeats within a run.
-limit=200
+# Just enough fragments (126 sentences each) for STEPS batches of 512, so that no sentence repeats
+# within a run and candle's validation pass (on as many fragments, not timed) stays short.
+limit=$(( (steps * 512 + 125) / 126 + 1 ))
 
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model: default GC (256 wide, 4 layers, 4 heads, 1024 intermediate, 22 tokens), batch 512, $steps steps per run, $threads threads, device $device, bf16 $bf16"
@@ -72,8 +72,8 @@ EOF
   grep '^RESULT ' "$out/torch-$r.log" | cut -d' ' -f2- >> "$results"
   tail -n 2 "$results" | "$python" -c '
 import json, sys
-c, t = (json.loads(l) for l in sys.stdin)
-print(f"round {sys.argv[1]}: candle {c[\"sentences_per_s\"]:.1f} sentences/s, PyTorch {t[\"sentences_per_s\"]:.1f} sentences/s, ratio {c[\"sentences_per_s\"] / t[\"sentences_per_s\"]:.2f}")
+c, t = (json.loads(l)["sentences_per_s"] for l in sys.stdin)
+print(f"round {sys.argv[1]}: candle {c:.1f} sentences/s, PyTorch {t:.1f} sentences/s, ratio {c / t:.2f}")
 ' "$r"
 done
 "$python" - "$results" <<'EOF'
