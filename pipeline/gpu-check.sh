@@ -28,7 +28,7 @@ if [[ -z ${PYTHON:-} ]] && python3 -c 'import torch' 2>/dev/null; then
   PYTHON=python3
 fi
 if [[ -z ${CUDA_LIBS:-} ]]; then
-  if [[ -f target/cuda/cudart-dir ]]; then
+  if [[ -f target/cuda/cudart-dir && -d $(cat target/cuda/cudart-dir) ]]; then
     CUDA_LIBS=$(cat target/cuda/cudart-dir)
   elif [[ -n ${PYTHON:-} ]]; then
     CUDA_LIBS=$("$PYTHON" -c 'import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)
