@@ -13,7 +13,7 @@ use crate::dataset::{self, Examples, Labels};
 use crate::error::{StepError, model};
 use crate::gc::{self, CONFIG, HISTORY, Sentences, WEIGHTS};
 use crate::metrics::{self, Metrics};
-use crate::model::{FcConfig, FusionClassifier, sorted_vars};
+use crate::model::{FcConfig, FusionClassifier};
 use crate::report;
 use crate::rng::{self, Rng};
 use crate::train::{self, Caps, History, Task, TrainParams};
@@ -159,11 +159,9 @@ pub fn train(a: &TrainFc) -> Result<History, StepError> {
         path: a.model_out.to_path_buf(),
         source,
     })?;
-    let vars = sorted_vars(&varmap);
     let history = train::fit(
         &task,
         &mut varmap,
-        vars,
         a.params,
         rng::key(a.seed, "fc-train", 0),
         a.caps.max_steps,

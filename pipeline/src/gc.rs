@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{self, Examples, Labels};
 use crate::error::{StepError, model};
 use crate::metrics::{self, Metrics};
-use crate::model::{GcConfig, GeneClassifier, push_sentence, sorted_vars};
+use crate::model::{GcConfig, GeneClassifier, push_sentence};
 use crate::report;
 use crate::rng::{self, Rng};
 use crate::train::{self, Caps, History, Task, TrainParams};
@@ -168,11 +168,9 @@ pub fn train(a: &TrainGc) -> Result<History, StepError> {
         path: a.model_out.to_path_buf(),
         source,
     })?;
-    let vars = sorted_vars(&varmap);
     let history = train::fit(
         &task,
         &mut varmap,
-        vars,
         a.params,
         rng::key(a.seed, "gc-train", 0),
         a.caps.max_steps,

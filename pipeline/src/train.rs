@@ -200,19 +200,19 @@ pub trait Task {
     fn val_loss(&self) -> Result<f64>;
 }
 
-/// Trains with early stopping, and for at most `max_steps` optimiser steps; on return `varmap`
-/// holds the weights of the best epoch (they are also at `best_path`). Deterministic given
-/// `seed` on the CPU.
+/// Trains every variable of `varmap` (in name order) with early stopping, and for at most
+/// `max_steps` optimiser steps; on return `varmap` holds the weights of the best epoch (they are
+/// also at `best_path`). Deterministic given `seed` on the CPU.
 pub fn fit(
     task: &impl Task,
     varmap: &mut VarMap,
-    vars: Vec<Var>,
     params: &TrainParams,
     seed: u64,
     max_steps: Option<usize>,
     best_path: &std::path::Path,
     mut on_epoch: impl FnMut(&Epoch),
 ) -> Result<History> {
+    let vars = crate::model::sorted_vars(varmap);
     let mut opt = Optimiser::new(
         &vars,
         ParamsAdamW {
@@ -380,7 +380,6 @@ mod tests {
         let h = fit(
             &task,
             &mut varmap,
-            vars,
             &params,
             1,
             Some(4),
