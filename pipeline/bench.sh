@@ -4,6 +4,7 @@
 #      150, 6-mers, 20 words): wall time, reads/s, peak RSS (GNU time -v);
 #   2. one GC training epoch on the tiny preset and on a medium configuration (the default
 #      dataset, a 2-layer GC of width 64);
+# GC training against PyTorch on the same data: pipeline/bench/gc-vs-pytorch.sh.
 # Usage: pipeline/bench.sh [OUT_DIR]   (needs /usr/bin/time, Debian package `time`)
 # Environment: CARGO_TARGET_DIR (default target), BENCH_SEED (default 1).
 set -euo pipefail

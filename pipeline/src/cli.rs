@@ -13,11 +13,11 @@ use crate::dataset::{self, DataOut};
 use crate::deploy;
 use crate::error::{StepError, model};
 use crate::metrics::Metrics;
-use crate::model::{DeviceChoice, open_device};
+use crate::model::{DeviceChoice, select_device};
 use crate::report;
 use crate::serve::{self, ModelSource};
 use crate::store::S3Uri;
-use crate::train::History;
+use crate::train::{Caps, History};
 use crate::{fc, gc};
 
 #[derive(Parser, Debug)]
@@ -362,6 +362,22 @@ pub struct TrainFlags {
     /// Early stopping: epochs without a better validation loss.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Stop after this many optimiser steps in all (benchmarks, smoke runs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Use only the first N examples of the train and the validation split (GC: fragments,
+    /// FC: reads).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl TrainFlags {
+    fn caps(&self) -> Caps {
+        Caps {
+            max_steps: self.max_steps,
+            limit: self.limit,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -508,13 +524,9 @@ fn write_parameter(path: &Path, value: f64) -> Result<(), StepError> {
 }
 
 fn device(common: &Common) -> Result<candle_core::Device, StepError> {
-    let dev = open_device(common.device.into(), common.seed).map_err(model(
-        "opening the compute device (build with `--features cuda` for CUDA)",
-    ))?;
-    eprintln!(
-        "kgf-step: computing on {}",
-        if dev.is_cuda() { "CUDA" } else { "the CPU" }
-    );
+    let (dev, which) = select_device(common.device.into(), common.seed)
+        .map_err(model("opening the compute device"))?;
+    eprintln!("kgf-step: computing on {which}");
     Ok(dev)
 }
 
@@ -572,6 +584,7 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
                 model_out: &model_out,
                 arch: &p.gc,
                 params: &p.gc_train,
+                caps: train_flags.caps(),
                 seed: common.seed,
                 dev: &dev,
             })?;
@@ -608,6 +621,7 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
                 model_out: &model_out,
                 arch: &p.fc,
                 params: &p.fc_train,
+                caps: train_flags.caps(),
                 seed: common.seed,
                 dev: &dev,
             })?;
@@ -689,13 +703,13 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             apply_gc(&mut p, &gc_arch);
             apply_fc(&mut p, &fc_arch);
             apply_train(&mut p, &train_flags);
-            all(&p, &common, &out)
+            all(&p, &common, train_flags.caps(), &out)
         }
     }
 }
 
 /// The five steps in order under `out`, then `out/metrics.json`.
-fn all(p: &Preset, common: &Common, out: &Path) -> Result<(), StepError> {
+fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepError> {
     let data = DataOut::under(&out.join("data"));
     let labels = dataset::run(&p.data, common.seed, &data)?;
     eprintln!("dataset: written to {}", out.join("data").display());
@@ -708,6 +722,7 @@ fn all(p: &Preset, common: &Common, out: &Path) -> Result<(), StepError> {
         model_out: &gc_model,
         arch: &p.gc,
         params: &p.gc_train,
+        caps,
         seed: common.seed,
         dev: &dev,
     })?;
@@ -733,6 +748,7 @@ fn all(p: &Preset, common: &Common, out: &Path) -> Result<(), StepError> {
         model_out: &fc_model,
         arch: &p.fc,
         params: &p.fc_train,
+        caps,
         seed: common.seed,
         dev: &dev,
     })?;

@@ -13,10 +13,10 @@ use crate::dataset::{self, Examples, Labels};
 use crate::error::{StepError, model};
 use crate::gc::{self, CONFIG, HISTORY, Sentences, WEIGHTS};
 use crate::metrics::{self, Metrics};
-use crate::model::{FcConfig, FusionClassifier, sorted_vars};
+use crate::model::{FcConfig, FusionClassifier};
 use crate::report;
 use crate::rng::{self, Rng};
-use crate::train::{self, History, Task, TrainParams};
+use crate::train::{self, Caps, History, Task, TrainParams};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FcArch {
@@ -109,6 +109,7 @@ pub struct TrainFc<'a> {
     pub model_out: &'a Path,
     pub arch: &'a FcArch,
     pub params: &'a TrainParams,
+    pub caps: Caps,
     pub seed: u64,
     pub dev: &'a Device,
 }
@@ -119,14 +120,14 @@ pub fn train(a: &TrainFc) -> Result<History, StepError> {
     let batch = a.params.batch_size;
     let train_f = features(
         a.gc_model,
-        &dataset::load_fc(a.train, &labels)?,
+        &gc::first(dataset::load_fc(a.train, &labels)?, a.caps.limit),
         &labels,
         batch,
         a.dev,
     )?;
     let val_f = features(
         a.gc_model,
-        &dataset::load_fc(a.val, &labels)?,
+        &gc::first(dataset::load_fc(a.val, &labels)?, a.caps.limit),
         &labels,
         batch,
         a.dev,
@@ -158,18 +159,17 @@ pub fn train(a: &TrainFc) -> Result<History, StepError> {
         path: a.model_out.to_path_buf(),
         source,
     })?;
-    let vars = sorted_vars(&varmap);
     let history = train::fit(
         &task,
         &mut varmap,
-        vars,
         a.params,
         rng::key(a.seed, "fc-train", 0),
+        a.caps.max_steps,
         &a.model_out.join(WEIGHTS),
         |e| {
             eprintln!(
-                "train-fc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {:.0} reads/s)",
-                e.epoch, e.train_loss, e.val_loss, e.seconds, e.throughput
+                "train-fc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {} steps in {:.2}s, {:.0} reads/s without validation)",
+                e.epoch, e.train_loss, e.val_loss, e.seconds, e.steps, e.train_seconds, e.throughput
             )
         },
     )

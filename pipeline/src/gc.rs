@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{self, Examples, Labels};
 use crate::error::{StepError, model};
 use crate::metrics::{self, Metrics};
-use crate::model::{GcConfig, GeneClassifier, push_sentence, sorted_vars};
+use crate::model::{GcConfig, GeneClassifier, push_sentence};
 use crate::report;
 use crate::rng::{self, Rng};
-use crate::train::{self, History, Task, TrainParams};
+use crate::train::{self, Caps, History, Task, TrainParams};
 
 pub const WEIGHTS: &str = "model.safetensors";
 pub const CONFIG: &str = "config.json";
@@ -106,8 +106,21 @@ pub struct TrainGc<'a> {
     pub model_out: &'a Path,
     pub arch: &'a GcArch,
     pub params: &'a TrainParams,
+    pub caps: Caps,
     pub seed: u64,
     pub dev: &'a Device,
+}
+
+/// The first `limit` examples of a split (all of them without a limit).
+pub fn first(ex: Examples, limit: Option<usize>) -> Examples {
+    match limit {
+        Some(n) if n < ex.len() => Examples {
+            kmers: ex.kmers,
+            tokens: ex.tokens[..n * ex.kmers].to_vec(),
+            labels: ex.labels[..n].to_vec(),
+        },
+        _ => ex,
+    }
 }
 
 fn sentences<'a>(ex: &'a Examples, labels: &Labels) -> Sentences<'a> {
@@ -121,8 +134,8 @@ fn sentences<'a>(ex: &'a Examples, labels: &Labels) -> Sentences<'a> {
 /// Runs `train-gc`; writes the model directory and returns the loss history.
 pub fn train(a: &TrainGc) -> Result<History, StepError> {
     let labels = dataset::read_labels(a.labels)?;
-    let train_ex = dataset::load_gc(a.train, &labels)?;
-    let val_ex = dataset::load_gc(a.val, &labels)?;
+    let train_ex = first(dataset::load_gc(a.train, &labels)?, a.caps.limit);
+    let val_ex = first(dataset::load_gc(a.val, &labels)?, a.caps.limit);
     if a.arch.heads == 0 || !a.arch.hidden.is_multiple_of(a.arch.heads) {
         return Err(StepError::Mismatch(format!(
             "--gc-hidden {} is not a multiple of --gc-heads {}",
@@ -155,18 +168,17 @@ pub fn train(a: &TrainGc) -> Result<History, StepError> {
         path: a.model_out.to_path_buf(),
         source,
     })?;
-    let vars = sorted_vars(&varmap);
     let history = train::fit(
         &task,
         &mut varmap,
-        vars,
         a.params,
         rng::key(a.seed, "gc-train", 0),
+        a.caps.max_steps,
         &a.model_out.join(WEIGHTS),
         |e| {
             eprintln!(
-                "train-gc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {:.0} sentences/s)",
-                e.epoch, e.train_loss, e.val_loss, e.seconds, e.throughput
+                "train-gc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {} steps in {:.2}s, {:.1} sentences/s without validation)",
+                e.epoch, e.train_loss, e.val_loss, e.seconds, e.steps, e.train_seconds, e.throughput
             )
         },
     )

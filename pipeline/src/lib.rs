@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod error;
 pub mod fc;
 pub mod format;
+pub mod fused;
 pub mod gc;
 pub mod http;
 pub mod kube;

@@ -9,6 +9,7 @@ use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use crate::fused;
 use crate::rng::Rng;
 use crate::vocab;
 
@@ -23,17 +24,83 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+/// Makes glibc keep freed memory for reuse instead of returning each large block to the kernel:
+/// a training step frees and allocates hundreds of activation tensors of megabytes, and with
+/// glibc's defaults every one is a fresh mmap whose pages fault in zeroed (a quarter of the CPU
+/// time of a GC step in the profile).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    // SAFETY: mallopt only changes allocator thresholds; called once, before the model exists.
+    ONCE.call_once(|| unsafe {
+        mallopt(M_MMAP_THRESHOLD, 1 << 30);
+        mallopt(M_TRIM_THRESHOLD, i32::MAX);
+    });
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 /// Opens the device; on CUDA also seeds the device RNG that dropout uses there.
 pub fn open_device(choice: DeviceChoice, seed: u64) -> Result<Device> {
-    let dev = match choice {
-        DeviceChoice::Cpu => Device::Cpu,
-        DeviceChoice::Cuda => Device::new_cuda(0)?,
-        DeviceChoice::Auto => Device::cuda_if_available(0)?,
+    select_device(choice, seed).map(|(dev, _)| dev)
+}
+
+/// Opens the device and says which one and why, in a line for the step's log ("CUDA device
+/// 0", or "the CPU (…why…)"). `Auto` falls back to the CPU when this binary has no CUDA, when
+/// the NVIDIA driver library cannot be loaded (a node without a GPU, or a pod the NVIDIA
+/// runtime did not inject the driver into) or when no device opens; `Cuda` fails then, with
+/// the cause and the fix.
+pub fn select_device(choice: DeviceChoice, seed: u64) -> Result<(Device, String)> {
+    let (dev, why) = match choice {
+        DeviceChoice::Cpu => (Device::Cpu, "the CPU (--device cpu)".to_string()),
+        DeviceChoice::Cuda => match cuda_unavailable() {
+            Some(why) => candle_core::bail!(
+                "--device cuda: {why}; run on a node with an NVIDIA GPU and driver, or pass --device auto or cpu"
+            ),
+            None => (Device::new_cuda(0)?, "CUDA device 0".to_string()),
+        },
+        DeviceChoice::Auto => match cuda_unavailable() {
+            Some(why) => (Device::Cpu, format!("the CPU ({why})")),
+            None => match Device::new_cuda(0) {
+                Ok(dev) => (dev, "CUDA device 0".to_string()),
+                Err(e) => (
+                    Device::Cpu,
+                    format!("the CPU (CUDA device 0 did not open: {e})"),
+                ),
+            },
+        },
     };
     if dev.is_cuda() {
         dev.set_seed(seed)?;
+    } else {
+        keep_freed_memory();
     }
-    Ok(dev)
+    Ok((dev, why))
+}
+
+/// Why CUDA cannot be used by this process, if it cannot.
+#[cfg(not(feature = "cuda"))]
+fn cuda_unavailable() -> Option<String> {
+    Some("this kgf-step is built without the `cuda` feature".into())
+}
+
+/// Why CUDA cannot be used by this process, if it cannot. The CUDA build loads the driver at
+/// run time (pipeline/check-cuda-build), so its absence is found here rather than by the
+/// dynamic linker.
+#[cfg(feature = "cuda")]
+fn cuda_unavailable() -> Option<String> {
+    // SAFETY: loading the NVIDIA driver library runs only its initialisers, as cudarc's own
+    // loader does a moment later.
+    match unsafe { libloading::Library::new("libcuda.so.1") } {
+        Ok(_) => None,
+        Err(e) => Some(format!("no NVIDIA driver: libcuda.so.1 did not load ({e})")),
+    }
 }
 
 /// Dropout with probability `p` when `rng` is given (training), identity otherwise. On the CPU
@@ -50,10 +117,36 @@ fn dropout(x: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
         return candle_nn::ops::dropout(x, p as f32);
     }
     let keep = 1.0 / (1.0 - p) as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.uniform() < p { 0.0 } else { keep })
-        .collect();
+    // Two 32-bit draws per call of the generator: the mask is most of a step's random numbers.
+    let threshold = (p * 4_294_967_296.0) as u64;
+    let n = x.elem_count();
+    let mut mask = Vec::with_capacity(n + 1);
+    while mask.len() < n {
+        let r = rng.next_u64();
+        for half in [r & 0xffff_ffff, r >> 32] {
+            mask.push(if half < threshold { 0.0 } else { keep });
+        }
+    }
+    mask.truncate(n);
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+/// Softmax over the last dimension (fused on the CPU; see [`Norm`]).
+fn softmax(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        fused::softmax_last_dim(x)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+/// GELU with the exact normal CDF (fused on the CPU).
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        fused::gelu_erf(x)
+    } else {
+        x.gelu_erf()
+    }
 }
 
 /// How a variable is initialised, decided from its name.
@@ -88,8 +181,8 @@ fn init_vars(varmap: &VarMap, seed: u64, rule: impl Fn(&str, &[usize]) -> InitRu
     Ok(())
 }
 
-/// Layer normalisation over the last dimension, from differentiable primitives (candle-nn's
-/// fused layer-norm kernel has no backward pass).
+/// Layer normalisation over the last dimension: the fused kernel of [`fused`] on the CPU, else
+/// differentiable primitives (candle-nn's fused layer-norm kernel has no backward pass).
 struct Norm {
     weight: Tensor,
     bias: Tensor,
@@ -104,6 +197,9 @@ impl Norm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return fused::layer_norm(x, &self.weight, &self.bias, 1e-12);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -214,17 +310,11 @@ impl GeneClassifier {
             let k = split(layer.k.forward(&x)?)?;
             let v = split(layer.v.forward(&x)?)?;
             let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
-            let att = dropout(
-                &candle_nn::ops::softmax(&scores, D::Minus1)?,
-                p,
-                rng.as_deref_mut(),
-            )?;
+            let att = dropout(&softmax(&scores)?, p, rng.as_deref_mut())?;
             let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
             let attn_out = dropout(&layer.o.forward(&ctx)?, p, rng.as_deref_mut())?;
             x = layer.attn_norm.forward(&(x + attn_out)?)?;
-            let ff = layer
-                .ff_out
-                .forward(&layer.ff_in.forward(&x)?.gelu_erf()?)?;
+            let ff = layer.ff_out.forward(&gelu(&layer.ff_in.forward(&x)?)?)?;
             let ff = dropout(&ff, p, rng.as_deref_mut())?;
             x = layer.ff_norm.forward(&(x + ff)?)?;
         }

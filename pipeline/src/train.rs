@@ -22,13 +22,29 @@ pub struct TrainParams {
     pub patience: usize,
 }
 
+/// Caps on a training run (`--max-steps`, `--limit`), so that a benchmark or a smoke run needs
+/// no edited data files.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Caps {
+    /// Stop after this many optimiser steps in all (the epoch in progress is validated first).
+    pub max_steps: Option<usize>,
+    /// Use only the first N examples of the train and of the validation split.
+    pub limit: Option<usize>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Epoch {
     pub epoch: usize,
     pub train_loss: f64,
     pub val_loss: f64,
+    /// Wall time of the epoch, validation included.
     pub seconds: f64,
-    /// Training examples per second.
+    /// Wall time of the optimiser steps alone (batches, forward, backward, update).
+    #[serde(default)]
+    pub train_seconds: f64,
+    #[serde(default)]
+    pub steps: usize,
+    /// Training examples per second of `train_seconds` (validation excluded).
     pub throughput: f64,
 }
 
@@ -38,6 +54,9 @@ pub struct History {
     pub best_epoch: usize,
     pub best_val_loss: f64,
     pub stopped_early: bool,
+    /// Training ended at `--max-steps`.
+    #[serde(default)]
+    pub reached_max_steps: bool,
 }
 
 /// Class-weighted cross-entropy with PyTorch's reduction: Σ wᵧ·nllᵢ / Σ wᵧ.
@@ -96,13 +115,8 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, pos_weight: f64) -> Re
     (pos? + neg)?.mean_all()
 }
 
-/// Scales the gradients so that their global L2 norm is at most `max_norm`; returns the norm
-/// before clipping.
-fn clip_gradients(
-    grads: &mut candle_core::backprop::GradStore,
-    vars: &[Var],
-    max_norm: f64,
-) -> Result<f64> {
+/// The global L2 norm of the gradients of `vars`.
+fn global_norm(grads: &candle_core::backprop::GradStore, vars: &[Var]) -> Result<f64> {
     let mut sq: Option<Tensor> = None;
     for v in vars {
         if let Some(g) = grads.get(v) {
@@ -114,9 +128,28 @@ fn clip_gradients(
         }
     }
     let Some(sq) = sq else { return Ok(0.0) };
-    let norm = f64::from(sq.to_dtype(DType::F32)?.to_scalar::<f32>()?).sqrt();
+    Ok(f64::from(sq.to_dtype(DType::F32)?.to_scalar::<f32>()?).sqrt())
+}
+
+/// The factor that brings a global norm down to `max_norm` (1 when it is below).
+fn clip_factor(norm: f64, max_norm: f64) -> f64 {
     if norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
+        max_norm / (norm + 1e-6)
+    } else {
+        1.0
+    }
+}
+
+/// Scales the gradients so that their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping.
+fn clip_gradients(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[Var],
+    max_norm: f64,
+) -> Result<f64> {
+    let norm = global_norm(grads, vars)?;
+    let scale = clip_factor(norm, max_norm);
+    if scale < 1.0 {
         for v in vars {
             if let Some(g) = grads.get(v) {
                 let scaled = (g * scale)?;
@@ -125,6 +158,36 @@ fn clip_gradients(
         }
     }
     Ok(norm)
+}
+
+/// AdamW after clipping: fused in place on the CPU, candle-nn's elsewhere.
+enum Optimiser {
+    Fused(crate::fused::AdamW),
+    Candle(AdamW),
+}
+
+impl Optimiser {
+    fn new(vars: &[Var], params: ParamsAdamW) -> Result<Self> {
+        Ok(match crate::fused::AdamW::new(vars, params.clone())? {
+            Some(fused) => Self::Fused(fused),
+            None => Self::Candle(AdamW::new(vars.to_vec(), params)?),
+        })
+    }
+
+    fn step(
+        &mut self,
+        grads: &mut candle_core::backprop::GradStore,
+        vars: &[Var],
+        clip: f64,
+    ) -> Result<()> {
+        match self {
+            Self::Fused(opt) => opt.step(grads, clip_factor(global_norm(grads, vars)?, clip)),
+            Self::Candle(opt) => {
+                clip_gradients(grads, vars, clip)?;
+                opt.step(grads)
+            }
+        }
+    }
 }
 
 /// What the loop needs from a model.
@@ -137,19 +200,21 @@ pub trait Task {
     fn val_loss(&self) -> Result<f64>;
 }
 
-/// Trains with early stopping; on return `varmap` holds the weights of the best epoch (they
-/// are also at `best_path`). Deterministic given `seed` on the CPU.
+/// Trains every variable of `varmap` (in name order) with early stopping, and for at most
+/// `max_steps` optimiser steps; on return `varmap` holds the weights of the best epoch (they are
+/// also at `best_path`). Deterministic given `seed` on the CPU.
 pub fn fit(
     task: &impl Task,
     varmap: &mut VarMap,
-    vars: Vec<Var>,
     params: &TrainParams,
     seed: u64,
+    max_steps: Option<usize>,
     best_path: &std::path::Path,
     mut on_epoch: impl FnMut(&Epoch),
 ) -> Result<History> {
-    let mut opt = AdamW::new(
-        vars.clone(),
+    let vars = crate::model::sorted_vars(varmap);
+    let mut opt = Optimiser::new(
+        &vars,
         ParamsAdamW {
             lr: params.lr,
             weight_decay: params.weight_decay,
@@ -162,27 +227,34 @@ pub fn fit(
     };
     let mut since_best = 0;
     let mut drop_rng = Rng::derive(seed, "dropout", 0);
+    let mut steps_left = max_steps.unwrap_or(usize::MAX);
     for epoch in 1..=params.max_epochs {
+        if steps_left == 0 {
+            break;
+        }
         let started = std::time::Instant::now();
         let mut order: Vec<usize> = (0..task.train_len()).collect();
         Rng::derive(seed, "shuffle", epoch as u64).shuffle(&mut order);
-        let (mut total, mut seen) = (0f64, 0usize);
-        for batch in order.chunks(params.batch_size.max(1)) {
+        let (mut total, mut seen, mut steps) = (0f64, 0usize, 0usize);
+        for batch in order.chunks(params.batch_size.max(1)).take(steps_left) {
             let loss = task.batch_loss(batch, &mut drop_rng)?;
             let mut grads = loss.backward()?;
-            clip_gradients(&mut grads, &vars, params.clip)?;
-            opt.step(&grads)?;
+            opt.step(&mut grads, &vars, params.clip)?;
             total += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
             seen += batch.len();
+            steps += 1;
         }
+        steps_left -= steps;
+        let train_seconds = started.elapsed().as_secs_f64();
         let val_loss = task.val_loss()?;
-        let seconds = started.elapsed().as_secs_f64();
         let e = Epoch {
             epoch,
             train_loss: total / seen.max(1) as f64,
             val_loss,
-            seconds,
-            throughput: seen as f64 / seconds.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+            train_seconds,
+            steps,
+            throughput: seen as f64 / train_seconds.max(1e-9),
         };
         on_epoch(&e);
         history.epochs.push(e);
@@ -197,6 +269,9 @@ pub fn fit(
                 history.stopped_early = true;
                 break;
             }
+        }
+        if steps_left == 0 {
+            history.reached_max_steps = true;
         }
     }
     if history.best_epoch > 0 {
@@ -253,6 +328,72 @@ mod tests {
             (f64::from(got) - expected).abs() < 1e-4,
             "{got} vs {expected}"
         );
+    }
+
+    /// Fits one scalar to 0 with loss w²; validation sleeps so that its time shows.
+    struct Quadratic {
+        w: Var,
+        val_sleep: std::time::Duration,
+    }
+
+    impl Task for Quadratic {
+        fn train_len(&self) -> usize {
+            10
+        }
+        fn batch_loss(&self, _batch: &[usize], _rng: &mut Rng) -> Result<Tensor> {
+            self.w.as_tensor().sqr()?.sum_all()
+        }
+        fn val_loss(&self) -> Result<f64> {
+            std::thread::sleep(self.val_sleep);
+            Ok(f64::from(
+                self.w.as_tensor().sqr()?.sum_all()?.to_scalar::<f32>()?,
+            ))
+        }
+    }
+
+    #[test]
+    fn max_steps_stops_mid_epoch_and_throughput_excludes_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut varmap = VarMap::new();
+        varmap
+            .get(
+                1,
+                "w",
+                candle_nn::Init::Const(1.0),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap();
+        let vars = crate::model::sorted_vars(&varmap);
+        let task = Quadratic {
+            w: vars[0].clone(),
+            val_sleep: std::time::Duration::from_millis(300),
+        };
+        let params = TrainParams {
+            lr: 0.1,
+            weight_decay: 0.0,
+            clip: 10.0,
+            batch_size: 4,
+            max_epochs: 5,
+            patience: 5,
+        };
+        let h = fit(
+            &task,
+            &mut varmap,
+            &params,
+            1,
+            Some(4),
+            &dir.path().join("best.safetensors"),
+            |_| {},
+        )
+        .unwrap();
+        // 10 examples in batches of 4 = 3 steps per epoch: 3 in epoch 1, 1 in epoch 2.
+        let steps: Vec<usize> = h.epochs.iter().map(|e| e.steps).collect();
+        assert_eq!(steps, [3, 1]);
+        assert!(h.reached_max_steps && !h.stopped_early);
+        let e = &h.epochs[1];
+        assert!(e.seconds - e.train_seconds >= 0.29, "{e:?}");
+        assert!((e.throughput - 4.0 / e.train_seconds).abs() < 1e-6 * e.throughput);
     }
 
     #[test]
