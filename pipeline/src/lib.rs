@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod ensembl;
 pub mod error;
 pub mod fc;
 pub mod format;
