@@ -95,7 +95,7 @@ pub fn preset(name: PresetName) -> Preset {
                     genes: 4,
                     length_scale: 0.1,
                     isoforms_max: 2,
-                    skew: 4.0,
+                    skew: 1.5,
                     divergence: 0.15,
                 },
                 transcripts: None,
