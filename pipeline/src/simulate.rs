@@ -271,44 +271,21 @@ mod tests {
 
     #[test]
     fn min_anchor_labels_a_read_chimeric_only_with_enough_bases_on_each_partner() {
-        // Breakpoint 40, reads of 10, min_anchor 3.
-        assert_eq!(
-            classify(30, 10, 40, 3),
-            ReadClass::NotChimeric,
-            "ends on it"
-        );
-        assert_eq!(
-            classify(40, 10, 40, 3),
-            ReadClass::NotChimeric,
-            "starts on it"
-        );
-        assert_eq!(classify(70, 10, 40, 3), ReadClass::NotChimeric);
-        assert_eq!(
-            classify(31, 10, 40, 3),
-            ReadClass::Ambiguous,
-            "one base on the 5' side"
-        );
-        assert_eq!(
-            classify(38, 10, 40, 3),
-            ReadClass::Ambiguous,
-            "two bases on the 5' side"
-        );
-        assert_eq!(
-            classify(37, 10, 40, 3),
-            ReadClass::Chimeric,
-            "three and seven"
-        );
-        assert_eq!(
-            classify(33, 10, 40, 3),
-            ReadClass::Chimeric,
-            "seven and three"
-        );
-        assert_eq!(classify(34, 10, 40, 3), ReadClass::Chimeric);
-        assert_eq!(
-            classify(32, 10, 40, 3),
-            ReadClass::Ambiguous,
-            "eight and two"
-        );
+        // Breakpoint 40, reads of 10, min_anchor 3: (start, class, bases on the 5' / 3' side).
+        use ReadClass::*;
+        for (start, class, why) in [
+            (30, NotChimeric, "ends on it"),
+            (40, NotChimeric, "starts on it"),
+            (70, NotChimeric, "past it"),
+            (31, Ambiguous, "9 / 1"),
+            (32, Ambiguous, "8 / 2"),
+            (33, Chimeric, "7 / 3"),
+            (34, Chimeric, "6 / 4"),
+            (37, Chimeric, "3 / 7"),
+            (38, Ambiguous, "2 / 8"),
+        ] {
+            assert_eq!(classify(start, 10, 40, 3), class, "{why}");
+        }
         assert_eq!(ReadClass::Ambiguous.label(), None);
     }
 
