@@ -11,6 +11,7 @@ use crate::classify;
 use crate::config::{Preset, PresetName, preset};
 use crate::dataset::{self, DataOut};
 use crate::deploy;
+use crate::ensembl;
 use crate::error::{StepError, model};
 use crate::metrics::Metrics;
 use crate::model::{DeviceChoice, select_device};
@@ -41,6 +42,26 @@ pub enum Command {
         data: DataFlags,
         #[command(flatten)]
         out: DataOutFlags,
+    },
+    /// Fetch the panel genes' transcripts (cDNA) from Ensembl's REST API into a FASTA for `dataset --transcripts`.
+    Transcripts {
+        /// The FASTA to write (`>GENE|TRANSCRIPT_ID NAME BIOTYPE` records).
+        #[arg(long)]
+        out: PathBuf,
+        /// Ensembl REST server; https://grch37.rest.ensembl.org for GRCh37/hg19 as the original work used.
+        #[arg(long, default_value = ensembl::DEFAULT_URL)]
+        ensembl_url: String,
+        #[arg(long, default_value = "homo_sapiens")]
+        species: String,
+        /// Gene symbols, comma-separated (default: the 17-gene panel, in label order).
+        #[arg(long, value_delimiter = ',')]
+        genes: Option<Vec<String>>,
+        /// Keep transcripts of this biotype only; `any` keeps every transcript.
+        #[arg(long, default_value = "protein_coding")]
+        biotype: String,
+        /// Seconds to wait for one answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Train the gene classifier on the train split, early-stopping on the val split.
     TrainGc {
@@ -293,6 +314,27 @@ pub struct DataFlags {
     /// Per-base substitution probability of the FC reads.
     #[arg(long)]
     pub error_rate: Option<f64>,
+    /// Per-base probability of a 1-3 base insertion or deletion in the FC reads.
+    #[arg(long)]
+    pub indel_rate: Option<f64>,
+    /// Bases a read needs on each fusion partner to be labelled chimeric (shorter overlaps are dropped).
+    #[arg(long)]
+    pub min_anchor: Option<usize>,
+    /// Split FC fusions by gene pair: no partner pair in two splits (default: by fusion event).
+    #[arg(long)]
+    pub hold_out_pairs: bool,
+    /// Length of the synthetic genes relative to the real transcripts' (1.0 = real size).
+    #[arg(long)]
+    pub length_scale: Option<f64>,
+    /// Bases per GC split block (a whole block goes to one split).
+    #[arg(long)]
+    pub gc_block: Option<usize>,
+    /// Offset between consecutive GC train/val fragments.
+    #[arg(long)]
+    pub gc_stride: Option<usize>,
+    /// Offset between consecutive GC test fragments.
+    #[arg(long)]
+    pub gc_test_stride: Option<usize>,
     #[arg(long)]
     pub k: Option<usize>,
     /// k-mers per sentence.
@@ -420,6 +462,13 @@ fn apply_data(p: &mut Preset, f: &DataFlags) {
     set!(d.reads.read_length, f.read_length);
     set!(d.reads.coverage, f.coverage);
     set!(d.reads.error_rate, f.error_rate);
+    set!(d.reads.indel_rate, f.indel_rate);
+    set!(d.reads.min_anchor, f.min_anchor);
+    d.hold_out_pairs |= f.hold_out_pairs;
+    set!(d.synth.length_scale, f.length_scale);
+    set!(d.gc_split.block, f.gc_block);
+    set!(d.gc_split.stride, f.gc_stride);
+    set!(d.gc_split.test_stride, f.gc_test_stride);
     set!(d.k, f.k);
     set!(d.words, f.words);
     d.csv |= f.csv;
@@ -500,14 +549,7 @@ fn report_test(common: &Common, m: &Metrics, t: &TestFlags) -> Result<(), StepEr
     // One line on stdout that kgf-up reads back from the step's pod log after a run
     // (`kgf-up pipeline run` prints the test steps' metrics from it).
     println!("KGF_METRICS {}", json!(report::scalars(m)));
-    eprintln!(
-        "accuracy {:.4}, balanced accuracy {:.4}, F1 weighted {:.4} / macro {:.4}, ROC-AUC {}",
-        m.accuracy,
-        m.balanced_accuracy,
-        m.f1_weighted,
-        m.f1_macro,
-        m.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}"))
-    );
+    eprintln!("{}", summary_line(m));
     Ok(())
 }
 
@@ -521,6 +563,26 @@ fn write_parameter(path: &Path, value: f64) -> Result<(), StepError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     std::fs::write(path, value.to_string()).map_err(io)
+}
+
+/// The headline metrics with their 95 % intervals, and what the intervals resampled.
+fn summary_line(m: &Metrics) -> String {
+    let shown: Vec<String> = [
+        "accuracy",
+        "balanced_accuracy",
+        "f1_weighted",
+        "f1_macro",
+        "roc_auc",
+    ]
+    .iter()
+    .map(|n| m.show(n))
+    .collect();
+    format!(
+        "{} (95% intervals over {} independent groups of {} samples)",
+        shown.join(", "),
+        m.intervals.groups,
+        m.samples
+    )
 }
 
 fn device(common: &Common) -> Result<candle_core::Device, StepError> {
@@ -552,15 +614,54 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             let chimeric: u64 = labels.counts.iter().map(|c| c.fc_chimeric).sum();
             let fragments: u64 = labels.counts.iter().map(|c| c.gc_fragments).sum();
             eprintln!(
-                "dataset: {fragments} GC fragments, {reads} FC reads ({:.1}% chimeric) in {secs:.2}s ({:.0} reads/s)",
+                "dataset: {fragments} GC fragments (both strands; {} duplicates dropped), {reads} FC reads ({:.1}% chimeric; {} ambiguous reads dropped) in {secs:.2}s ({:.0} reads/s)",
+                labels.gc_duplicates,
                 100.0 * chimeric as f64 / reads.max(1) as f64,
+                labels.fc_ambiguous,
                 reads as f64 / secs.max(1e-9)
             );
+            for c in &labels.counts {
+                eprintln!(
+                    "dataset: {:<5} {} GC fragments, {} fusions, {} FC reads ({} chimeric)",
+                    c.split, c.gc_fragments, c.fc_fusions, c.fc_reads, c.fc_chimeric
+                );
+            }
             if let Some(input) = &common.executor_input {
                 let counts =
                     json!({"gc_fragments": fragments, "fc_reads": reads, "fc_chimeric": chimeric});
                 report::write_executor_output(input, &[("labels", counts)])?;
             }
+            Ok(())
+        }
+        Command::Transcripts {
+            out,
+            ensembl_url,
+            species,
+            genes,
+            biotype,
+            timeout,
+        } => {
+            let cfg = ensembl::FetchConfig {
+                base_url: ensembl_url,
+                species,
+                genes: genes.unwrap_or_else(|| {
+                    crate::transcripts::PANEL
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect()
+                }),
+                biotype: (biotype != "any").then_some(biotype),
+                timeout: std::time::Duration::from_secs(timeout),
+                attempts: 5,
+            };
+            let fetched = ensembl::fetch_to(&cfg, &out)?;
+            let bases: usize = fetched.iter().map(|t| t.seq.len()).sum();
+            eprintln!(
+                "transcripts: {} transcripts of {} genes ({bases} bases) written to {}",
+                fetched.len(),
+                cfg.genes.len(),
+                out.display()
+            );
             Ok(())
         }
         Command::TrainGc {
@@ -734,10 +835,9 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
         &dev,
     )?;
     report::write_json(&out.join("gc-test"), "metrics.json", &gc_metrics)?;
-    eprint!("test-gc: ");
     eprintln!(
-        "accuracy {:.4} (chance {:.4})",
-        gc_metrics.accuracy,
+        "test-gc: {} (chance accuracy {:.4})",
+        summary_line(&gc_metrics),
         1.0 / labels.genes.len() as f64
     );
     let fc_history = fc::train(&fc::TrainFc {
@@ -761,10 +861,7 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
         &dev,
     )?;
     report::write_json(&out.join("fc-test"), "metrics.json", &fc_metrics)?;
-    eprintln!(
-        "test-fc: balanced accuracy {:.4}, F1 weighted {:.4}",
-        fc_metrics.balanced_accuracy, fc_metrics.f1_weighted
-    );
+    eprintln!("test-fc: {}", summary_line(&fc_metrics));
     let majority = |m: &Metrics| {
         m.per_class.iter().map(|c| c.support).max().unwrap_or(0) as f64 / m.samples.max(1) as f64
     };

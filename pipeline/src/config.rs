@@ -1,11 +1,12 @@
 //! The presets: every default of the dataset and model steps. `default` is the configuration of
-//! design §4 (17 genes, 30 fusions per gene, reads of 150, 6-mers, 20 words, AdamW 5e-5, clip
-//! 0.5, batch 512, patience 10); `tiny` shrinks everything so the five steps run in seconds on
-//! two CPU cores in a debug build (CI), with a learning rate raised to match.
+//! design §4 (17 genes at their real transcript lengths, 30 fusions per gene, reads of 150,
+//! min_anchor 20, 6-mers, 20 words, AdamW 5e-5, clip 0.5, batch 512, patience 10); `tiny`
+//! shrinks everything so the five steps run in seconds on two CPU cores in a debug build (CI),
+//! with a learning rate raised to match.
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::DataConfig;
+use crate::dataset::{DataConfig, GcSplit};
 use crate::fc::FcArch;
 use crate::gc::GcArch;
 use crate::simulate::ReadConfig;
@@ -34,21 +35,27 @@ pub fn preset(name: PresetName) -> Preset {
             data: DataConfig {
                 synth: SynthConfig {
                     genes: 17,
-                    exons_min: 8,
-                    exons_max: 14,
-                    exon_len_min: 100,
-                    exon_len_max: 300,
+                    length_scale: 1.0,
                     isoforms_max: 3,
                     skew: 1.0,
+                    divergence: 0.15,
                 },
                 transcripts: None,
                 fusions_per_gene: 30,
+                hold_out_pairs: false,
                 reads: ReadConfig {
                     read_length: 150,
                     coverage: 10.0,
                     fragment_mean: 300.0,
                     fragment_sd: 30.0,
                     error_rate: 0.005,
+                    indel_rate: 0.0005,
+                    min_anchor: 20,
+                },
+                gc_split: GcSplit {
+                    block: 600,
+                    stride: 150,
+                    test_stride: 10,
                 },
                 k: 6,
                 words: 20,
@@ -86,21 +93,27 @@ pub fn preset(name: PresetName) -> Preset {
             data: DataConfig {
                 synth: SynthConfig {
                     genes: 4,
-                    exons_min: 6,
-                    exons_max: 8,
-                    exon_len_min: 60,
-                    exon_len_max: 100,
+                    length_scale: 0.1,
                     isoforms_max: 2,
-                    skew: 4.0,
+                    skew: 1.5,
+                    divergence: 0.15,
                 },
                 transcripts: None,
-                fusions_per_gene: 3,
+                fusions_per_gene: 10,
+                hold_out_pairs: false,
                 reads: ReadConfig {
                     read_length: 20,
                     coverage: 10.0,
                     fragment_mean: 40.0,
                     fragment_sd: 5.0,
                     error_rate: 0.01,
+                    indel_rate: 0.001,
+                    min_anchor: 5,
+                },
+                gc_split: GcSplit {
+                    block: 40,
+                    stride: 10,
+                    test_stride: 4,
                 },
                 k: 3,
                 words: 8,
@@ -148,6 +161,8 @@ mod tests {
         assert_eq!((d.synth.genes, d.fusions_per_gene), (17, 30));
         assert_eq!((d.reads.read_length, d.k, d.words), (150, 6, 20));
         assert_eq!(d.reads.coverage, 10.0);
+        assert_eq!(d.reads.min_anchor, 20);
+        assert_eq!(d.synth.length_scale, 1.0);
         for t in [&p.gc_train, &p.fc_train] {
             assert_eq!(
                 (t.lr, t.clip, t.batch_size, t.patience),

@@ -1,20 +1,29 @@
-//! The `dataset` step: reference → GC fragments and FC reads → k-mer tokens → seeded
-//! 80/10/10 split made once at read level → three split artifacts (`gc.npy`, `fc.npy`, optional
-//! CSV) and the label-map artifact (`labels.json`, `vocab.txt`).
+//! The `dataset` step: reference → GC fragments and FC reads → k-mer tokens → seeded splits that
+//! cannot leak → three split artifacts (`gc.npy`, `fc.npy`, optional CSV) and the label-map
+//! artifact (`labels.json`, `vocab.txt`).
 //!
-//! Streams: one fusion's reads are in memory at a time and every record goes straight to its
-//! split's file, so memory does not grow with the number of reads. Also loads the split files
-//! back for the model steps.
+//! The splits (design §4): GC fragments are split by block of sequence, so that no
+//! sentence-length window (either strand) is in two splits and exact duplicates across
+//! isoforms are written once, stratified per gene; FC reads are split by fusion event (or gene
+//! pair), so that a test junction is never seen in training and both mates of a pair stay
+//! together, stratified per 5' gene. Reads crossing a junction with fewer than `min_anchor`
+//! bases on one side are dropped, not mislabelled.
+//!
+//! Streams the FC: one fusion's reads are in memory at a time and every record goes straight to
+//! its split's file, so memory does not grow with the number of reads (the GC plan holds one
+//! entry per window of the reference, which the panel bounds). Also loads the split files back
+//! for the model steps.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::format::{Column, Fields, FormatError, Reader, Writer};
-use crate::rng;
+use crate::rng::{self, Rng};
 use crate::simulate::{self, CHIMERIC, ReadConfig};
-use crate::transcripts::{self, FastaError, Reference, SynthConfig};
+use crate::transcripts::{self, FastaError, Reference, SynthConfig, Transcript};
 use crate::vocab;
 
 /// The three splits, in file order.
@@ -38,17 +47,17 @@ impl Split {
     }
 }
 
-/// The split of record `index` of `kind` ("gc" or "fc"): a pure function of the seed and the
-/// record's identity, so it is made once and identical on every run with the same seed.
-pub fn split_of(seed: u64, kind: &str, index: u64) -> Split {
-    let u = (rng::key(seed, kind, index) >> 11) as f64 / (1u64 << 53) as f64;
-    if u < 0.8 {
-        Split::Train
-    } else if u < 0.9 {
-        Split::Val
-    } else {
-        Split::Test
-    }
+/// How the GC fragments are cut and split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GcSplit {
+    /// Bases per split unit: each gene's sequence is cut into blocks of about this length and a
+    /// whole block goes to one split, so that overlapping fragments never straddle two splits.
+    pub block: usize,
+    /// Offset between consecutive train and val fragments within a block.
+    pub stride: usize,
+    /// Offset between consecutive test fragments: denser, so that every gene has enough test
+    /// fragments for an interval (their correlation is handled by resampling whole blocks).
+    pub test_stride: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,7 +66,10 @@ pub struct DataConfig {
     /// A FASTA of transcripts used instead of the synthetic reference.
     pub transcripts: Option<PathBuf>,
     pub fusions_per_gene: usize,
+    /// Split FC fusions by partner pair (no gene pair in two splits) rather than by event.
+    pub hold_out_pairs: bool,
     pub reads: ReadConfig,
+    pub gc_split: GcSplit,
     pub k: usize,
     pub words: usize,
     pub csv: bool,
@@ -105,6 +117,11 @@ pub struct Labels {
     pub vocab_size: usize,
     pub seed: u64,
     pub counts: Vec<SplitCounts>,
+    /// GC fragments not written because the same sequence (either strand) was already written.
+    pub gc_duplicates: u64,
+    /// FC reads not written because they cross a junction with fewer than `min_anchor` bases
+    /// on one partner.
+    pub fc_ambiguous: u64,
     pub config: DataConfig,
 }
 
@@ -118,9 +135,11 @@ impl Labels {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SplitCounts {
     pub split: String,
+    /// GC records (each fragment once per strand).
     pub gc_fragments: u64,
     pub fc_reads: u64,
     pub fc_chimeric: u64,
+    pub fc_fusions: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +173,8 @@ pub fn gc_columns(kmers: usize) -> Vec<Column> {
     vec![
         Column::scalar("transcript", 4),
         Column::scalar("offset", 4),
+        Column::scalar("strand", 1),
+        Column::scalar("block", 4),
         Column::scalar("label", 2),
         Column {
             name: "tokens",
@@ -166,7 +187,9 @@ pub fn gc_columns(kmers: usize) -> Vec<Column> {
 pub fn fc_columns(kmers: usize) -> Vec<Column> {
     vec![
         Column::scalar("fusion", 4),
+        Column::scalar("pair", 4),
         Column::scalar("start", 4),
+        Column::scalar("span", 2),
         Column::scalar("breakpoint", 4),
         Column::scalar("mate", 1),
         Column::scalar("label", 1),
@@ -199,10 +222,11 @@ fn validate(cfg: &DataConfig) -> Result<(), DatasetError> {
             vocab::MAX_K
         ));
     }
-    if cfg.reads.read_length < cfg.k + cfg.words - 1 {
+    let rl = cfg.reads.read_length;
+    if rl < cfg.k + cfg.words - 1 {
         return bad(format!(
             "read length {} is shorter than one sentence of {} {}-mers ({} bases)",
-            cfg.reads.read_length,
+            rl,
             cfg.words,
             cfg.k,
             cfg.k + cfg.words - 1
@@ -211,7 +235,272 @@ fn validate(cfg: &DataConfig) -> Result<(), DatasetError> {
     if cfg.words == 0 || cfg.transcripts.is_none() && !(2..=17).contains(&cfg.synth.genes) {
         return bad("words must be positive and genes between 2 and 17".into());
     }
+    if 2 * cfg.reads.min_anchor > rl || cfg.reads.min_anchor == 0 {
+        return bad(format!(
+            "--min-anchor {} with reads of {rl}: a chimeric read needs min_anchor bases on each partner (use 1..={})",
+            cfg.reads.min_anchor,
+            rl / 2
+        ));
+    }
+    let g = &cfg.gc_split;
+    if g.block < rl || g.stride == 0 || g.test_stride == 0 {
+        return bad(format!(
+            "--gc-block {} must be at least the read length {rl}, and the strides positive",
+            g.block
+        ));
+    }
     Ok(())
+}
+
+/// A stable 64-bit hash of a byte string (FNV-1a then a SplitMix64 finalisation).
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01B3);
+    }
+    rng::key(h, "hash", 0)
+}
+
+/// The same value for a sequence and its reverse complement (`rc` is the reverse complement
+/// of the whole sequence `fwd` belongs to; the window is `fwd[p..p + len]`).
+fn canonical(fwd: &[u8], rc: &[u8], p: usize, len: usize) -> u64 {
+    let n = fwd.len();
+    hash(&fwd[p..p + len]).min(hash(&rc[n - p - len..n - p]))
+}
+
+/// One GC fragment of the plan: `read_length` bases of `transcript` from `offset`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GcFragment {
+    pub transcript: usize,
+    pub offset: usize,
+    pub gene: usize,
+    /// The block it was cut from: fragments of one block are correlated, so intervals resample
+    /// whole blocks.
+    pub block: u32,
+    pub split: Split,
+}
+
+/// The GC plan: which fragments exist and which split each is in.
+#[derive(Clone, Debug)]
+pub struct GcPlan {
+    pub fragments: Vec<GcFragment>,
+    pub duplicates: u64,
+}
+
+/// The splits of `n` new blocks of a gene seen for the first time, stratified: at least one
+/// test block once there are two, one val block once there are three, else 80/10/10 rounded.
+fn stratified(n: usize, rng: &mut Rng) -> Vec<Split> {
+    let (test, val) = match n {
+        0 | 1 => (0, 0),
+        2 => (1, 0),
+        _ => (
+            ((n as f64 * 0.1).round() as usize).max(1),
+            ((n as f64 * 0.1).round() as usize).max(1),
+        ),
+    };
+    let mut out: Vec<Split> = (0..n)
+        .map(|i| match i {
+            i if i < test => Split::Test,
+            i if i < test + val => Split::Val,
+            _ => Split::Train,
+        })
+        .collect();
+    rng.shuffle(&mut out);
+    out
+}
+
+/// Plans the GC fragments so that no sequence a sentence can see is in two splits.
+///
+/// Every sentence-length window (`k + words - 1` bases) of every transcript, on either strand,
+/// belongs to exactly one block, and a block to one split. Transcripts are visited gene by
+/// gene, longest first; a window already seen (a shared exon of another isoform, a shared
+/// domain of a paralog, a repeat) keeps the block it got first; runs of unseen windows are cut
+/// into new blocks of `gc_split.block` bases (short runs join their neighbour's block), and a
+/// gene's first transcript gets its blocks' splits stratified. Fragments are then cut only
+/// where all their windows are in one split (`stride` apart, `test_stride` in test), and exact
+/// duplicates across isoforms (either strand) are written once.
+pub fn plan_gc(reference: &Reference, cfg: &DataConfig, seed: u64) -> GcPlan {
+    let rl = cfg.reads.read_length;
+    let w = cfg.k + cfg.words - 1;
+    let block_len = cfg.gc_split.block - w + 1;
+    let mut window_block: HashMap<u64, u32> = HashMap::new();
+    let mut blocks: Vec<Split> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut plan = GcPlan {
+        fragments: Vec::new(),
+        duplicates: 0,
+    };
+    for g in 0..reference.genes.len() {
+        let mut txs: Vec<(usize, &Transcript)> = reference.of_gene(g).collect();
+        txs.sort_by_key(|(i, t)| (std::cmp::Reverse(t.seq.len()), *i));
+        let mut rng = Rng::derive(seed, "gc-split", g as u64);
+        let mut gene_seen = false;
+        for &(ti, t) in &txs {
+            if t.seq.len() < rl {
+                continue;
+            }
+            let rc = simulate::reverse_complement(&t.seq);
+            let m = t.seq.len() - w + 1;
+            let keys: Vec<u64> = (0..m).map(|p| canonical(&t.seq, &rc, p, w)).collect();
+            let mut blk: Vec<Option<u32>> =
+                keys.iter().map(|k| window_block.get(k).copied()).collect();
+            // Runs of unseen windows: long ones become new blocks, short ones join a neighbour.
+            let mut pieces: Vec<(usize, usize)> = Vec::new();
+            let mut p = 0;
+            while p < m {
+                if blk[p].is_some() {
+                    p += 1;
+                    continue;
+                }
+                let a = p;
+                while p < m && blk[p].is_none() {
+                    p += 1;
+                }
+                let len = p - a;
+                let neighbour = if a > 0 {
+                    blk[a - 1]
+                } else {
+                    blk.get(p).copied().flatten()
+                };
+                match neighbour {
+                    Some(b) if len < block_len => blk[a..p].fill(Some(b)),
+                    _ => {
+                        let n = (len / block_len).max(1);
+                        for i in 0..n {
+                            let hi = if i + 1 == n {
+                                p
+                            } else {
+                                a + (i + 1) * block_len
+                            };
+                            pieces.push((a + i * block_len, hi));
+                        }
+                        blk[a..p].fill(Some(u32::MAX));
+                    }
+                }
+            }
+            let splits = if !gene_seen {
+                gene_seen = true;
+                stratified(pieces.len(), &mut rng)
+            } else {
+                pieces
+                    .iter()
+                    .map(|_| match rng.uniform() {
+                        u if u < 0.8 => Split::Train,
+                        u if u < 0.9 => Split::Val,
+                        _ => Split::Test,
+                    })
+                    .collect()
+            };
+            for (&(a, b), s) in pieces.iter().zip(splits) {
+                blk[a..b].fill(Some(blocks.len() as u32));
+                blocks.push(s);
+            }
+            // Record the windows; a window repeated within this transcript takes the block of
+            // its first occurrence, so that the map and the fragments agree.
+            let blk: Vec<u32> = keys
+                .iter()
+                .zip(blk)
+                .map(|(k, b)| *window_block.entry(*k).or_insert(b.expect("assigned")))
+                .collect();
+            // Fragments: all windows of a fragment in one split.
+            let windows = rl - w + 1;
+            let mut a = 0;
+            while a < m {
+                let s = blocks[blk[a] as usize];
+                let mut b = a;
+                while b < m && blocks[blk[b] as usize] == s {
+                    b += 1;
+                }
+                let stride = if s == Split::Test {
+                    cfg.gc_split.test_stride
+                } else {
+                    cfg.gc_split.stride
+                };
+                let mut o = a;
+                while o + windows <= b {
+                    if seen.insert(canonical(&t.seq, &rc, o, rl)) {
+                        plan.fragments.push(GcFragment {
+                            transcript: ti,
+                            offset: o,
+                            gene: g,
+                            block: blk[o],
+                            split: s,
+                        });
+                    } else {
+                        plan.duplicates += 1;
+                    }
+                    o += stride;
+                }
+                a = b;
+            }
+        }
+    }
+    plan
+}
+
+/// The split of each fusion. By event (default): a fusion event, identified by its gene pair
+/// and the sequence on either side of its junction (`read_length` bases), keeps the split it
+/// first got, and new events take the next of their 5' gene's shuffled split slots (10 % test
+/// and val, at least one each). With `hold_out_pairs`: every unordered gene pair gets a split up front (the pairs
+/// stratified 80/10/10 as blocks are), so no pair is in two splits.
+struct FusionSplitter {
+    flank: usize,
+    slots: Vec<Vec<Split>>,
+    events: HashMap<u64, Split>,
+    pairs: Option<HashMap<(usize, usize), Split>>,
+}
+
+impl FusionSplitter {
+    fn new(cfg: &DataConfig, genes: usize, seed: u64) -> Self {
+        let n = cfg.fusions_per_gene;
+        let slots = (0..genes)
+            .map(|g| {
+                let mut rng = Rng::derive(seed, "fc-split", g as u64);
+                let mut s = stratified(n, &mut rng);
+                s.reverse();
+                s
+            })
+            .collect();
+        let pairs = cfg.hold_out_pairs.then(|| {
+            let all: Vec<(usize, usize)> = (0..genes)
+                .flat_map(|a| (a + 1..genes).map(move |b| (a, b)))
+                .collect();
+            let splits = stratified(all.len(), &mut Rng::derive(seed, "fc-pair-split", 0));
+            all.into_iter().zip(splits).collect()
+        });
+        Self {
+            flank: cfg.reads.read_length,
+            slots,
+            events: HashMap::new(),
+            pairs,
+        }
+    }
+
+    fn split(&mut self, f: &simulate::Fusion) -> Split {
+        if let Some(pairs) = &self.pairs {
+            let key = (f.five_gene.min(f.three_gene), f.five_gene.max(f.three_gene));
+            return pairs[&key];
+        }
+        // Two fusions of the same gene pair that share either side of the junction (the same
+        // 5' cut, or the same 3' cut) are one event: a read across either would be seen twice.
+        let pair = ((f.five_gene as u64) << 32) | f.three_gene as u64;
+        let (five, three) = f
+            .junction(self.flank)
+            .split_at(f.breakpoint.min(self.flank));
+        let keys = [
+            rng::key(hash(five), "5'", pair),
+            rng::key(hash(three), "3'", pair),
+        ];
+        let split = match keys.iter().find_map(|k| self.events.get(k)) {
+            Some(&s) => s,
+            None => self.slots[f.five_gene].pop().unwrap_or(Split::Train),
+        };
+        for k in keys {
+            self.events.entry(k).or_insert(split);
+        }
+        split
+    }
 }
 
 /// Runs the dataset step. Returns the label map it wrote.
@@ -221,6 +510,17 @@ pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, Dataset
         Some(p) => transcripts::read_fasta(p)?,
         None => transcripts::synthesize(&cfg.synth, seed),
     };
+    write(&reference, cfg, seed, out)
+}
+
+/// Writes the dataset of `reference` (synthetic or read by the caller from any source).
+pub fn write(
+    reference: &Reference,
+    cfg: &DataConfig,
+    seed: u64,
+    out: &DataOut,
+) -> Result<Labels, DatasetError> {
+    validate(cfg)?;
     let rl = cfg.reads.read_length;
     let kmers = rl - cfg.k + 1;
     let mut files = Vec::new();
@@ -240,10 +540,13 @@ pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, Dataset
             dir: dir.to_path_buf(),
             gc: Writer::create(&dir.join("gc.npy"), &gc_columns(kmers))?,
             fc: Writer::create(&dir.join("fc.npy"), &fc_columns(kmers))?,
-            gc_csv: csv("gc.csv", "transcript,offset,label,gene,sequence,tokens")?,
+            gc_csv: csv(
+                "gc.csv",
+                "transcript,offset,strand,block,label,gene,sequence,tokens",
+            )?,
             fc_csv: csv(
                 "fc.csv",
-                "fusion,start,breakpoint,mate,label,five_gene,three_gene,sequence,tokens",
+                "fusion,pair,start,span,breakpoint,mate,label,five_gene,three_gene,sequence,tokens",
             )?,
             counts: SplitCounts {
                 split: s.name().into(),
@@ -260,53 +563,69 @@ pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, Dataset
             .join(" ")
     };
 
-    // GC: non-overlapping, error-free fragments of the read length of every transcript.
-    let mut fragment = 0u64;
-    for (ti, t) in reference.transcripts.iter().enumerate() {
-        for off in (0..t.seq.len().saturating_sub(rl - 1)).step_by(rl) {
-            let seq = &t.seq[off..off + rl];
+    // GC: error-free fragments on both strands (mate 2 of every FC read is reverse-complemented,
+    // so the GC must know both), split as planned.
+    let plan = plan_gc(reference, cfg, seed);
+    for fr in &plan.fragments {
+        let t = &reference.transcripts[fr.transcript];
+        let fwd = &t.seq[fr.offset..fr.offset + rl];
+        for (strand, seq) in [(0u64, fwd.to_vec()), (1, simulate::reverse_complement(fwd))] {
             tokens.clear();
-            vocab::tokenize(seq, cfg.k, &mut tokens);
-            let f = &mut files[split_of(seed, "gc-split", fragment) as usize];
-            let t64 = as_u64(&tokens);
-            f.gc.write(&[&[ti as u64], &[off as u64], &[t.gene as u64], &t64])?;
+            vocab::tokenize(&seq, cfg.k, &mut tokens);
+            let f = &mut files[fr.split as usize];
+            f.gc.write(&[
+                &[fr.transcript as u64],
+                &[fr.offset as u64],
+                &[strand],
+                &[u64::from(fr.block)],
+                &[t.gene as u64],
+                &as_u64(&tokens),
+            ])?;
             if let Some(w) = &mut f.gc_csv {
                 writeln!(
                     w,
-                    "{ti},{off},{},{},{},{}",
+                    "{},{},{strand},{},{},{},{},{}",
+                    fr.transcript,
+                    fr.offset,
+                    fr.block,
                     t.gene,
                     reference.genes[t.gene],
-                    String::from_utf8_lossy(seq),
+                    String::from_utf8_lossy(&seq),
                     joined(&tokens)
                 )
                 .map_err(io_err(&f.dir.join("gc.csv")))?;
             }
             f.counts.gc_fragments += 1;
-            fragment += 1;
         }
     }
 
-    // FC: fusions_per_gene fusions with each gene as the 5' partner, reads at ~coverage.
+    // FC: fusions_per_gene fusions with each gene as the 5' partner, reads at ~coverage; every
+    // read of a fusion event (both mates of every pair) goes to the event's split.
+    let mut splitter = FusionSplitter::new(cfg, reference.genes.len(), seed);
+    let mut ambiguous = 0u64;
     let mut id = 0u32;
     for g in 0..reference.genes.len() {
         for _ in 0..cfg.fusions_per_gene {
-            let fusion = simulate::make_fusion(&reference, g, id, seed);
+            let fusion = simulate::make_fusion(reference, g, id, seed);
             id += 1;
             let Some(fusion) = fusion else { continue };
-            for (i, read) in simulate::reads(&fusion, &cfg.reads, seed)
-                .iter()
-                .enumerate()
-            {
+            let f = &mut files[splitter.split(&fusion) as usize];
+            f.counts.fc_fusions += 1;
+            for read in simulate::reads(&fusion, &cfg.reads, seed) {
+                let Some(label) = read.class.label() else {
+                    ambiguous += 1;
+                    continue;
+                };
                 tokens.clear();
                 vocab::tokenize(&read.seq, cfg.k, &mut tokens);
-                let index = (u64::from(fusion.id) << 32) | i as u64;
-                let f = &mut files[split_of(seed, "fc-split", index) as usize];
                 f.fc.write(&[
                     &[u64::from(fusion.id)],
+                    &[u64::from(read.pair)],
                     &[read.start as u64],
+                    &[read.span as u64],
                     &[fusion.breakpoint as u64],
                     &[u64::from(read.mate)],
-                    &[u64::from(read.label)],
+                    &[u64::from(label)],
                     &[fusion.five_gene as u64],
                     &[fusion.three_gene as u64],
                     &as_u64(&tokens),
@@ -314,12 +633,13 @@ pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, Dataset
                 if let Some(w) = &mut f.fc_csv {
                     writeln!(
                         w,
-                        "{},{},{},{},{},{},{},{},{}",
+                        "{},{},{},{},{},{},{label},{},{},{},{}",
                         fusion.id,
+                        read.pair,
                         read.start,
+                        read.span,
                         fusion.breakpoint,
                         read.mate,
-                        read.label,
                         fusion.five_gene,
                         fusion.three_gene,
                         String::from_utf8_lossy(&read.seq),
@@ -328,7 +648,7 @@ pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, Dataset
                     .map_err(io_err(&f.dir.join("fc.csv")))?;
                 }
                 f.counts.fc_reads += 1;
-                f.counts.fc_chimeric += u64::from(read.label == CHIMERIC);
+                f.counts.fc_chimeric += u64::from(label == CHIMERIC);
             }
         }
     }
@@ -354,6 +674,8 @@ pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, Dataset
         vocab_size: vocab::vocab_size(cfg.k),
         seed,
         counts,
+        gc_duplicates: plan.duplicates,
+        fc_ambiguous: ambiguous,
         config: cfg.clone(),
     };
     write_labels(&labels, &out.labels)?;
@@ -379,12 +701,14 @@ pub fn read_labels(dir: &Path) -> Result<Labels, DatasetError> {
     serde_json::from_slice(&bytes).map_err(|source| DatasetError::Labels { path: p, source })
 }
 
-/// A split loaded for a model step: k-mer ids (row-major, `kmers` per read) and labels.
+/// A split loaded for a model step: k-mer ids (row-major, `kmers` per read), labels, and the
+/// group of each read (GC: its block; FC: its fusion), the unit that intervals resample.
 #[derive(Clone, Debug, Default)]
 pub struct Examples {
     pub kmers: usize,
     pub tokens: Vec<u16>,
     pub labels: Vec<u32>,
+    pub groups: Vec<u64>,
 }
 
 impl Examples {
@@ -410,7 +734,9 @@ pub fn load_gc(dir: &Path, labels: &Labels) -> Result<Examples, DatasetError> {
         |f| {
             f.uint(4);
             f.uint(4);
-            f.uint(2) as u32
+            f.uint(1);
+            let block = f.uint(4);
+            (f.uint(2) as u32, block)
         },
     )
 }
@@ -422,14 +748,16 @@ pub fn load_fc(dir: &Path, labels: &Labels) -> Result<Examples, DatasetError> {
         &fc_columns(labels.kmers),
         labels.kmers,
         |f| {
+            let fusion = f.uint(4);
             f.uint(4);
             f.uint(4);
+            f.uint(2);
             f.uint(4);
             f.uint(1);
             let label = f.uint(1) as u32;
             f.uint(2);
             f.uint(2);
-            label
+            (label, fusion)
         },
     )
 }
@@ -438,17 +766,21 @@ fn load(
     path: &Path,
     columns: &[Column],
     kmers: usize,
-    label: impl Fn(&mut Fields) -> u32,
+    label_and_group: impl Fn(&mut Fields) -> (u32, u64),
 ) -> Result<Examples, DatasetError> {
     let mut r = Reader::open(path, columns)?;
+    let rows = r.rows() as usize;
     let mut ex = Examples {
         kmers,
-        tokens: Vec::with_capacity(r.rows() as usize * kmers),
-        labels: Vec::with_capacity(r.rows() as usize),
+        tokens: Vec::with_capacity(rows * kmers),
+        labels: Vec::with_capacity(rows),
+        groups: Vec::with_capacity(rows),
     };
     while let Some(rec) = r.next_record()? {
         let mut f = Fields::new(rec);
-        ex.labels.push(label(&mut f));
+        let (label, group) = label_and_group(&mut f);
+        ex.labels.push(label);
+        ex.groups.push(group);
         f.u16s(kmers, &mut ex.tokens);
     }
     Ok(ex)
@@ -457,63 +789,31 @@ fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_are_disjoint_stable_and_near_80_10_10() {
-        let a: Vec<Split> = (0..20_000).map(|i| split_of(42, "fc-split", i)).collect();
-        let b: Vec<Split> = (0..20_000).map(|i| split_of(42, "fc-split", i)).collect();
-        assert_eq!(a, b, "same seed, same split");
-        let c: Vec<Split> = (0..20_000).map(|i| split_of(43, "fc-split", i)).collect();
-        assert_ne!(a, c, "another seed, another split");
-        let frac = |s| a.iter().filter(|&&x| x == s).count() as f64 / a.len() as f64;
-        assert!((frac(Split::Train) - 0.8).abs() < 0.02);
-        assert!((frac(Split::Val) - 0.1).abs() < 0.02);
-        assert!((frac(Split::Test) - 0.1).abs() < 0.02);
-    }
+    use crate::config::{PresetName, preset};
 
     fn tiny_cfg() -> DataConfig {
         DataConfig {
-            synth: SynthConfig {
-                genes: 3,
-                exons_min: 3,
-                exons_max: 4,
-                exon_len_min: 40,
-                exon_len_max: 60,
-                isoforms_max: 2,
-                skew: 2.0,
-            },
-            transcripts: None,
-            fusions_per_gene: 2,
-            reads: ReadConfig {
-                read_length: 20,
-                coverage: 10.0,
-                fragment_mean: 40.0,
-                fragment_sd: 5.0,
-                error_rate: 0.01,
-            },
-            k: 3,
-            words: 5,
             csv: true,
+            ..preset(PresetName::Tiny).data
         }
-    }
-
-    fn fc_identities(dir: &Path) -> Vec<(u64, u64, u64)> {
-        let labels = read_labels(&dir.join("labels")).unwrap();
-        let mut ids = Vec::new();
-        for s in SPLITS {
-            let path = dir.join(s.name()).join("fc.npy");
-            let mut r = Reader::open(&path, &fc_columns(labels.kmers)).unwrap();
-            while let Some(rec) = r.next_record().unwrap() {
-                let mut f = Fields::new(rec);
-                let (fusion, start, _bp, mate) = (f.uint(4), f.uint(4), f.uint(4), f.uint(1));
-                ids.push((s as u64, fusion, start * 4 + mate));
-            }
-        }
-        ids
     }
 
     #[test]
-    fn dataset_step_writes_disjoint_stable_splits_and_label_map() {
+    fn stratified_blocks_give_every_gene_a_test_block_once_it_has_two() {
+        let mut rng = Rng::new(1);
+        assert_eq!(stratified(1, &mut rng), vec![Split::Train]);
+        let two = stratified(2, &mut rng);
+        assert_eq!(two.iter().filter(|&&s| s == Split::Test).count(), 1);
+        let ten = stratified(10, &mut rng);
+        let count = |s| ten.iter().filter(|&&x| x == s).count();
+        assert_eq!(
+            (count(Split::Train), count(Split::Val), count(Split::Test)),
+            (8, 1, 1)
+        );
+    }
+
+    #[test]
+    fn dataset_step_writes_stable_splits_and_label_map() {
         let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let l1 = run(&tiny_cfg(), 9, &DataOut::under(d1.path())).unwrap();
         run(&tiny_cfg(), 9, &DataOut::under(d2.path())).unwrap();
@@ -529,35 +829,14 @@ mod tests {
                 "{name} differs between two runs with the same seed"
             );
         }
-        assert_eq!(l1.genes, ["RUNX1", "ETV6", "RIPOR1"]);
+        assert_eq!(l1.genes, ["RUNX1", "ETV6", "RIPOR1", "CTCF"]);
         assert_eq!(l1.kmers, 18);
-        assert_eq!(l1.sentences(), 14);
-        // Every simulated read is in exactly one split, the one `split_of` names for it.
-        let mut from_files = fc_identities(d1.path());
-        let reference = transcripts::synthesize(&tiny_cfg().synth, 9);
-        let mut expected = Vec::new();
-        for id in 0..6u32 {
-            let f = simulate::make_fusion(&reference, id as usize / 2, id, 9).unwrap();
-            for (i, r) in simulate::reads(&f, &tiny_cfg().reads, 9).iter().enumerate() {
-                let s = split_of(9, "fc-split", (u64::from(id) << 32) | i as u64);
-                expected.push((
-                    s as u64,
-                    u64::from(id),
-                    r.start as u64 * 4 + u64::from(r.mate),
-                ));
-            }
+        assert_eq!(l1.sentences(), 11);
+        assert!(l1.fc_ambiguous > 0, "reads with short anchors are dropped");
+        for c in &l1.counts {
+            assert!(c.fc_reads > 0 && c.gc_fragments > 0, "{} is empty", c.split);
+            assert_eq!(c.gc_fragments % 2, 0, "both strands of every fragment");
         }
-        from_files.sort();
-        expected.sort();
-        assert_eq!(from_files, expected);
-        let n = expected.len();
-        assert!(n > 100);
-        assert!(
-            (0..3u64).all(|s| expected.iter().any(|x| x.0 == s)),
-            "all splits used"
-        );
-        let total: u64 = l1.counts.iter().map(|c| c.fc_reads).sum();
-        assert_eq!(total as usize, n);
         let vocab = std::fs::read_to_string(d1.path().join("labels/vocab.txt")).unwrap();
         assert_eq!(vocab.lines().count(), 130);
         assert_eq!(vocab.lines().nth(5), Some("AAA"));
@@ -565,6 +844,21 @@ mod tests {
         assert_eq!(csv.lines().count() as u64, l1.counts[0].fc_reads + 1);
         let train = load_fc(&d1.path().join("train"), &l1).unwrap();
         assert_eq!(train.len() as u64, l1.counts[0].fc_reads);
+        assert_eq!(train.groups.len(), train.len());
         assert!(train.tokens.iter().all(|&t| (5..130).contains(&t)));
+    }
+
+    #[test]
+    fn a_min_anchor_longer_than_half_a_read_is_refused() {
+        let mut cfg = tiny_cfg();
+        cfg.reads.min_anchor = 11;
+        let d = tempfile::tempdir().unwrap();
+        let err = run(&cfg, 1, &DataOut::under(d.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--min-anchor 11") && err.contains("1..=10"),
+            "{err}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::dataset::DatasetError;
+use crate::ensembl::EnsemblError;
 use crate::report::ReportError;
 use crate::store::StoreError;
 
@@ -12,6 +13,8 @@ pub enum StepError {
     Dataset(#[from] DatasetError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Ensembl(#[from] EnsemblError),
     #[error("{stage}: {source}")]
     Model {
         stage: &'static str,

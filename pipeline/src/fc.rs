@@ -210,13 +210,8 @@ pub fn test(
     dev: &Device,
 ) -> Result<Metrics, StepError> {
     let labels = dataset::read_labels(labels_dir)?;
-    let f = features(
-        gc_model,
-        &dataset::load_fc(test_dir, &labels)?,
-        &labels,
-        batch,
-        dev,
-    )?;
+    let ex = dataset::load_fc(test_dir, &labels)?;
+    let f = features(gc_model, &ex, &labels, batch, dev)?;
     let fc = load(fc_model, dev)?;
     if fc.cfg.input != f.width {
         return Err(StepError::Mismatch(format!(
@@ -244,5 +239,6 @@ pub fn test(
         &pred,
         &scores,
         &labels.fc_labels,
+        &ex.groups,
     ))
 }

@@ -275,5 +275,12 @@ pub fn test(
                 .map_or(0, |(i, _)| i as u32)
         })
         .collect();
-    Ok(metrics::compute(&truth, &pred, &probs, &labels.genes))
+    let groups: Vec<u64> = (0..s.len()).map(|i| ex.groups[i / s.per_read]).collect();
+    Ok(metrics::compute(
+        &truth,
+        &pred,
+        &probs,
+        &labels.genes,
+        &groups,
+    ))
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod deploy;
+pub mod ensembl;
 pub mod error;
 pub mod fc;
 pub mod format;

@@ -43,22 +43,16 @@ pub fn write_json(
     std::fs::write(&p, bytes).map_err(io(p.clone()))
 }
 
-/// The scalar metrics shown for a `system.Metrics` artifact.
+/// The scalar metrics shown for a `system.Metrics` artifact (and on the `KGF_METRICS` line):
+/// every metric, its interval as `NAME_ci_low` / `NAME_ci_high`, and the sample count.
 pub fn scalars(m: &Metrics) -> BTreeMap<String, f64> {
-    let mut s = BTreeMap::from([
-        ("accuracy".to_string(), m.accuracy),
-        ("balanced_accuracy".to_string(), m.balanced_accuracy),
-        ("precision_macro".to_string(), m.precision_macro),
-        ("recall_macro".to_string(), m.recall_macro),
-        ("f1_macro".to_string(), m.f1_macro),
-        ("precision_weighted".to_string(), m.precision_weighted),
-        ("recall_weighted".to_string(), m.recall_weighted),
-        ("f1_weighted".to_string(), m.f1_weighted),
-        ("samples".to_string(), m.samples as f64),
-    ]);
-    if let Some(auc) = m.roc_auc {
-        s.insert("roc_auc".into(), auc);
+    let mut s = m.scalars();
+    for (name, i) in &m.intervals.values {
+        s.insert(format!("{name}_ci_low"), i.low);
+        s.insert(format!("{name}_ci_high"), i.high);
     }
+    s.insert("samples".into(), m.samples as f64);
+    s.insert("groups".into(), m.intervals.groups as f64);
     s
 }
 
@@ -147,6 +141,7 @@ mod tests {
             &[0, 1, 0],
             &[0.9, 0.1, 0.2, 0.8, 0.6, 0.4],
             &["chimeric".into(), "not_chimeric".into()],
+            &[0, 1, 2],
         );
         let written = write_executor_output(
             &input.to_string(),
@@ -160,6 +155,10 @@ mod tests {
         let metrics = &out["artifacts"]["metrics"]["artifacts"][0];
         assert_eq!(metrics["uri"], "minio://b/m");
         assert!((metrics["metadata"]["accuracy"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        let (lo, hi) = crate::metrics::wilson(2, 3);
+        let meta = |k: &str| metrics["metadata"][k].as_f64().unwrap();
+        assert!((meta("accuracy_ci_low") - lo).abs() < 1e-12);
+        assert!((meta("accuracy_ci_high") - hi).abs() < 1e-12);
         let cm = &out["artifacts"]["classification"]["artifacts"][0]["metadata"];
         assert_eq!(
             cm["confusionMatrix"]["annotationSpecs"][1]["displayName"],
