@@ -279,7 +279,7 @@ fn a_webhook_is_ready_only_once_its_ca_is_injected_and_what_needs_it_waits() {
 
     let mark = bed.audit_mark();
     let injector = std::thread::spawn({
-        let bed = bed();
+        let bed = support::bed();
         move || {
             let deadline = Instant::now() + Duration::from_secs(60);
             while bed

@@ -118,6 +118,7 @@ pub fn first(ex: Examples, limit: Option<usize>) -> Examples {
             kmers: ex.kmers,
             tokens: ex.tokens[..n * ex.kmers].to_vec(),
             labels: ex.labels[..n].to_vec(),
+            groups: ex.groups[..n.min(ex.groups.len())].to_vec(),
         },
         _ => ex,
     }
