@@ -373,7 +373,7 @@ fn the_store_is_wired_everywhere_kept_converged_rewired_on_change_and_removed_by
     );
 
     // down removes every object kgf-up made (the user's namespace stays; buckets hold data).
-    let out = kgf_up(&["down", "--profile", &moved, "--non-interactive"]);
+    let out = kgf_up(&["down", "--profile", &moved, "--non-interactive", "--yes"]);
     assert!(out.status.success(), "down: {}", text(&out));
     assert!(get(&bed, TEAM_NS, "secret/mlpipeline-minio-artifact").is_none());
     assert!(get(&bed, TEAM_NS, "configmap/kfp-launcher").is_none());

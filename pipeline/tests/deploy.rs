@@ -189,7 +189,24 @@ fn get(kind: &str) -> Value {
 
 #[test]
 fn deploy_copies_the_model_and_applies_schema_valid_objects_with_the_rbac_kgf_up_grants() {
-    // The CRDs as the fixture charts install them.
+    // The CRDs as the fixture charts install them; they go again at the end, even on a failure,
+    // because the component tests install the same CRDs through helm and helm adopts nothing.
+    struct RemoveCrds;
+    impl Drop for RemoveCrds {
+        fn drop(&mut self) {
+            let _ = kubectl_with(
+                &[
+                    "delete",
+                    "crd",
+                    "inferenceservices.serving.kserve.io",
+                    "podmonitors.monitoring.coreos.com",
+                    "--ignore-not-found",
+                ],
+                None,
+            );
+        }
+    }
+    let _crds = RemoveCrds;
     apply(
         &[],
         &read("tests/fixtures/components/kserve-crd/templates/crds.yaml"),
