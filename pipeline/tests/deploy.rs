@@ -194,16 +194,12 @@ fn deploy_copies_the_model_and_applies_schema_valid_objects_with_the_rbac_kgf_up
     struct RemoveCrds;
     impl Drop for RemoveCrds {
         fn drop(&mut self) {
-            let _ = kubectl_with(
-                &[
-                    "delete",
-                    "crd",
-                    "inferenceservices.serving.kserve.io",
-                    "podmonitors.monitoring.coreos.com",
-                    "--ignore-not-found",
-                ],
-                None,
+            let crds = format!(
+                "{}\n---\n{}",
+                read("tests/fixtures/components/kserve-crd/templates/crds.yaml"),
+                read("tests/fixtures/components/kube-prometheus-stack/crds/crd-podmonitors.yaml")
             );
+            let _ = kubectl_with(&["delete", "--ignore-not-found", "-f", "-"], Some(&crds));
         }
     }
     let _crds = RemoveCrds;
