@@ -13,6 +13,7 @@ Exit codes:
   1    a step failed (the message names it, the cause and the fix)
   2    bad input: profile, --set or flags
   3    preflight failed: a tool, the container engine, a GPU or a host is missing
+  4    `plan --exit-code` only: changes are pending (0 then means no changes)
   130  interrupted (Ctrl-C); the next `kgf-up up` resumes"
     };
 }
@@ -32,7 +33,7 @@ Exit codes:
     after_long_help = concat!(
         "Examples:\n",
         "  kgf-up --profile kind-gpu            stand up kind on this GPU workstation\n",
-        "  kgf-up plan --profile rke2           show every step, command and object; change nothing\n",
+        "  kgf-up plan --profile rke2           what `up` would change, key by key; change nothing\n",
         "  kgf-up --profile sim --set components.minio.enabled=false\n",
         "  kgf-up status                        each step: converged, missing, drifted or failed\n",
         "  kgf-up down                          remove what kgf-up installed\n\n",
@@ -55,8 +56,19 @@ pub enum Command {
         #[arg(long)]
         run: bool,
     },
-    /// Print every step, its source and version, the commands and objects it would apply.
-    Plan,
+    /// Show what `up` would change, and change nothing: each step is observed on the cluster
+    /// (or hosts) and, where it is not converged, its changes are listed: helm releases with
+    /// every values key old → new, objects to create or patch (a server-side dry run, field by
+    /// field), files with their content (secrets redacted), commands. Without a cluster yet,
+    /// the offline plan: the rendered kind config, rke2 config.yaml and every values file.
+    Plan {
+        /// Exit 4 when changes are pending and 0 when there are none (for CI).
+        #[arg(long)]
+        exit_code: bool,
+        /// Look at nothing (no cluster, no hosts, no SSH): what `up` would do from scratch.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Show each step's observed state on the live cluster.
     Status,
     /// Run the smoke checks alone: GPU allocatable, CUDA pod, each component's health.

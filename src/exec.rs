@@ -2,66 +2,16 @@
 //!
 //! Every command goes through [`Exec::run`], which logs its argv and output to the run log with
 //! secrets redacted by value, enforces a timeout, retries only the failures a command declared
-//! transient, and in dry-run mode records commands that change something instead of running them.
-//! Nothing else in kgf-up may spawn a process. This module must not decide *what* to run.
+//! transient, and passes every command that changes something through the [`Gate`], which records
+//! it instead when `plan` runs. Nothing else in kgf-up may spawn a process. This module must not
+//! decide *what* to run.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Values that must never appear in a log line, an error or a plan: every [`Secret`] registers its
-/// value here on creation, and [`redact`] replaces each occurrence with `***`.
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// A secret value (token, password, key). Its `Debug` and `Display` print `***`; the value is
-/// reachable only through [`Secret::expose`], and only ever passed to programs on stdin or in a file.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        let value: String = value.into();
-        // Short values would redact ordinary words; kgf-up's secrets are tokens and generated keys.
-        if value.len() >= 4 {
-            let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-            if !secrets.contains(&value) {
-                secrets.push(value.clone());
-                // Longest first, so a secret that contains another is replaced whole.
-                secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-            }
-        }
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Replaces every registered secret value in `text` with `***`.
-pub fn redact(text: &str) -> String {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    let mut out = text.to_string();
-    for secret in secrets.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "***");
-        }
-    }
-    out
-}
+use crate::gate::{Change, Gate};
+use crate::secret::{Secret, redact};
 
 /// What a command's stdin carries.
 #[derive(Clone, Debug)]
@@ -156,7 +106,8 @@ impl Cmd {
         self
     }
 
-    /// Marks the command as one that changes something: dry-run records it instead of running it.
+    /// Marks the command as one that changes something: it passes the gate, which records it
+    /// instead of running it when `plan` runs.
     pub fn changes(mut self) -> Self {
         self.changes = true;
         self
@@ -183,6 +134,21 @@ impl Cmd {
 
     pub fn is_change(&self) -> bool {
         self.changes
+    }
+
+    /// What the command gets on stdin, for a plan to show: text as it is (redacted), a secret
+    /// as such, binary data by its size.
+    fn shown_stdin(&self) -> Vec<String> {
+        match &self.stdin {
+            Stdin::Null => Vec::new(),
+            Stdin::Secret(_) => vec!["stdin: <redacted secret>".into()],
+            Stdin::Bytes(b) => match std::str::from_utf8(b) {
+                Ok(text) => std::iter::once("stdin:".to_string())
+                    .chain(text.lines().map(|l| format!("  {l}")))
+                    .collect(),
+                Err(_) => vec![format!("stdin: {} bytes", b.len())],
+            },
+        }
     }
 
     /// The command line as a user could paste it, secrets redacted.
@@ -248,11 +214,10 @@ impl ExecError {
     }
 }
 
-/// Runs commands. Cheap to clone; clones share the run log and the dry-run record.
+/// Runs commands. Cheap to clone; clones share the gate.
 #[derive(Clone, Default)]
 pub struct Exec {
-    dry_run: bool,
-    planned: Arc<Mutex<Vec<String>>>,
+    gate: Gate,
     hints: Arc<Vec<(String, String)>>,
 }
 
@@ -261,10 +226,10 @@ impl Exec {
         Exec::default()
     }
 
-    /// In dry-run mode, commands marked [`Cmd::changes`] are recorded, not run.
-    pub fn dry_run() -> Self {
+    /// Commands marked [`Cmd::changes`] pass `gate` (recorded, not run, when it records).
+    pub fn with_gate(gate: Gate) -> Self {
         Exec {
-            dry_run: true,
+            gate,
             ..Exec::default()
         }
     }
@@ -275,29 +240,26 @@ impl Exec {
         self
     }
 
-    pub fn is_dry_run(&self) -> bool {
-        self.dry_run
-    }
-
-    /// The changing commands a dry run skipped, in order.
-    pub fn planned(&self) -> Vec<String> {
-        self.planned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The gate this runner's changing commands pass.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Runs `cmd` to completion (blocking). Non-zero exit is an error carrying the redacted stderr.
+    /// A changing command the gate records comes back with empty output.
     pub fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let line = cmd.display();
-        if self.dry_run && cmd.changes {
-            tracing::info!(target: "exec", command = %line, "dry run: not running");
-            self.planned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(line);
-            return Ok(Output::default());
+        if cmd.changes {
+            let change = Change::new(format!("$ {}", cmd.display())).with_detail(cmd.shown_stdin());
+            return self
+                .gate
+                .change_now(change, || self.run_now(cmd))
+                .map(Option::unwrap_or_default);
         }
+        self.run_now(cmd)
+    }
+
+    fn run_now(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let line = cmd.display();
         let program = which::which(&cmd.program).map_err(|_| ExecError::NotFound {
             program: cmd.program.clone(),
             hint: self.hint(&cmd.program),
@@ -547,13 +509,15 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_records_changes_and_runs_reads() {
-        let exec = Exec::dry_run();
+    fn a_recording_gate_keeps_changing_commands_and_runs_reads() {
+        let exec = Exec::with_gate(Gate::record());
         let out = exec.run(&Cmd::new("echo").arg("read")).unwrap();
         assert_eq!(out.stdout, "read\n");
         exec.run(&Cmd::new("false").arg("would-change").changes())
             .expect("not run");
-        assert_eq!(exec.planned(), vec!["false would-change".to_string()]);
+        let recorded = exec.gate().take();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].summary, "$ false would-change");
     }
 
     #[test]

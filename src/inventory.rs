@@ -8,13 +8,14 @@
 //! that ConfigMap.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
+use crate::gate::Change;
 use crate::kube::{FIELD_MANAGER, Kube, KubeError, ObjectRef};
-use crate::step::StepId;
 
 pub const CONFIGMAP: &str = "kgf-up-inventory";
 
@@ -53,8 +54,8 @@ pub struct Inventory {
 }
 
 /// ConfigMap keys allow `[-._a-zA-Z0-9]`; step ids use `/`.
-fn key(id: &StepId) -> String {
-    id.as_str().replace('/', ".")
+fn key(id: &impl fmt::Display) -> String {
+    id.to_string().replace('/', ".")
 }
 
 impl Inventory {
@@ -79,7 +80,7 @@ impl Inventory {
         Ok(Inventory { records })
     }
 
-    pub fn get(&self, id: &StepId) -> Option<&Record> {
+    pub fn get(&self, id: &impl fmt::Display) -> Option<&Record> {
         self.records.get(&key(id))
     }
 }
@@ -89,7 +90,7 @@ impl Inventory {
 pub async fn write(
     kube: &Kube,
     namespace: &str,
-    id: &StepId,
+    id: &impl fmt::Display,
     record: &Record,
 ) -> Result<(), KubeError> {
     ensure_namespace(kube, namespace).await?;
@@ -105,26 +106,35 @@ pub async fn write(
     });
     // Each step is its own field manager for its key, so removing one key never touches others.
     let manager = format!("{FIELD_MANAGER}.{}", key(id));
-    api.patch(
-        CONFIGMAP,
-        &PatchParams::apply(&manager).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| KubeError::Api {
-        action: "recording",
-        object: format!("inventory entry {id}"),
-        source,
-    })?;
+    let params = PatchParams::apply(&manager).force();
+    kube.gate()
+        .change(
+            Change::bookkeeping(format!(
+                "record {id} ({:?}) in kgf-up's inventory",
+                record.state
+            )),
+            api.patch(CONFIGMAP, &params, &Patch::Apply(&body)),
+        )
+        .await
+        .map_err(|source| KubeError::Api {
+            action: "recording",
+            object: format!("inventory entry {id}"),
+            source,
+        })?;
     Ok(())
 }
 
 /// Removes one step's record (after `down` removed what it lists).
-pub async fn remove(kube: &Kube, namespace: &str, id: &StepId) -> Result<(), KubeError> {
+pub async fn remove(kube: &Kube, namespace: &str, id: &impl fmt::Display) -> Result<(), KubeError> {
     let api: Api<ConfigMap> = Api::namespaced(kube.client(), namespace);
     let patch = serde_json::json!({"data": {key(id): null}});
-    match api
-        .patch(CONFIGMAP, &PatchParams::default(), &Patch::Merge(&patch))
+    let change = Change::bookkeeping(format!("remove {id} from kgf-up's inventory"));
+    match kube
+        .gate()
+        .change(
+            change,
+            api.patch(CONFIGMAP, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -156,17 +166,18 @@ pub(crate) async fn ensure_namespace(kube: &Kube, namespace: &str) -> Result<(),
         "kind": "Namespace",
         "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "kgf-up"}}
     });
-    api.patch(
-        namespace,
-        &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| KubeError::Api {
-        action: "creating",
-        object: format!("Namespace {namespace}"),
-        source,
-    })?;
+    let params = PatchParams::apply(FIELD_MANAGER);
+    kube.gate()
+        .change(
+            Change::bookkeeping(format!("create kgf-up's namespace {namespace}")),
+            api.patch(namespace, &params, &Patch::Apply(&body)),
+        )
+        .await
+        .map_err(|source| KubeError::Api {
+            action: "creating",
+            object: format!("Namespace {namespace}"),
+            source,
+        })?;
     Ok(())
 }
 

@@ -2,14 +2,16 @@
 //! first and waited Established, then namespaces, then the rest), waits built on watches, and the
 //! diagnosis printed when a wait times out.
 //!
-//! Every change kgf-up makes to a cluster goes through [`Kube::apply`] or [`Kube::delete`]; this
-//! module must not decide what to apply.
+//! Every write passes the [`Gate`]: [`Kube::apply`] and [`Kube::delete`] here, other writes
+//! (inventory, lock, Jobs, nodes) through [`Kube::gate`]. When the gate records (`plan`), apply
+//! asks the API server for a server-side dry run instead and records what would change, field by
+//! field. This module must not decide what to apply.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -25,7 +27,14 @@ use kube::{Client, Config, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::step::Kubeconfig;
+use crate::gate::{Change, Gate};
+
+/// Where the cluster's API is: a kubeconfig file and the context to use in it.
+#[derive(Clone, Debug)]
+pub struct Kubeconfig {
+    pub path: PathBuf,
+    pub context: Option<String>,
+}
 
 /// The field manager of every server-side apply kgf-up makes.
 pub const FIELD_MANAGER: &str = "kgf-up";
@@ -206,11 +215,12 @@ pub struct Kube {
     proxy: Client,
     url: String,
     kinds: std::sync::Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>,
+    gate: Gate,
 }
 
 impl Kube {
-    /// Connects with the kubeconfig's context; checks the API answers.
-    pub async fn connect(kubeconfig: &Kubeconfig) -> Result<Kube, KubeError> {
+    /// Connects with the kubeconfig's context; checks the API answers. Every write passes `gate`.
+    pub async fn connect(kubeconfig: &Kubeconfig, gate: Gate) -> Result<Kube, KubeError> {
         let mut config = config(kubeconfig).await?;
         config.headers.push((
             http::header::USER_AGENT,
@@ -237,7 +247,13 @@ impl Kube {
             proxy,
             url,
             kinds: Default::default(),
+            gate,
         })
+    }
+
+    /// The gate every write to this cluster passes.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     pub fn client(&self) -> Client {
@@ -323,7 +339,9 @@ impl Kube {
     }
 
     /// Server-side applies `objects` in order (as [`parse_manifests`] sorted them); each CRD is
-    /// waited Established before anything after it, so custom resources of it resolve.
+    /// waited Established before anything after it, so custom resources of it resolve. When the
+    /// gate records, each object is dry-run instead and only the ones that would change are
+    /// recorded, with their differences.
     pub async fn apply(
         &self,
         objects: &[DynamicObject],
@@ -337,20 +355,45 @@ impl Kube {
         };
         let mut applied = Vec::with_capacity(objects.len());
         for obj in objects {
-            let r = self.reference(obj, default_namespace).await?;
+            let r = match self.reference(obj, default_namespace).await {
+                // A custom resource whose CRD this plan would create first.
+                Err(KubeError::UnknownKind { .. }) if self.gate.recording() => {
+                    let r = unresolved_ref(obj, default_namespace);
+                    self.gate.change_now(
+                        Change::new(format!("create {r}"))
+                            .with_detail(["(its kind is served once the CRDs before it exist)"]),
+                        || Ok::<_, KubeError>(()),
+                    )?;
+                    applied.push(r);
+                    continue;
+                }
+                r => r?,
+            };
             let (api, ns) = self.api_for(&r).await?;
             let mut body = obj.clone();
             body.metadata.namespace = ns;
             body.metadata.resource_version = None;
-            tracing::info!(target: "kube", object = %r, "server-side apply");
-            api.patch(&r.name, &params, &Patch::Apply(&body))
+            let change = if self.gate.recording() {
+                match self.preview(&api, &r, &body, &params).await? {
+                    Some(change) => change,
+                    None => {
+                        applied.push(r);
+                        continue;
+                    }
+                }
+            } else {
+                Change::new(format!("server-side apply {r}"))
+            };
+            let done = self
+                .gate
+                .change(change, api.patch(&r.name, &params, &Patch::Apply(&body)))
                 .await
                 .map_err(|source| KubeError::Api {
                     action: "applying",
                     object: r.to_string(),
                     source,
                 })?;
-            if r.kind == "CustomResourceDefinition" {
+            if done.is_some() && r.kind == "CustomResourceDefinition" {
                 self.wait_ready(&r, deadline).await?;
             }
             applied.push(r);
@@ -358,6 +401,37 @@ impl Kube {
         Ok(applied)
     }
 
+    /// What applying `body` would change, by a server-side dry run compared with the live
+    /// object: `None` when nothing would.
+    async fn preview(
+        &self,
+        api: &Api<DynamicObject>,
+        r: &ObjectRef,
+        body: &DynamicObject,
+        params: &PatchParams,
+    ) -> Result<Option<Change>, KubeError> {
+        let failed = |action| {
+            move |source| KubeError::Api {
+                action,
+                object: r.to_string(),
+                source,
+            }
+        };
+        // A new object's namespace may be one this plan would create: only a live object is
+        // dry-run (a dry run in a missing namespace is refused).
+        let Some(live) = api.get_opt(&r.name).await.map_err(failed("reading"))? else {
+            return Ok(Some(Change::new(format!("create {r}"))));
+        };
+        let mut dry = params.clone();
+        dry.dry_run = true;
+        let after = api
+            .patch(&r.name, &dry, &Patch::Apply(body))
+            .await
+            .map_err(failed("dry-running the apply of"))?;
+        let secret = r.kind == "Secret";
+        let lines = object_diff(&as_value(&live), &as_value(&after), secret);
+        Ok((!lines.is_empty()).then(|| Change::new(format!("patch {r}")).with_detail(lines)))
+    }
     /// Whether the object exists (a read).
     pub async fn exists(&self, r: &ObjectRef) -> Result<bool, KubeError> {
         let (api, _) = match self.api_for(r).await {
@@ -393,9 +467,16 @@ impl Kube {
                 });
             }
         };
-        tracing::info!(target: "kube", object = %r, "delete");
-        match api.delete(&r.name, &DeleteParams::foreground()).await {
-            Ok(_) => {}
+        let deleted = self
+            .gate
+            .change(
+                Change::new(format!("delete {r}")),
+                api.delete(&r.name, &DeleteParams::foreground()),
+            )
+            .await;
+        match deleted {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(source) => {
                 return Err(KubeError::Api {
@@ -702,48 +783,6 @@ impl Kube {
         }
         out.trim_end().to_string()
     }
-
-    /// Watches pods in `namespace` until every one is ready or `deadline` passes.
-    pub async fn wait_pods_ready(
-        &self,
-        namespace: &str,
-        deadline: Duration,
-    ) -> Result<(), KubeError> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let started = tokio::time::Instant::now();
-        let stream = kube::runtime::watcher(pods.clone(), Default::default());
-        let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(stream));
-        loop {
-            let list =
-                pods.list(&ListParams::default())
-                    .await
-                    .map_err(|source| KubeError::Api {
-                        action: "listing pods in",
-                        object: namespace.to_string(),
-                        source,
-                    })?;
-            let unready: Vec<String> = list
-                .items
-                .iter()
-                .filter(|p| !pod_ready(p))
-                .map(|p| p.name_any())
-                .collect();
-            if unready.is_empty() {
-                return Ok(());
-            }
-            let left = deadline.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(KubeError::Timeout {
-                    object: format!("pods in {namespace}"),
-                    condition: "Ready".into(),
-                    waited: deadline,
-                    last: format!("not ready: {}", unready.join(", ")),
-                });
-            }
-            // Re-check on the next change, or when the deadline comes.
-            let _ = tokio::time::timeout(left, stream.next()).await;
-        }
-    }
 }
 
 const CA_INJECTED: &str = "caBundle injected into every webhook (cert-manager's CA injector)";
@@ -757,6 +796,97 @@ const INJECT_CA: &[&str] = &[
 
 fn as_value<T: Serialize>(obj: &T) -> serde_json::Value {
     serde_json::to_value(obj).unwrap_or_default()
+}
+
+/// An object's reference when its kind cannot be resolved yet (namespace as written or defaulted).
+fn unresolved_ref(obj: &DynamicObject, default_namespace: &str) -> ObjectRef {
+    let t = obj.types.as_ref().expect("parse_manifests checked types");
+    ObjectRef {
+        api_version: t.api_version.clone(),
+        kind: t.kind.clone(),
+        namespace: obj
+            .metadata
+            .namespace
+            .clone()
+            .or_else(|| Some(default_namespace.to_string())),
+        name: obj.name_any(),
+    }
+}
+
+/// The fields that differ between the live object and the dry run's result, one line each as
+/// `path: old → new`, leaving out what the server keeps for itself (resourceVersion, managed
+/// fields, status). A Secret's values are never shown, only which keys change.
+pub fn object_diff(
+    live: &serde_json::Value,
+    after: &serde_json::Value,
+    secret: bool,
+) -> Vec<String> {
+    fn strip(v: &serde_json::Value) -> serde_json::Value {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+            if let Some(m) = o.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                for k in [
+                    "managedFields",
+                    "resourceVersion",
+                    "generation",
+                    "uid",
+                    "creationTimestamp",
+                ] {
+                    m.remove(k);
+                }
+            }
+        }
+        v
+    }
+    let mut lines = Vec::new();
+    diff_into("", &strip(live), &strip(after), secret, &mut lines);
+    lines
+}
+
+fn diff_into(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    secret: bool,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if old == new {
+        return;
+    }
+    if let (Value::Object(a), Value::Object(b)) = (old, new) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            diff_into(
+                &at,
+                a.get(k).unwrap_or(&Value::Null),
+                b.get(k).unwrap_or(&Value::Null),
+                secret,
+                out,
+            );
+        }
+        return;
+    }
+    let hidden = secret && (path.starts_with("data.") || path.starts_with("stringData."));
+    let show = |v: &Value| match v {
+        Value::Null => "(none)".to_string(),
+        _ if hidden => "<redacted>".to_string(),
+        v => {
+            let text = v.to_string();
+            if text.chars().count() > 120 {
+                format!("{}…", text.chars().take(117).collect::<String>())
+            } else {
+                text
+            }
+        }
+    };
+    out.push(format!("{path}: {} → {}", show(old), show(new)));
 }
 
 /// Whether a webhook configuration can be called: one that asks cert-manager for its CA has it

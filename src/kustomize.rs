@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn remote_builds_retry_network_failures_and_local_ones_do_not() {
-        let k = Kustomize::new(Exec::dry_run());
+        let k = Kustomize::new(Exec::with_gate(crate::gate::Gate::record()));
         let remote = k.build_cmd(&Target::parse("github.com/o/r/p?ref=1"));
         assert_eq!(remote.display(), "kustomize build 'github.com/o/r/p?ref=1'");
         assert!(!remote.is_change(), "a build only reads");

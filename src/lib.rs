@@ -1,17 +1,21 @@
 //! kgf-up: stands up a GPU-ready ML platform on kind, rke2, a simulated or an existing cluster.
 //!
-//! Layers depend only downward: `cli` → actions (`main`) → `runner`, `plan`, `teardown` →
-//! steps (`cluster`, `components`, `validate`) → adapters (`kube`, `helm`, `exec`), with
-//! `profile` (what to do), `inventory` (what was done) and `ui` (what the user sees) beside them.
+//! Layers depend only downward (`tests/house.rs` checks that no modules use each other in a
+//! circle): `cli` → actions (`main`) → `runner`, `plan`, `teardown` → steps (`cluster`,
+//! `components`, `validate`) → adapters (`kube`, `helm`, `kustomize`, `ssh`, `exec`) → the
+//! `gate` every change passes, with `profile` and `load` (what to do), `inventory` (what was
+//! done), `wait` (for what cannot be watched), `secret` and `ui` (what the user sees) beside them.
 
 pub mod cli;
 pub mod cluster;
 pub mod components;
 pub mod exec;
+pub mod gate;
 pub mod helm;
 pub mod inventory;
 pub mod kube;
 pub mod kustomize;
+pub mod load;
 pub mod lock;
 pub mod objectstore;
 pub mod pipeline;
@@ -20,9 +24,11 @@ pub mod preflight;
 pub mod profile;
 pub mod proof;
 pub mod runner;
+pub mod secret;
 pub mod ssh;
 pub mod step;
 pub mod teardown;
 pub mod ui;
 pub mod validate;
 pub mod vendor;
+pub mod wait;

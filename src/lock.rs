@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
-use crate::kube::Kube;
-use crate::step::StepError;
+use crate::gate::{Change, Gate};
+use crate::kube::{Kube, KubeError};
 
 pub const LEASE: &str = "kgf-up-lock";
 /// A holder that has not renewed for this long is taken to be gone (killed, lost its network).
@@ -20,6 +20,7 @@ const RENEW: Duration = Duration::from_secs(15);
 /// A held lock; renewal stops when it is dropped, and [`Held::release`] gives it back.
 pub struct Held {
     api: Api<Lease>,
+    gate: Gate,
     holder: String,
     renewal: tokio::task::JoinHandle<()>,
 }
@@ -74,15 +75,45 @@ fn lease(holder: &str) -> Lease {
     .expect("a lease")
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another kgf-up ({holder}) is changing this cluster (lock renewed {}s ago)", renewed.as_secs())]
+    Held { holder: String, renewed: Duration },
+    #[error("creating kgf-up's namespace: {0}")]
+    Namespace(#[source] KubeError),
+    #[error("taking kgf-up's lock: {0}")]
+    Api(#[source] kube::Error),
+}
+
+impl LockError {
+    /// The fix line, where there is one beyond the message.
+    pub fn fix(&self) -> Option<String> {
+        match self {
+            LockError::Held { .. } => Some(format!(
+                "wait for it to finish; if it is gone, its lock expires {}s after its last renewal",
+                STALE.as_secs()
+            )),
+            LockError::Namespace(_) | LockError::Api(_) => None,
+        }
+    }
+}
+
 /// Takes the lock, or says who holds it and how to proceed.
-pub async fn acquire(kube: &Kube, namespace: &str) -> Result<Held, StepError> {
+pub async fn acquire(kube: &Kube, namespace: &str) -> Result<Held, LockError> {
     crate::inventory::ensure_namespace(kube, namespace)
         .await
-        .map_err(|e| StepError::context("creating kgf-up's namespace", e))?;
+        .map_err(LockError::Namespace)?;
     let api: Api<Lease> = Api::namespaced(kube.client(), namespace);
     let me = holder();
-    let err = |e: kube::Error| StepError::context("taking kgf-up's lock", e);
-    match api.create(&PostParams::default(), &lease(&me)).await {
+    let err = LockError::Api;
+    let gate = kube.gate();
+    let created = gate
+        .change(
+            Change::bookkeeping(format!("take kgf-up's lock {namespace}/{LEASE}")),
+            api.create(&PostParams::default(), &lease(&me)),
+        )
+        .await;
+    match created {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let current = api.get(LEASE).await.map_err(err)?;
@@ -93,35 +124,38 @@ pub async fn acquire(kube: &Kube, namespace: &str) -> Result<Held, StepError> {
                 .map(|t| Timestamp::now().duration_since(t).unsigned_abs())
                 .unwrap_or(STALE);
             if age < STALE && !holder_is_gone(&other) {
-                return Err(StepError::new(format!(
-                    "another kgf-up ({other}) is changing this cluster (lock renewed {}s ago)",
-                    age.as_secs()
-                ))
-                .with_fix(format!(
-                    "wait for it to finish; if it is gone, its lock expires {}s after its last renewal",
-                    STALE.as_secs()
-                )));
+                return Err(LockError::Held {
+                    holder: other,
+                    renewed: age,
+                });
             }
             tracing::warn!(target: "lock", %other, "taking over a stale lock");
             // Replace only the version we read: two takers cannot both win.
             let mut taken = lease(&me);
             taken.metadata.resource_version = current.metadata.resource_version;
-            api.replace(LEASE, &PostParams::default(), &taken)
-                .await
-                .map_err(err)?;
+            gate.change(
+                Change::bookkeeping(format!("take over the stale lock of {other}")),
+                api.replace(LEASE, &PostParams::default(), &taken),
+            )
+            .await
+            .map_err(err)?;
         }
         Err(e) => return Err(err(e)),
     }
     let renewal = {
         let api = api.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RENEW).await;
                 let patch = serde_json::json!({"spec": {"renewTime": now()}});
-                if let Err(e) = api
-                    .patch(LEASE, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
+                let renewed = gate
+                    .change(
+                        Change::bookkeeping("renew kgf-up's lock"),
+                        api.patch(LEASE, &PatchParams::default(), &Patch::Merge(&patch)),
+                    )
+                    .await;
+                if let Err(e) = renewed {
                     tracing::warn!(target: "lock", error = %e, "could not renew the lock");
                 }
             }
@@ -129,6 +163,7 @@ pub async fn acquire(kube: &Kube, namespace: &str) -> Result<Held, StepError> {
     };
     Ok(Held {
         api,
+        gate: gate.clone(),
         holder: me,
         renewal,
     })
@@ -141,7 +176,13 @@ impl Held {
         if let Ok(current) = self.api.get(LEASE).await
             && current.spec.and_then(|s| s.holder_identity).as_deref() == Some(self.holder.as_str())
         {
-            let _ = self.api.delete(LEASE, &DeleteParams::default()).await;
+            let _ = self
+                .gate
+                .change(
+                    Change::bookkeeping("release kgf-up's lock"),
+                    self.api.delete(LEASE, &DeleteParams::default()),
+                )
+                .await;
         }
     }
 }

@@ -10,11 +10,12 @@ use clap::{CommandFactory, Parser};
 
 use kgf_up::cli::{Cli, Command, Output, PipelineAction};
 use kgf_up::cluster::{self, Overrides};
-use kgf_up::exec::{Exec, redact};
+use kgf_up::exec::Exec;
 use kgf_up::plan;
 use kgf_up::profile::{self, Provider};
-use kgf_up::runner::{self, Outcome};
-use kgf_up::step::{Ctx, ErrorKind, StepError};
+use kgf_up::runner;
+use kgf_up::secret::redact;
+use kgf_up::step::{Ctx, ErrorKind, Outcome, StepError};
 use kgf_up::ui::Ui;
 
 /// An error on its way out: the message (already a sentence with its fix) and the exit code.
@@ -116,6 +117,8 @@ fn main() -> ExitCode {
             result = run(cli) => match result {
                 Ok(()) => 0,
                 Err(f) if f.code == 0 => 0,
+            // Said already (plan's "changes pending" is its report).
+            Err(f) if f.message.is_empty() => f.code,
                 Err(f) => {
                     let message = redact(&f.message);
                     tracing::error!(code = f.code, "{message}");
@@ -235,7 +238,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         && std::env::var("CI").map(|v| v != "true").unwrap_or(true)
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal();
-    let loaded = profile::load(&g.profile, &g.sets).map_err(Failure::input)?;
+    let loaded = kgf_up::load::load(&g.profile, &g.sets).map_err(Failure::input)?;
     let mut loaded = loaded;
     if let Some(t) = g.timeout {
         loaded.profile.settings.timeout = t;
@@ -266,7 +269,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let json = g.output == Output::Json;
     let exec = match command {
-        Command::Plan => Exec::dry_run(),
+        Command::Plan { .. } => Exec::with_gate(kgf_up::gate::Gate::record()),
         _ => Exec::new(),
     }
     .with_hints(kgf_up::preflight::install_hints());
@@ -302,7 +305,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     ));
     let started = Instant::now();
     let result = match command {
-        Command::Plan => outln(&redact(&plan::render(&plan, &loaded, json))),
+        Command::Plan { exit_code, offline } => {
+            let previews = if offline {
+                runner::offline(&plan)
+            } else {
+                runner::preview(&plan, &ctx).await
+            };
+            plan_verb(&plan, &loaded, previews, json, exit_code)
+        }
         Command::Verify => verify(&plan, &loaded.profile, ctx.clone(), &ui, started).await,
         Command::Up { .. } | Command::Pipeline { .. } => {
             if loaded.profile.cluster.provider == Provider::Sim {
@@ -373,6 +383,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         rke2.close().await;
     }
     result
+}
+
+/// `plan`: observe every step and record what apply would change (the gate records, so nothing
+/// is changed); exit 4 with `--exit-code` when something would.
+fn plan_verb(
+    plan: &plan::Plan,
+    loaded: &profile::Loaded,
+    previews: Vec<(kgf_up::step::StepId, plan::Preview)>,
+    json: bool,
+    exit_code: bool,
+) -> Result<(), Failure> {
+    let text = if json {
+        plan::render_json(plan, loaded, &previews)
+    } else {
+        plan::render_text(plan, loaded, &previews)
+    };
+    outln(&redact(&text))?;
+    if previews
+        .iter()
+        .any(|(_, p)| matches!(p, plan::Preview::Failed(_)))
+    {
+        return Err(Failure {
+            message: "`up` would fail at the steps marked \"would fail\" (above)".into(),
+            code: 1,
+        });
+    }
+    if exit_code && plan::pending(&previews) {
+        return Err(Failure {
+            message: String::new(),
+            code: 4,
+        });
+    }
+    Ok(())
 }
 
 /// `vendor`: every component's source copied for an air-gapped install, and the profile lines
@@ -624,11 +667,21 @@ async fn start_run(p: &profile::PipelineSpec, ctx: &Ctx, ui: &Ui) -> Result<(), 
         pipeline_root: None,
         polling: kfp::Polling::default(),
     };
-    let run = deploy::run(&client, &uploaded, request, |r| {
+    let change = kgf_up::gate::Change::new(format!(
+        "start run {display_name} of pipeline {name} in experiment {}",
+        p.experiment
+    ));
+    let started = deploy::run(&client, &uploaded, request, |r| {
         ui.note(&kfp::render_tasks(r))
-    })
-    .await
-    .map_err(step::step_error)?;
+    });
+    let Some(run) = ctx
+        .gate()
+        .change(change, started)
+        .await
+        .map_err(step::step_error)?
+    else {
+        return Ok(());
+    };
     let kube = ctx.kube().await?;
     let metrics = deploy::run_metrics(&kube.client(), kfp::NAMESPACE, &run).await;
     ui.note(&format!(
@@ -923,7 +976,7 @@ fn not_ready_for_kind(report: &kgf_up::preflight::Report) -> Failure {
             message.push_str(&format!("\n    fix: {}", fix.shown));
         }
     }
-    let sim = profile::load("sim", &[]).map(|l| l.profile);
+    let sim = kgf_up::load::load("sim", &[]).map(|l| l.profile);
     let missing = sim.as_ref().map(sim_missing).unwrap_or_default();
     let needs = if missing.is_empty() {
         "it needs kwokctl and helm, both found here".to_string()

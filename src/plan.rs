@@ -1,16 +1,15 @@
 //! The plan: a profile turned into steps (cluster → components by their `needs` → validation) and
-//! their order as levels of a DAG. Building a plan does no I/O.
+//! their order as levels of a DAG (building one does no I/O), and the `plan` verb's report of
+//! what [`crate::runner::preview`] found.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::cluster;
-use crate::components::{self, ComponentStep};
+use crate::components;
 use crate::objectstore;
 use crate::profile::Loaded;
-use crate::step::{Description, DynStep, StepId};
+use crate::step::{Description, DynStep, Observation, StepError, StepId};
 use crate::validate;
 
 pub struct Plan {
@@ -81,20 +80,22 @@ pub fn build(
         {
             needs.push(objectstore::buckets::BucketsStep::id());
         }
-        let mut step = ComponentStep::new(
+        let common = components::Common::new(
             component,
             profile.tools.clone(),
             loaded.base_dir.clone(),
             needs,
+            components::pods_run(profile.cluster.provider),
         );
-        step.pods_run = components::pods_run(profile.cluster.provider);
-        if let Some(rke2) = rke2.clone().filter(|_| gpu_operator) {
-            step = step.with_detected_values(Arc::new(move || rke2.gpu_operator_values()));
-        }
-        if let Some(store) = store.clone().filter(|_| kfp) {
-            step = step.with_transform(objectstore::kfp_transform(store));
-        }
-        steps.push(Arc::new(step));
+        let detected: Option<components::DetectValues> = rke2
+            .clone()
+            .filter(|_| gpu_operator)
+            .map(|rke2| Arc::new(move || rke2.gpu_operator_values()) as components::DetectValues);
+        let transform = store
+            .clone()
+            .filter(|_| kfp)
+            .map(objectstore::kfp_transform);
+        steps.push(components::step(common, detected, transform));
     }
     let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
     steps.extend(validate::steps(profile, &gpu_nodes, &ready, &after));
@@ -174,63 +175,198 @@ fn cycle(
         .join(" → ")
 }
 
-#[derive(Serialize)]
-struct PlannedStep<'a> {
-    level: usize,
-    step: &'a StepId,
-    needs: Vec<StepId>,
-    #[serde(flatten)]
-    description: Description,
+/// What `plan` found for one step.
+#[derive(Debug)]
+pub enum Preview {
+    /// Observed converged: `up` changes nothing here.
+    NoChange(String),
+    /// Not converged; apply, run with the gate recording, would make these changes.
+    Changes {
+        seen: Observation,
+        changes: Vec<crate::gate::Change>,
+    },
+    /// Cannot be observed (no cluster yet, hosts unreachable): what `up` would do from scratch,
+    /// and why it could not look.
+    Offline {
+        description: Description,
+        why: Option<String>,
+    },
+    /// Observing or previewing failed on a cluster that answers.
+    Failed(StepError),
 }
 
-/// The plan as text (for people) or as one JSON document (for machines).
-pub fn render(plan: &Plan, loaded: &Loaded, json: bool) -> String {
-    let by_id: BTreeMap<StepId, &DynStep> = plan.steps.iter().map(|s| (s.id(), s)).collect();
-    let planned: Vec<PlannedStep> = plan
-        .levels
+impl Preview {
+    /// Whether `up` would change something for this step (offline: it would create it).
+    pub fn pending(&self) -> bool {
+        !matches!(self, Preview::NoChange(_))
+    }
+}
+
+/// The profile as `plan` shows it: only the cluster section of its provider, and only enabled
+/// components.
+pub fn used_sections(loaded: &Loaded) -> serde_json::Value {
+    let mut v = serde_json::to_value(&loaded.profile).expect("a profile serializes");
+    let provider = loaded.profile.cluster.provider.to_string();
+    if let Some(cluster) = v.get_mut("cluster").and_then(|c| c.as_object_mut()) {
+        cluster.retain(|k, _| k == "provider" || *k == provider);
+    }
+    if let Some(components) = v.get_mut("components").and_then(|c| c.as_object_mut()) {
+        components.retain(|_, c| c.get("enabled") != Some(&serde_json::Value::Bool(false)));
+    }
+    if !loaded.profile.pipeline.enabled
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("pipeline");
+    }
+    v
+}
+
+/// Whether the preview has anything `up` would change.
+pub fn pending(previews: &[(StepId, Preview)]) -> bool {
+    previews.iter().any(|(_, p)| p.pending())
+}
+
+/// The preview as JSON lines: one object per step, then one summary object.
+pub fn render_json(plan: &Plan, loaded: &Loaded, previews: &[(StepId, Preview)]) -> String {
+    let level_of = |id: &StepId| plan.levels.iter().position(|l| l.contains(id)).unwrap_or(0) + 1;
+    let needs: BTreeMap<StepId, Vec<StepId>> =
+        plan.steps.iter().map(|s| (s.id(), s.needs())).collect();
+    let mut lines = vec![
+        serde_json::json!({"profile": loaded.origin, "resolved": used_sections(loaded)})
+            .to_string(),
+    ];
+    for (id, p) in previews {
+        let mut line = serde_json::json!({"step": id, "level": level_of(id), "needs": needs[id]});
+        let o = line.as_object_mut().expect("an object");
+        match p {
+            Preview::NoChange(reason) => {
+                o.insert("status".into(), "no-change".into());
+                o.insert("reason".into(), reason.clone().into());
+            }
+            Preview::Changes { seen, changes } => {
+                o.insert("status".into(), "changes".into());
+                o.insert("state".into(), seen.state.to_string().into());
+                o.insert("reason".into(), seen.reason.clone().into());
+                o.insert(
+                    "changes".into(),
+                    serde_json::to_value(changes).expect("changes serialize"),
+                );
+            }
+            Preview::Offline { description, why } => {
+                o.insert("status".into(), "offline".into());
+                if let Some(why) = why {
+                    o.insert("reason".into(), why.clone().into());
+                }
+                o.insert(
+                    "description".into(),
+                    serde_json::to_value(description).expect("serializes"),
+                );
+            }
+            Preview::Failed(e) => {
+                o.insert("status".into(), "failed".into());
+                o.insert("reason".into(), e.message.clone().into());
+                if let Some(fix) = &e.fix {
+                    o.insert("fix".into(), fix.clone().into());
+                }
+            }
+        }
+        lines.push(line.to_string());
+    }
+    let changing = previews.iter().filter(|(_, p)| p.pending()).count();
+    lines.push(serde_json::json!({"summary": {"changes_pending": changing > 0, "steps_changing": changing}}).to_string());
+    lines.join("\n")
+}
+
+/// The preview for people: per step, no change and why, or each change `up` would make; steps
+/// that could not be observed as the offline plan, with the files they would write.
+pub fn render_text(plan: &Plan, loaded: &Loaded, previews: &[(StepId, Preview)]) -> String {
+    let needs: BTreeMap<StepId, Vec<StepId>> =
+        plan.steps.iter().map(|s| (s.id(), s.needs())).collect();
+    let mut out = format!("Plan for profile {}:\n", loaded.origin);
+    let mut offline_said = false;
+    for (id, p) in previews {
+        match p {
+            Preview::NoChange(reason) => {
+                out.push_str(&format!("  {:<34} no change: {reason}\n", id.to_string()));
+            }
+            Preview::Changes { seen, changes } => {
+                out.push_str(&format!(
+                    "  {:<34} {}: {}\n",
+                    id.to_string(),
+                    seen.state,
+                    seen.reason
+                ));
+                let shown: Vec<_> = changes.iter().filter(|c| !c.bookkeeping).collect();
+                for c in &shown {
+                    out.push_str(&format!("      {}\n", c.summary));
+                    for d in &c.detail {
+                        out.push_str(&format!("          {d}\n"));
+                    }
+                }
+                let kept = changes.len() - shown.len();
+                if shown.is_empty() {
+                    out.push_str(&format!(
+                        "      only kgf-up's own records ({kept} writes): what it installed is as wanted\n"
+                    ));
+                }
+            }
+            Preview::Offline { description, why } => {
+                if !offline_said {
+                    offline_said = true;
+                    out.push_str(&format!(
+                        "\n  Offline from here: {} — what `up` would do on a new cluster:\n",
+                        why.as_deref()
+                            .unwrap_or("there is no cluster to compare with yet")
+                    ));
+                }
+                out.push_str(&format!(
+                    "  {:<34} [{}]\n",
+                    id.to_string(),
+                    description.source
+                ));
+                if !needs[id].is_empty() {
+                    let n: Vec<String> = needs[id].iter().map(|n| n.to_string()).collect();
+                    out.push_str(&format!("      needs: {}\n", n.join(", ")));
+                }
+                for c in &description.commands {
+                    out.push_str(&format!("      $ {c}\n"));
+                }
+                for o in &description.objects {
+                    out.push_str(&format!("      applies {o}\n"));
+                }
+                for f in &description.files {
+                    out.push_str(&format!("      writes {}:\n", f.path));
+                    for line in f.content.lines() {
+                        out.push_str(&format!("          {line}\n"));
+                    }
+                }
+            }
+            Preview::Failed(e) => {
+                out.push_str(&format!(
+                    "  {:<34} would fail: {}\n",
+                    id.to_string(),
+                    e.message
+                ));
+                if let Some(fix) = &e.fix {
+                    out.push_str(&format!("      fix: {fix}\n"));
+                }
+            }
+        }
+    }
+    let changing: Vec<String> = previews
         .iter()
-        .enumerate()
-        .flat_map(|(i, level)| {
-            let by_id = &by_id;
-            level.iter().map(move |id| PlannedStep {
-                level: i + 1,
-                step: id,
-                needs: by_id[id].needs(),
-                description: by_id[id].describe(),
-            })
-        })
+        .filter(|(_, p)| p.pending())
+        .map(|(id, _)| id.to_string())
         .collect();
-    if json {
-        return serde_json::to_string_pretty(&serde_json::json!({
-            "profile": loaded.origin,
-            "resolved": loaded.profile,
-            "steps": planned,
-        }))
-        .expect("the plan serializes");
-    }
-    let mut out = format!("Profile {}:\n", loaded.origin);
-    let resolved = serde_saphyr::to_string(&loaded.profile).unwrap_or_default();
-    for line in resolved.lines() {
-        out.push_str(&format!("  {line}\n"));
-    }
-    out.push_str("\nSteps (each level runs after the previous one; steps within a level run concurrently):\n");
-    let mut level = 0;
-    for p in &planned {
-        if p.level != level {
-            level = p.level;
-            out.push_str(&format!("\n level {level}\n"));
-        }
-        out.push_str(&format!("  {}  [{}]\n", p.step, p.description.source));
-        if !p.needs.is_empty() {
-            let needs: Vec<String> = p.needs.iter().map(|n| n.to_string()).collect();
-            out.push_str(&format!("      needs: {}\n", needs.join(", ")));
-        }
-        for c in &p.description.commands {
-            out.push_str(&format!("      $ {c}\n"));
-        }
-        for o in &p.description.objects {
-            out.push_str(&format!("      applies {o}\n"));
-        }
+    if changing.is_empty() {
+        out.push_str("\nNo changes: the cluster is as the profile wants.\n");
+    } else {
+        out.push_str(&format!(
+            "\n{} of {} steps would change ({}); `kgf-up up` makes these changes.\n",
+            changing.len(),
+            previews.len(),
+            changing.join(", ")
+        ));
     }
     out
 }

@@ -7,13 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-mod check;
 mod errors;
+pub mod kind;
+pub mod object_store;
+pub mod rke2;
 pub mod spans;
 
 /// The built-in profiles, by name.
@@ -22,6 +24,18 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("rke2", include_str!("../profiles/rke2.yaml")),
     ("sim", include_str!("../profiles/sim.yaml")),
 ];
+
+/// A profile section's value that is well-formed but not usable (a GPU layout that does not
+/// fit, a host list without a server): the message says what and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+/// A profile file larger than this is not a profile (and is not read into memory whole).
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// The most values (scalars, mappings, lists, aliases expanded) a profile may hold.
+pub const MAX_PROFILE_NODES: usize = 20_000;
 
 /// A resolved profile: what `up` stands up.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -49,7 +63,7 @@ pub struct Profile {
     /// Where Kubeflow Pipelines and the pipeline keep data and models; without it, kgf-up's
     /// MinIO when `components.minio` is enabled, else Kubeflow Pipelines' bundled store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object_store: Option<crate::objectstore::ObjectStoreSpec>,
+    pub object_store: Option<object_store::ObjectStoreSpec>,
 }
 
 /// The gene-fusion pipeline: its step image built and pushed, the spec uploaded to Kubeflow
@@ -134,9 +148,9 @@ impl fmt::Display for Provider {
 pub struct Cluster {
     pub provider: Provider,
     #[serde(default)]
-    pub kind: crate::cluster::kind::KindSpec,
+    pub kind: kind::KindSpec,
     #[serde(default)]
-    pub rke2: crate::cluster::rke2::Rke2Spec,
+    pub rke2: rke2::Rke2Spec,
     #[serde(default)]
     pub sim: SimSpec,
     #[serde(default)]
@@ -556,116 +570,6 @@ pub struct Loaded {
     pub base_dir: PathBuf,
 }
 
-/// A profile file larger than this is not a profile (and is not read into memory whole).
-pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
-
-/// The most values (scalars, mappings, lists, aliases expanded) a profile may hold.
-pub const MAX_PROFILE_NODES: usize = 20_000;
-
-/// Loads a built-in profile by name, or a YAML file by path, and applies `--set` overrides.
-///
-/// Every value under a secret-like key, in the file and in `--set`, is registered for redaction
-/// before anything is parsed, so no message can quote it. Then the whole profile is checked
-/// (names, references, bounds, sources, the paths they name) before anything is touched.
-pub fn load(name_or_path: &str, sets: &[String]) -> Result<Loaded, ProfileError> {
-    let (text, origin, base_dir) = match BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
-        Some((name, text)) => (
-            text.to_string(),
-            format!("{name} (built-in)"),
-            std::env::current_dir().unwrap_or_default(),
-        ),
-        None => {
-            let path = Path::new(name_or_path);
-            let looks_like_path = name_or_path.contains('/')
-                || name_or_path.ends_with(".yaml")
-                || name_or_path.ends_with(".yml");
-            if !looks_like_path && !path.exists() {
-                return Err(ProfileError::UnknownName(name_or_path.to_string()));
-            }
-            let text = read_text(path, name_or_path)?;
-            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (text, name_or_path.to_string(), base)
-        }
-    };
-    from_text(&text, origin, sets, base_dir)
-}
-
-/// [`load`] for a profile's text: `origin` names it in errors, `base_dir` is where its relative
-/// source paths start.
-pub fn from_text(
-    text: &str,
-    origin: String,
-    sets: &[String],
-    base_dir: PathBuf,
-) -> Result<Loaded, ProfileError> {
-    for expr in sets {
-        if let Some((path, raw)) = expr.split_once('=') {
-            for secret in spans::Spans::set_value(path, raw) {
-                crate::exec::Secret::new(secret);
-            }
-        }
-    }
-    let spans = spans::Spans::new(text);
-    for secret in spans.secrets() {
-        crate::exec::Secret::new(secret.clone());
-    }
-    let profile = parse(text, &origin)?;
-    let profile = apply_sets(profile, sets)?;
-    check::check(&check::Input {
-        profile: &profile,
-        file: &origin,
-        spans: &spans,
-        sets,
-        base_dir: &base_dir,
-    })?;
-    Ok(Loaded {
-        profile,
-        origin,
-        base_dir,
-    })
-}
-
-/// Reads a profile file: bounded in size, and UTF-8 (a bad byte is located like any error).
-fn read_text(path: &Path, shown: &str) -> Result<String, ProfileError> {
-    use std::io::Read;
-    let read_err = |source| ProfileError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    if path.is_dir() {
-        return Err(read_err(std::io::Error::other(
-            "it is a directory, not a YAML file",
-        )));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_PROFILE_BYTES {
-        return Err(ProfileError::Semantic {
-            file: shown.to_string(),
-            message: format!(
-                "the file is larger than {} KiB, the limit for a profile",
-                MAX_PROFILE_BYTES / 1024
-            ),
-            fix: Some("check that --profile names the profile you meant".into()),
-        });
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let good = String::from_utf8_lossy(good);
-        let line = good.matches('\n').count() as u64 + 1;
-        let column = good.rsplit('\n').next().unwrap_or("").chars().count() as u64 + 1;
-        ProfileError::Invalid {
-            file: shown.to_string(),
-            line,
-            column,
-            message: "this byte is not UTF-8 text".into(),
-            fix: Some("save the profile as UTF-8".into()),
-        }
-    })
-}
-
 /// Parses profile YAML; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
     if text
@@ -892,7 +796,7 @@ fn set_path(
     Ok(())
 }
 
-pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
+pub fn kind_of(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "boolean",
@@ -903,7 +807,7 @@ pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
     }
 }
 
-pub(crate) fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
@@ -915,6 +819,7 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::load;
 
     const MINIMAL: &str = "name: t\ncluster:\n  provider: existing\n";
 

@@ -12,11 +12,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::components::{self, Component};
-use crate::exec::Secret;
 use crate::kube::Kube;
 use crate::objectstore::s3::S3;
 use crate::objectstore::{self, ACCESS_KEY, ARTIFACT_SECRET, Keys, SECRET_KEY, Store, Wiring};
 use crate::profile::Profile;
+use crate::secret::Secret;
 use crate::step::StepError;
 
 /// The InferenceService the pipeline's deploy step makes, and the model name it serves.
@@ -91,7 +91,7 @@ pub async fn layers(profile: &Profile, kube: &Kube, run: Option<&str>) -> Vec<(S
     let store = store_client(&wiring, kube, pods_run).await;
     let outcome = match &store {
         Err(o) => clone_outcome(o),
-        Ok(s3) => round_trip(s3, &wiring).await,
+        Ok(s3) => round_trip(s3, &wiring, kube.gate()).await,
     };
     push(&mut out, "object-store/round-trip", outcome);
     let outcome = match &store {
@@ -233,8 +233,9 @@ async fn pipeline_keys(kube: &Kube, namespace: &str) -> Result<Keys, StepError> 
     })
 }
 
-/// Writes an object to the pipelines bucket, reads it back, compares, removes it.
-pub async fn round_trip(s3: &S3, wiring: &Wiring) -> Outcome {
+/// Writes an object to the pipelines bucket, reads it back, compares, removes it (the write and
+/// the removal pass `gate`).
+pub async fn round_trip(s3: &S3, wiring: &Wiring, gate: &crate::gate::Gate) -> Outcome {
     let bucket = wiring.buckets.pipelines.as_str();
     let key = format!(
         "kgf-up-verify/{}.txt",
@@ -245,14 +246,16 @@ pub async fn round_trip(s3: &S3, wiring: &Wiring) -> Outcome {
         let fix = objectstore::buckets::s3_fix(&e);
         Outcome::Failed(StepError::context(format!("{what} s3://{bucket}/{key}"), e).with_fix(fix))
     };
-    if let Err(e) = s3.put(bucket, &key, body.clone()).await {
+    let write = crate::gate::Change::new(format!("write the probe s3://{bucket}/{key}"));
+    if let Err(e) = gate.change(write, s3.put(bucket, &key, body.clone())).await {
         return fail("writing", e);
     }
     let read = match s3.get(bucket, &key).await {
         Ok(r) => r,
         Err(e) => return fail("reading back", e),
     };
-    if let Err(e) = s3.delete(bucket, &key).await {
+    let remove = crate::gate::Change::new(format!("remove the probe s3://{bucket}/{key}"));
+    if let Err(e) = gate.change(remove, s3.delete(bucket, &key)).await {
         return fail("removing", e);
     }
     if read != body {

@@ -1,6 +1,8 @@
 //! The runner: drives a plan's steps through observe → apply → wait, starting each step as soon as
 //! everything it needs is done (bounded concurrency), and skipping the dependants of a failed step.
 //! It decides nothing about what a step does; it reports every outcome to the UI.
+//!
+//! [`preview`] is `plan`: the same observe and apply, with the gate recording instead of changing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -8,58 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use serde::Serialize;
 
-use crate::plan::Plan;
-use crate::step::{Ctx, DynStep, Observation, StepError, StepId};
+use crate::plan::{Plan, Preview};
+use crate::step::{Ctx, DynStep, Finished, Observation, Outcome, Phase, StepError, StepId};
 use crate::ui::Ui;
-
-/// How a step ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Observe found it converged: nothing was changed.
-    Converged(String),
-    /// It was applied and is ready.
-    Applied(String),
-    Failed(StepError),
-    /// Not attempted because a step it needs failed.
-    Skipped(String),
-}
-
-impl Outcome {
-    pub fn status(&self) -> &'static str {
-        match self {
-            Outcome::Converged(_) => "converged",
-            Outcome::Applied(_) => "applied",
-            Outcome::Failed(_) => "failed",
-            Outcome::Skipped(_) => "skipped",
-        }
-    }
-
-    pub fn message(&self) -> String {
-        match self {
-            Outcome::Converged(m) | Outcome::Applied(m) | Outcome::Skipped(m) => m.clone(),
-            Outcome::Failed(e) => e.message.clone(),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Finished {
-    pub id: StepId,
-    pub outcome: Outcome,
-    pub elapsed: Duration,
-}
-
-/// One phase of one step, as the UI reports it.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Observe,
-    Apply,
-    Wait,
-    Done,
-}
 
 async fn run_step(step: DynStep, ctx: Arc<Ctx>, ui: Ui) -> Finished {
     let id = step.id();
@@ -167,4 +121,87 @@ pub async fn status(plan: &Plan, ctx: Arc<Ctx>) -> Vec<(StepId, Result<Observati
         }
     }
     out
+}
+
+/// `plan`: each step observed, in plan order, one at a time (so every recorded change belongs to
+/// its step); a step that is not converged is applied with the gate recording. Once a level ends
+/// without a known cluster, the steps after it are described offline. `ctx`'s gate must record.
+pub async fn preview(plan: &Plan, ctx: &Ctx) -> Vec<(StepId, Preview)> {
+    assert!(
+        ctx.gate().recording(),
+        "plan previews through a recording gate"
+    );
+    let steps: BTreeMap<StepId, DynStep> = plan.steps.iter().map(|s| (s.id(), s.clone())).collect();
+    let mut out = Vec::new();
+    let mut offline = false;
+    for level in &plan.levels {
+        for id in level {
+            let step = &steps[id];
+            if offline {
+                out.push((
+                    id.clone(),
+                    Preview::Offline {
+                        description: step.describe(),
+                        why: None,
+                    },
+                ));
+                continue;
+            }
+            let previewed = match step.observe(ctx).await {
+                Ok(seen) if seen.is_converged() => Preview::NoChange(seen.reason),
+                Ok(seen) => {
+                    ctx.gate().take();
+                    match step.apply(ctx, &seen).await {
+                        Ok(()) => Preview::Changes {
+                            seen,
+                            changes: ctx.gate().take(),
+                        },
+                        Err(e) => Preview::Failed(e),
+                    }
+                }
+                Err(e) if ctx.kubeconfig.get().is_none() => Preview::Offline {
+                    description: step.describe(),
+                    why: Some(format_error(&e)),
+                },
+                Err(e) => Preview::Failed(e),
+            };
+            out.push((id.clone(), previewed));
+        }
+        // Without a cluster after a level that would change something (create it), nothing
+        // after it can be observed.
+        let changing = out.iter().rev().take(level.len()).any(|(_, p)| p.pending());
+        offline |= changing && ctx.kubeconfig.get().is_none();
+    }
+    out
+}
+
+/// `plan --offline`: every step described, nothing looked at.
+pub fn offline(plan: &Plan) -> Vec<(StepId, Preview)> {
+    plan.levels
+        .iter()
+        .flatten()
+        .map(|id| {
+            let step = plan
+                .steps
+                .iter()
+                .find(|s| &s.id() == id)
+                .expect("plan step");
+            let why = (Some(id) == plan.levels.first().and_then(|l| l.first()))
+                .then(|| "--offline: nothing was looked at".to_string());
+            (
+                id.clone(),
+                Preview::Offline {
+                    description: step.describe(),
+                    why,
+                },
+            )
+        })
+        .collect()
+}
+
+fn format_error(e: &StepError) -> String {
+    match &e.fix {
+        Some(fix) => format!("{} (fix: {fix})", e.message),
+        None => e.message.clone(),
+    }
 }

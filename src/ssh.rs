@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::exec::{Cmd, Exec, ExecError, Output, Secret};
+use crate::exec::{Cmd, Exec, ExecError, Output};
+use crate::secret::Secret;
 
 /// One SSH destination. Unset fields fall back to `~/.ssh/config` and OpenSSH's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]

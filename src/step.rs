@@ -1,4 +1,5 @@
-//! What a step is: observe (read-only) → apply (only when not converged) → wait (with a deadline).
+//! What a step is: observe (read-only) → apply (only when not converged) → wait (with a deadline),
+//! the context every step gets, and how a step ended.
 //!
 //! Steps are built by the plan from the profile and driven by the runner; this module only defines
 //! their shape and the context they get. It must not run anything itself.
@@ -15,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::exec::Exec;
 use crate::inventory::Inventory;
-use crate::kube::Kube;
+use crate::kube::{Kube, Kubeconfig};
 
 /// A step's canonical id, e.g. `cluster`, `component/cert-manager`. Made only by [`StepId::new`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -108,10 +109,21 @@ pub struct Description {
     pub commands: Vec<String>,
     /// Objects apply would create or update, as `Kind namespace/name`.
     pub objects: Vec<String>,
+    /// Files apply would write, with their content (secrets redacted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ShownFile>,
     /// For components: the resolved component (source, namespace, release, values), so a
     /// machine reading `plan -o json` sees exactly what would be installed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<serde_json::Value>,
+}
+
+/// A file as `plan` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShownFile {
+    /// Where it is written: a path, and the host for files written over SSH.
+    pub path: String,
+    pub content: String,
 }
 
 /// A failed step: what failed, why, how to fix it, and what was seen on the cluster.
@@ -195,13 +207,6 @@ pub struct Ctx {
     lock: tokio::sync::Mutex<Option<crate::lock::Held>>,
 }
 
-/// Where the cluster's API is: a kubeconfig file and the context to use in it.
-#[derive(Clone, Debug)]
-pub struct Kubeconfig {
-    pub path: PathBuf,
-    pub context: Option<String>,
-}
-
 impl Ctx {
     pub fn new(exec: Exec, work_dir: PathBuf, timeout: Duration, namespace: String) -> Self {
         Ctx {
@@ -220,14 +225,29 @@ impl Ctx {
     /// (steps that create the cluster have their own guards). A run that changes nothing never
     /// takes it, so it stays read-only.
     pub async fn lock_for_change(&self) -> StepResult<()> {
-        if self.kubeconfig.get().is_none() || self.exec.is_dry_run() {
+        if self.kubeconfig.get().is_none() || self.gate().recording() {
             return Ok(());
         }
         let mut held = self.lock.lock().await;
         if held.is_none() {
-            *held = Some(crate::lock::acquire(self.kube().await?, &self.namespace).await?);
+            let taken = crate::lock::acquire(self.kube().await?, &self.namespace)
+                .await
+                .map_err(|e| {
+                    let fix = e.fix();
+                    let err = StepError::context("locking the cluster for this run", e);
+                    match fix {
+                        Some(fix) => err.with_fix(fix),
+                        None => err,
+                    }
+                })?;
+            *held = Some(taken);
         }
         Ok(())
+    }
+
+    /// The gate every change of this run passes.
+    pub fn gate(&self) -> &crate::gate::Gate {
+        self.exec.gate()
     }
 
     /// Gives the lock back at the end of the run, if it was taken.
@@ -242,11 +262,13 @@ impl Ctx {
         let kubeconfig = self.kubeconfig()?;
         self.kube
             .get_or_try_init(|| async {
-                Kube::connect(kubeconfig).await.map_err(|e| {
-                    StepError::context("connecting to the cluster", e).with_fix(
+                Kube::connect(kubeconfig, self.exec.gate().clone())
+                    .await
+                    .map_err(|e| {
+                        StepError::context("connecting to the cluster", e).with_fix(
                         "check that the cluster is running and the kubeconfig/context point at it",
                     )
-                })
+                    })
             })
             .await
     }
@@ -282,7 +304,8 @@ pub trait Step: Send + Sync {
     fn describe(&self) -> Description;
     /// Read-only: what is there now, and why that is (or is not) what the profile wants.
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>>;
-    /// Changes only what observe named. Every change goes through `ctx.exec` or `kube::apply`.
+    /// Changes only what observe named. Every change passes the gate ([`Ctx::gate`]: through
+    /// `ctx.exec`, the `Kube` client, or `gate().change` itself), so that `plan` can run it too.
     fn apply<'a>(&'a self, ctx: &'a Ctx, seen: &'a Observation) -> BoxFuture<'a, StepResult<()>>;
     /// Until ready, within the step's deadline; on timeout, a diagnosis. Steps whose apply
     /// finishes the change keep this default.
@@ -292,3 +315,50 @@ pub trait Step: Send + Sync {
 }
 
 pub type DynStep = Arc<dyn Step>;
+
+/// How a step ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Observe found it converged: nothing was changed.
+    Converged(String),
+    /// It was applied and is ready.
+    Applied(String),
+    Failed(StepError),
+    /// Not attempted because a step it needs failed.
+    Skipped(String),
+}
+
+impl Outcome {
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Converged(_) => "converged",
+            Outcome::Applied(_) => "applied",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Converged(m) | Outcome::Applied(m) | Outcome::Skipped(m) => m.clone(),
+            Outcome::Failed(e) => e.message.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub id: StepId,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// One phase of one step, as the UI reports it.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Observe,
+    Apply,
+    Wait,
+    Done,
+}

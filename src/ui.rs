@@ -12,8 +12,8 @@ use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::runner::{Finished, Outcome, Phase};
 use crate::step::StepId;
+use crate::step::{Finished, Outcome, Phase};
 
 #[derive(Clone)]
 pub struct Ui {
@@ -52,7 +52,7 @@ impl Ui {
     }
 
     fn event(&self, e: &Event<'_>) {
-        let line = crate::exec::redact(&serde_json::to_string(e).expect("events serialize"));
+        let line = crate::secret::redact(&serde_json::to_string(e).expect("events serialize"));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -75,7 +75,7 @@ impl Ui {
 
     /// Every line for people passes here, redacted: a step's message may quote a value.
     fn println(&self, line: &str) {
-        let line = &crate::exec::redact(line);
+        let line = &crate::secret::redact(line);
         match &self.inner.bars {
             Some(bars) => {
                 let _ = bars.println(line);

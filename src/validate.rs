@@ -12,9 +12,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 
 use crate::cluster::GpuNodes;
+use crate::gate::Change;
 use crate::kube::{FIELD_MANAGER, ObjectRef};
 use crate::profile::{Profile, Provider};
 use crate::step::{Ctx, Description, DynStep, Observation, Step, StepError, StepId, StepResult};
+use crate::wait::{self, Seen, Stop};
 
 pub const GPU: &str = "nvidia.com/gpu";
 const SMOKE_JOB: &str = "kgf-cuda-smoke";
@@ -40,6 +42,7 @@ pub fn steps(
         if v.cuda_smoke {
             steps.push(Arc::new(CudaSmoke {
                 image: v.cuda_image.clone(),
+                namespace: profile.settings.namespace.clone(),
                 simulated: profile.cluster.provider == Provider::Sim,
                 needs: vec![StepId::new("validate", "gpu-allocatable")],
             }));
@@ -192,24 +195,25 @@ impl Step for GpuAllocatable {
     }
     fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
         async move {
-            let deadline = tokio::time::Instant::now() + ctx.timeout;
-            loop {
+            let usable = wait::until(ctx.timeout, Duration::from_secs(2), || async {
                 let seen = self.check(ctx).await?;
-                if seen.is_converged() {
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StepError::new(format!(
-                        "GPUs are not usable after {}s: {}",
-                        ctx.timeout.as_secs(),
-                        seen.reason
-                    ))
-                    .with_fix(
-                        "check the GPU operator: `kubectl -n gpu-operator get pods` (device plugin, \
-                         toolkit, validator) and `kgf-up doctor` on the host",
-                    ));
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(if seen.is_converged() {
+                    Seen::Ready(())
+                } else {
+                    Seen::Not(seen.reason)
+                })
+            });
+            match usable.await {
+                Ok(()) => Ok(()),
+                Err(Stop::Failed(e)) => Err(e),
+                Err(Stop::TimedOut { waited, last }) => Err(StepError::new(format!(
+                    "GPUs are not usable after {}s: {last}",
+                    waited.as_secs()
+                ))
+                .with_fix(
+                    "check the GPU operator: `kubectl -n gpu-operator get pods` (device plugin, \
+                     toolkit, validator) and `kgf-up doctor` on the host",
+                )),
             }
         }
         .boxed()
@@ -218,6 +222,8 @@ impl Step for GpuAllocatable {
 
 pub struct CudaSmoke {
     image: String,
+    /// kgf-up's namespace, where the Job runs (known to `plan` without a cluster).
+    namespace: String,
     simulated: bool,
     needs: Vec<StepId>,
 }
@@ -254,7 +260,8 @@ impl Step for CudaSmoke {
         Description {
             source: self.image.clone(),
             objects: vec![format!(
-                "Job {{namespace}}/{SMOKE_JOB} (limits {GPU}: 1, must log Test PASSED)"
+                "Job {}/{SMOKE_JOB} (limits {GPU}: 1, must log Test PASSED)",
+                self.namespace
             )],
             ..Default::default()
         }
@@ -318,13 +325,15 @@ impl Step for CudaSmoke {
                     .map_err(|e| StepError::context("replacing the smoke job", e))?;
             }
             let jobs: Api<Job> = Api::namespaced(kube.client(), &ctx.namespace);
-            jobs.patch(
-                SMOKE_JOB,
-                &PatchParams::apply(FIELD_MANAGER),
-                &Patch::Apply(&self.job()),
-            )
-            .await
-            .map_err(|e| StepError::context("creating the CUDA smoke job", e))?;
+            let params = PatchParams::apply(FIELD_MANAGER);
+            let job = self.job();
+            ctx.gate()
+                .change(
+                    Change::new(format!("create {r} (image {})", self.image)),
+                    jobs.patch(SMOKE_JOB, &params, &Patch::Apply(&job)),
+                )
+                .await
+                .map_err(|e| StepError::context("creating the CUDA smoke job", e))?;
             Ok(())
         }
         .boxed()

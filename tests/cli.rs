@@ -277,52 +277,144 @@ fn help_and_version_need_no_profile_or_cluster() {
     );
 }
 
+/// `plan --offline` of a profile, as JSON lines: the profile line, then one line per step.
+fn offline_plan(profile: &str, sets: &[&str]) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
+    cmd.args(["plan", "--offline", "--profile", profile, "-o", "json"])
+        .env("CI", "true");
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{profile}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// The files a step of an offline plan would write, as `(path, content)`.
+fn files(lines: &[serde_json::Value], step: &str) -> Vec<(String, String)> {
+    let line = lines
+        .iter()
+        .find(|l| l["step"] == step)
+        .unwrap_or_else(|| panic!("no step {step}"));
+    line["description"]["files"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| {
+                    (
+                        f["path"].as_str().unwrap().to_string(),
+                        f["content"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
-fn built_in_profiles_plan_without_touching_anything() {
+fn built_in_profiles_plan_offline_with_their_own_sections_only() {
     // The built-in rke2 profile has no hosts: it says so and how to add them.
     let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
-        .args(["plan", "--profile", "rke2"])
+        .args(["plan", "--offline", "--profile", "rke2"])
         .env("CI", "true")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cluster.rke2.hosts is empty"), "{stderr}");
-    for profile in ["sim", "kind-gpu", "tests/fixtures/rke2/profile.yaml"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
-            .args(["plan", "--profile", profile, "-o", "json"])
-            .env("CI", "true")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{profile}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let steps: Vec<&str> = plan["steps"]
-            .as_array()
-            .unwrap()
+    for (profile, first, provider) in [
+        ("sim", "cluster", "sim"),
+        // kind checks the host before the cluster.
+        ("kind-gpu", "preflight", "kind"),
+        ("tests/fixtures/rke2/profile.yaml", "rke2/facts", "rke2"),
+    ] {
+        let lines = offline_plan(profile, &[]);
+        let resolved = &lines[0]["resolved"];
+        assert!(resolved["name"].is_string(), "{profile}: {}", lines[0]);
+        let mut sections: Vec<&String> = resolved["cluster"].as_object().unwrap().keys().collect();
+        sections.sort();
+        let mut wanted = ["provider", provider];
+        wanted.sort();
+        assert_eq!(sections, wanted, "{profile}: only its own cluster section");
+        let steps: Vec<&str> = lines[1..lines.len() - 1]
             .iter()
-            .map(|s| s["step"].as_str().unwrap())
+            .map(|l| l["step"].as_str().unwrap())
             .collect();
-        // The cluster comes first: kind checks the host (preflight) before it.
-        let first = if profile == "kind-gpu" {
-            "preflight"
-        } else {
-            steps[0]
-        };
-        assert_eq!(steps[0], first, "{profile}");
-        assert!(
-            steps
-                .iter()
-                .any(|s| s.ends_with("cluster") || s.starts_with("rke2/")),
-            "{profile}: {steps:?}"
-        );
+        assert_eq!(steps[0], first, "{profile}: {steps:?}");
         assert!(
             steps.contains(&"component/cert-manager"),
             "{profile}: {steps:?}"
         );
-        assert!(plan["resolved"]["name"].is_string());
+        assert!(
+            lines[1..lines.len() - 1]
+                .iter()
+                .all(|l| l["status"] == "offline"),
+            "{profile}"
+        );
+        assert_eq!(lines.last().unwrap()["summary"]["changes_pending"], true);
+        // Every helm release shows the values file it would be installed with.
+        let (path, values) = &files(&lines, "component/cert-manager")[0];
+        assert!(path.ends_with("cert-manager-values.json"), "{path}");
+        assert!(values.contains("\"crds\""), "{values}");
     }
+    let smoke = offline_plan("sim", &["validation.cuda_smoke=true"]);
+    let objects = smoke
+        .iter()
+        .find(|l| l["step"] == "validate/cuda-smoke")
+        .map(|l| l["description"]["objects"].to_string())
+        .unwrap_or_default();
+    assert!(
+        objects.contains("Job kgf-system/kgf-cuda-smoke"),
+        "the smoke Job's namespace is filled in: {objects}"
+    );
+}
+
+#[test]
+fn the_kind_plan_shows_the_kind_config_it_would_create() {
+    let lines = offline_plan("kind-gpu", &["cluster.kind.gpus.count=2"]);
+    let (path, config) = &files(&lines, "kind/cluster")[0];
+    assert!(path.ends_with("kind-kgf.yaml"), "{path}");
+    assert!(config.starts_with("# Rendered by kgf-up"), "{config}");
+    assert!(
+        config.contains("containerPath: /var/run/nvidia-container-devices/"),
+        "{config}"
+    );
+}
+
+#[test]
+fn the_rke2_plan_shows_each_hosts_config_with_the_token_redacted() {
+    let lines = offline_plan("tests/fixtures/rke2/profile.yaml", &[]);
+    let (path, config) = &files(&lines, "rke2/agent/192.0.2.11")[0];
+    assert_eq!(
+        path,
+        "/etc/rancher/rke2/config.yaml on 192.0.2.11 (mode 0600)"
+    );
+    assert!(
+        config.contains("server: https://192.0.2.10:9345"),
+        "{config}"
+    );
+    assert!(
+        config.contains("token: \"<redacted: node-token of 192.0.2.10>\""),
+        "{config}"
+    );
+    let (_, first) = &files(&lines, "rke2/server/192.0.2.10")[0];
+    assert!(
+        !first.contains("token"),
+        "the first server joins nobody: {first}"
+    );
+    let install = lines
+        .iter()
+        .find(|l| l["step"] == "rke2/agent/192.0.2.11")
+        .unwrap()["description"]["commands"]
+        .to_string();
+    assert!(install.contains("INSTALL_RKE2_VERSION=v1."), "{install}");
 }

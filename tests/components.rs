@@ -11,14 +11,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kgf_up::components::{self, Component, health, secrets};
-use kgf_up::kube::Kube;
-use kgf_up::step::Kubeconfig;
-use support::{Bed, bed, fixture};
+use support::{Bed, bed, fixture, kgf_up, text};
 
 static INSTALLS: Mutex<()> = Mutex::new(());
 
@@ -55,31 +53,6 @@ fn profile() -> String {
         .to_str()
         .unwrap()
         .to_string()
-}
-
-fn kgf_up(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kgf-up"))
-        .args(args)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bed().bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("CI", "true")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn events(out: &Output) -> Vec<serde_json::Value> {
@@ -164,17 +137,8 @@ fn leftovers(bed: &Bed) -> Vec<String> {
     out
 }
 
-async fn connect(bed: &Bed) -> Kube {
-    Kube::connect(&Kubeconfig {
-        path: bed.kubeconfig.clone(),
-        context: None,
-    })
-    .await
-    .expect("the bed's API answers")
-}
-
 fn resolved(sets: &[String]) -> Vec<Component> {
-    let loaded = kgf_up::profile::load(&profile(), sets).unwrap();
+    let loaded = kgf_up::load::load(&profile(), sets).unwrap();
     components::resolve(&loaded.profile).unwrap()
 }
 
@@ -538,7 +502,7 @@ fn a_component_that_never_gets_ready_is_diagnosed_the_rest_converge_and_only_it_
     let sets: Vec<String> = stuck.iter().map(|s| s.to_string()).collect();
     let kserve = component(&resolved(&sets), "kserve");
     let err = rt
-        .block_on(async { health::verify(&connect(&bed).await, &kserve, false).await })
+        .block_on(async { health::verify(&bed.kube().await, &kserve, false).await })
         .unwrap_err();
     assert!(
         err.message
@@ -628,7 +592,7 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
     assert!(out.status.success(), "{}", text(&out));
     let all = resolved(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let kube = rt.block_on(connect(&bed));
+    let kube = rt.block_on(bed.kube());
     let verify = |name: &str, pods_run: bool| {
         rt.block_on(health::verify(&kube, &component(&all, name), pods_run))
     };
@@ -912,7 +876,7 @@ fn the_minio_root_secret_is_made_once_never_shown_and_reused() {
     let ns = "kgf-c-secret-test";
     let _ = bed.tool("kubectl", &["delete", "ns", ns, "--wait=true"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let kube = rt.block_on(connect(&bed));
+    let kube = rt.block_on(bed.kube());
 
     rt.block_on(secrets::ensure_minio_root(&kube, ns)).unwrap();
     // kubectl decodes the value itself; the test never prints it.

@@ -11,35 +11,10 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Bed, bed, fixture};
-
-fn kgf_up(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
-    cmd.args(args)
-        .env("PATH", path_with_bed())
-        .env("CI", "true")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn path_with_bed() -> String {
-    format!(
-        "{}:{}",
-        bed().bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{Bed, bed, fixture, kgf_up_cmd as kgf_up, text};
 
 /// The tests share the fixture's cluster-scoped CRD, so one runs at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -280,8 +255,9 @@ fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converg
 }
 
 /// Starts `up` in its own process group, waits until `ready` says so, then SIGKILLs the group
-/// (kgf-up and any helm it started), as a power cut or `kill -9` would.
-fn kill_up_when(profile: &Path, ready: impl Fn() -> bool) {
+/// (kgf-up and any helm it started), as a power cut or `kill -9` would. False when `up` ended
+/// (or `ready` never came) before the kill: then nothing was interrupted.
+fn kill_up_when(profile: &Path, ready: impl Fn() -> bool) -> bool {
     let mut child = kgf_up(&["up", "--profile", profile.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -289,16 +265,20 @@ fn kill_up_when(profile: &Path, ready: impl Fn() -> bool) {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() && Instant::now() < deadline {
+    let mut came = ready();
+    while !came && Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
-            break;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+        came = ready();
     }
+    let running = came && child.try_wait().unwrap().is_none();
     let _ = Command::new("kill")
         .args(["-KILL", &format!("-{}", child.id())])
         .status();
     let _ = child.wait();
+    running
 }
 
 fn helm_running() -> bool {
@@ -342,7 +322,10 @@ fn an_up_killed_at_any_point_is_finished_by_the_next_up() {
         ),
     ];
     for (when, ready) in points {
-        kill_up_when(&profile, ready);
+        assert!(
+            kill_up_when(&profile, ready),
+            "up was not running when killed {when}: the kill point was never reached"
+        );
         let out = kgf_up(&["up", "--profile", profile.to_str().unwrap()])
             .output()
             .unwrap();

@@ -18,8 +18,9 @@ use kgf_up::exec::Exec;
 use kgf_up::helm::{
     ChartSource, Helm, HelmError, InstallFailure, Recovery, Release, ReleaseStatus,
 };
+use kgf_up::kube::Kubeconfig;
 use kgf_up::kustomize::{Kustomize, KustomizeError, Target};
-use kgf_up::step::{Kubeconfig, State, StepError};
+use kgf_up::step::{State, StepError};
 use serde_json::{Value, json};
 use support::{Bed, bed, fixture};
 
@@ -161,7 +162,7 @@ fn deployment_replicas(bed: &Bed, namespace: &str, name: &str) -> String {
 }
 
 async fn observe(helm: &Helm, r: &Release) -> kgf_up::step::Observation {
-    helm.observe(r)
+    helm.observe(r, bed().kube().await.client())
         .await
         .unwrap_or_else(|e| panic!("observe {}/{}: {e}", r.namespace, r.name))
 }
@@ -439,7 +440,11 @@ async fn interrupted_operations_are_recovered(major: u32) {
 
     // Killed during an upgrade: pending-upgrade over deployed revision 1.
     kill_helm_midway(&bed, major, "stuck", &ns.name, "pending-upgrade");
-    let meta = helm.release("stuck", &ns.name).await.unwrap().unwrap();
+    let meta = kgf_up::helm::records::latest(bed.kube().await.client(), "stuck", &ns.name)
+        .await
+        .unwrap()
+        .unwrap()
+        .latest;
     assert_eq!(
         (meta.revision, meta.status),
         (2, ReleaseStatus::PendingUpgrade)
@@ -871,9 +876,9 @@ async fn helm4_installs_from_an_oci_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn dry_run_records_the_upgrade_and_changes_nothing() {
+async fn a_recording_gate_records_the_upgrade_and_changes_nothing() {
     let bed = bed();
-    let exec = Exec::dry_run();
+    let exec = Exec::with_gate(kgf_up::gate::Gate::record());
     let kubeconfig = Kubeconfig {
         path: bed.kubeconfig.clone(),
         context: None,
@@ -885,7 +890,7 @@ async fn dry_run_records_the_upgrade_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let r = release("dry", &ns.name, operator_chart(), json!({}), dir.path());
     helm.install(&r).await.expect("a dry run succeeds");
-    let planned = exec.planned();
+    let planned: Vec<String> = exec.gate().take().into_iter().map(|c| c.summary).collect();
     assert_eq!(planned.len(), 1, "{planned:?}");
     assert!(planned[0].contains("upgrade --install dry "), "{planned:?}");
     assert_eq!(observe(&helm, &r).await.state, State::Missing);

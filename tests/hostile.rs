@@ -469,7 +469,6 @@ mod loader {
     //! hostile ones (huge numbers, wrong types, odd strings, nested junk, removed keys), written
     //! as YAML and as JSON, loaded and planned: errors are fine, panics are not.
 
-    use kgf_up::profile;
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -627,7 +626,7 @@ mod loader {
             } else {
                 p.to_string()
             };
-            serde_json::to_value(profile::load(&path, &[]).unwrap().profile).unwrap()
+            serde_json::to_value(kgf_up::load::load(&path, &[]).unwrap().profile).unwrap()
         })
         .collect()
     }
@@ -662,13 +661,13 @@ mod loader {
                 tree.to_string()
             };
             let base_dir = super::support::repo().join("tests/fixtures/profiles");
-            if let Ok(loaded) = profile::from_text(&text, "fuzz.yaml".into(), &[], base_dir) {
+            if let Ok(loaded) = kgf_up::load::from_text(&text, "fuzz.yaml".into(), &[], base_dir) {
                 let facts = kgf_up::cluster::Facts { gpus };
                 let _ = kgf_up::plan::build(
                     &loaded,
                     &kgf_up::cluster::Overrides::default(),
                     &facts,
-                    &kgf_up::exec::Exec::dry_run(),
+                    &kgf_up::exec::Exec::with_gate(kgf_up::gate::Gate::record()),
                 );
             }
         }
@@ -684,7 +683,7 @@ mod loader {
                 .into_iter()
                 .map(|(keys, v)| format!("{}={}", keys.join("."), v))
                 .collect();
-            let _ = profile::load("sim", &sets);
+            let _ = kgf_up::load::load("sim", &sets);
         }
     }
 }

@@ -626,7 +626,7 @@ async fn the_upload_step_observes_applies_and_converges() {
     assert_eq!(drift.state, State::Drifted, "{}", drift.reason);
     // A dry run changes nothing.
     let dry = kgf_up::step::Ctx::new(
-        Exec::dry_run(),
+        Exec::with_gate(kgf_up::gate::Gate::record()),
         dir.path().to_path_buf(),
         Duration::from_secs(20),
         "kgf-system".into(),

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use kgf_up::cluster::kind::{self, GpuLayout, KindPlan, KindSpec, ToolkitSource};
 use kgf_up::exec::Exec;
+use kgf_up::kube::Kubeconfig;
 use kgf_up::preflight::{self, Options, Status};
-use kgf_up::step::{Ctx, DynStep, Kubeconfig, State, Step};
+use kgf_up::step::{Ctx, DynStep, State, Step};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -10,13 +10,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-use kgf_up::exec::Secret;
 use kgf_up::objectstore::s3::S3;
 use kgf_up::objectstore::spec::Endpoint;
+use kgf_up::secret::Secret;
 use serde_json::Value;
-use support::{Bed, bed, fixture};
+use support::{Bed, bed, fixture, kgf_up, text};
 
 const KFP_NS: &str = "kgf-c-kubeflow";
 const TEAM_NS: &str = "kgf-s-team";
@@ -84,31 +83,6 @@ fn s3_section(store: &Store, pipelines: &str) -> String {
         store.endpoint,
         store.access_file.display(),
         store.secret_file.display()
-    )
-}
-
-fn kgf_up(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kgf-up"))
-        .args(args)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bed().bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("CI", "true")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     )
 }
 

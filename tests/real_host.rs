@@ -7,45 +7,18 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kgf_up::components::{Component, health};
-use kgf_up::kube::Kube;
 use kgf_up::profile::Source;
-use kgf_up::step::Kubeconfig;
-use support::{Bed, bed, fixture};
+use support::{Bed, bed, fixture, kgf_up, text};
 
 static NODES: Mutex<()> = Mutex::new(());
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     NODES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn kgf_up(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kgf-up"))
-        .args(args)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bed().bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("CI", "true")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn path(rel: &str) -> String {
@@ -134,15 +107,6 @@ fn gpu_validation_holds_the_profiles_gpu_nodes_to_their_gpus_and_only_notes_oper
     );
 }
 
-async fn connect(bed: &Bed) -> Kube {
-    Kube::connect(&Kubeconfig {
-        path: bed.kubeconfig.clone(),
-        context: None,
-    })
-    .await
-    .unwrap()
-}
-
 /// A device-plugin pod bound to a node labelled to run no operand (where kind's containerd has
 /// no nvidia runtime) is named by the GPU operator's health check; once it is gone, the check passes.
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +160,7 @@ spec:
         timeout: Duration::from_secs(5),
         manifests: Vec::new(),
     };
-    let kube = connect(&bed).await;
+    let kube = bed.kube().await;
     let err = health::verify(&kube, &component, false).await.unwrap_err();
     assert!(
         err.message.contains(

@@ -7,8 +7,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::Overrides;
+use crate::kube::Kubeconfig;
 use crate::profile::ExistingSpec;
-use crate::step::{Ctx, Description, Kubeconfig, Observation, Step, StepError, StepId, StepResult};
+use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
 
 pub struct Existing {
     kubeconfig: Option<PathBuf>,

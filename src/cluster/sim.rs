@@ -12,8 +12,11 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 
 use crate::exec::Cmd;
+use crate::gate::Change;
+use crate::kube::Kubeconfig;
 use crate::profile::{Profile, SimNode};
-use crate::step::{Ctx, Description, Kubeconfig, Observation, Step, StepError, StepId, StepResult};
+use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
+use crate::wait::{self, Seen, Stop};
 
 pub struct Sim {
     name: String,
@@ -133,6 +136,7 @@ impl Step for Sim {
                 .map(|n| format!("Node {}", n.name))
                 .collect(),
             component: None,
+            files: Vec::new(),
         }
     }
 
@@ -174,10 +178,13 @@ impl Step for Sim {
     fn apply<'a>(&'a self, ctx: &'a Ctx, seen: &'a Observation) -> BoxFuture<'a, StepResult<()>> {
         async move {
             if seen.state == crate::step::State::Missing {
-                std::fs::create_dir_all(&self.state)
-                    .map_err(|e| StepError::new(format!("cannot create {}: {e}", self.state.display())))?;
                 let config = self.state.join("kwokctl.yaml");
-                std::fs::write(&config, self.config())
+                let text = self.config();
+                ctx.gate()
+                    .change_now(Change::file(config.display(), "", &text), || {
+                        std::fs::create_dir_all(&self.state)?;
+                        std::fs::write(&config, &text)
+                    })
                     .map_err(|e| StepError::new(format!("cannot write {}: {e}", config.display())))?;
                 ctx.exec
                     .run_async(
@@ -195,6 +202,10 @@ impl Step for Sim {
                              (or KGF_TESTBED_BIN), or let kwokctl download them with internet access",
                         )
                     })?;
+                if ctx.gate().recording() {
+                    // The cluster was not made: its nodes cannot be planned against it.
+                    return Ok(());
+                }
                 let _ = ctx.kubeconfig.set(Kubeconfig {
                     path: self.kubeconfig(),
                     context: None,
@@ -204,8 +215,10 @@ impl Step for Sim {
             for n in &self.nodes {
                 if nodes.get_opt(&n.name).await.ok().flatten().is_none() {
                     // Created with status: kwok keeps the capacity and allocatable it finds.
-                    nodes
-                        .create(&PostParams { field_manager: Some(crate::kube::FIELD_MANAGER.into()), ..Default::default() }, &Sim::node(n))
+                    let params = PostParams { field_manager: Some(crate::kube::FIELD_MANAGER.into()), ..Default::default() };
+                    let node = Sim::node(n);
+                    ctx.gate()
+                        .change(Change::new(format!("create simulated Node {}", n.name)), nodes.create(&params, &node))
                         .await
                         .map_err(|e| StepError::context(format!("creating simulated node {}", n.name), e))?;
                 }
@@ -218,38 +231,45 @@ impl Step for Sim {
     fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
         async move {
             let kube = ctx.kube().await?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let nodes: Api<Node> = Api::all(kube.client());
-                let list = nodes
-                    .list(&Default::default())
-                    .await
-                    .map_err(|e| StepError::context("reading nodes", e))?;
-                let ready = list
-                    .items
-                    .iter()
-                    .filter(|n| {
-                        n.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| {
-                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            })
+            let all = self.nodes.len();
+            let ready = wait::until(
+                Duration::from_secs(60),
+                Duration::from_millis(500),
+                || async {
+                    let nodes: Api<Node> = Api::all(kube.client());
+                    let list = nodes
+                        .list(&Default::default())
+                        .await
+                        .map_err(|e| StepError::context("reading nodes", e))?;
+                    let ready = list
+                        .items
+                        .iter()
+                        .filter(|n| {
+                            n.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                        })
+                        .count();
+                    Ok(if ready >= all {
+                        Seen::Ready(())
+                    } else {
+                        Seen::Not(format!("{ready} of {all} simulated nodes Ready"))
                     })
-                    .count();
-                if ready >= self.nodes.len() {
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StepError::new(format!(
-                        "{ready} of {} simulated nodes became Ready",
-                        self.nodes.len()
-                    ))
-                    .with_fix(
-                        "check that kwok runs: kwokctl logs kwok-controller --name <profile name>",
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                },
+            );
+            match ready.await {
+                Ok(()) => Ok(()),
+                Err(Stop::Failed(e)) => Err(e),
+                Err(Stop::TimedOut { waited, last }) => Err(StepError::new(format!(
+                    "{last} after {}s",
+                    waited.as_secs()
+                ))
+                .with_fix(
+                    "check that kwok runs: kwokctl logs kwok-controller --name <profile name>",
+                )),
             }
         }
         .boxed()

@@ -8,6 +8,8 @@
 
 mod builtin;
 pub mod health;
+mod helm_step;
+mod kustomize_step;
 pub mod secrets;
 mod step;
 
@@ -18,7 +20,7 @@ use crate::helm::ChartSource;
 use crate::profile::{ComponentSpec, Profile, Provider, Source};
 
 pub use builtin::is_built_in;
-pub use step::{ComponentStep, TAKE_OVER, Transform};
+pub use step::{Common, DetectValues, TAKE_OVER, Transform, step};
 
 /// A component with every default resolved.
 #[derive(Clone, Debug, PartialEq)]

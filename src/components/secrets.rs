@@ -11,8 +11,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use kube::api::Api;
 
-use crate::exec::Secret;
 use crate::kube::{Conflicts, Kube, parse_manifests};
+use crate::secret::Secret;
 use crate::step::StepError;
 
 /// The Secret MinIO's chart reads through `existingSecret`.
@@ -178,7 +178,7 @@ mod tests {
         // Printing the wrapper never shows the value, and logs redact it.
         assert_eq!(format!("{a} {a:?}"), "*** ***");
         assert_eq!(
-            crate::exec::redact(&format!("password={}", a.expose())),
+            crate::secret::redact(&format!("password={}", a.expose())),
             "password=***"
         );
     }

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 
 use super::s3::{S3, S3Error};
 use super::{Store, Wiring};
+use crate::gate::Change;
 use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
 
 pub struct BucketsStep {
@@ -141,13 +142,15 @@ impl Step for BucketsStep {
                 .await
                 .map_err(|e| StepError::context("checking the buckets", &e).with_fix(s3_fix(&e)))?;
             for name in missing {
-                if ctx.exec.is_dry_run() {
-                    continue;
-                }
-                tracing::info!(bucket = %name, endpoint = %s3.shown(), "CreateBucket");
-                s3.create_bucket(&name).await.map_err(|e| {
-                    StepError::context(format!("creating bucket {name}"), &e).with_fix(s3_fix(&e))
-                })?;
+                let change = Change::new(format!("create bucket {name} at {}", s3.shown()));
+                ctx.exec
+                    .gate()
+                    .change(change, s3.create_bucket(&name))
+                    .await
+                    .map_err(|e| {
+                        StepError::context(format!("creating bucket {name}"), &e)
+                            .with_fix(s3_fix(&e))
+                    })?;
             }
             Ok(())
         }

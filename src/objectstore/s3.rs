@@ -15,8 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use crate::exec::Secret;
 use crate::objectstore::spec::Endpoint;
+use crate::secret::Secret;
 
 /// How long a signature stays valid: long enough for one request on a slow link.
 const SIGNED_FOR: Duration = Duration::from_secs(300);

@@ -141,6 +141,7 @@ impl Step for ImageStep {
             ],
             objects: Vec::new(),
             component: None,
+            files: Vec::new(),
         }
     }
 

@@ -44,10 +44,13 @@ impl ImageError {
     pub fn fix(&self) -> String {
         match self {
             ImageError::NoEngine => "install Docker (https://docs.docker.com/engine/install/) or \
-                 Podman, or build and push the image elsewhere and pass it with --image"
+                 Podman, or build and push the image elsewhere and name it with \
+                 `--set pipeline.image=REGISTRY/IMAGE:TAG`"
                 .into(),
             ImageError::Sources { .. } => {
-                "run kgf-up from the repository root, or pass --source-dir".into()
+                "check that the file is readable in kgf-up's checkout, or set pipeline.image to an \
+                 image built elsewhere"
+                    .into()
             }
             ImageError::Build { .. } => "see the build output above; `kgf-up pipeline build` \
                  retries the build alone"

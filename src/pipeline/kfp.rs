@@ -101,7 +101,9 @@ impl KfpError {
                  minutes of restarts while MySQL and the metadata service start), then retry"
                 .into(),
             KfpError::Forbidden { .. } => "the kubeconfig's user needs `get` and `create` on \
-                 `services/proxy` in namespace kubeflow (or use a port-forward and --kfp-url)"
+                 `services/proxy` in namespace kubeflow; or forward a port \
+                 (`kubectl -n kubeflow port-forward svc/ml-pipeline 8888:8888`) and \
+                 `--set pipeline.kfp_url=http://127.0.0.1:8888`"
                 .into(),
             KfpError::Api { status: 409, .. } => {
                 "a resource of that name exists already: retry, kgf-up will find it".into()
@@ -117,7 +119,9 @@ impl KfpError {
                  and their logs, or the run in the Kubeflow Pipelines UI"
             ),
             KfpError::RunTimedOut { .. } => {
-                "the run goes on in the cluster: follow it in the Kubeflow Pipelines UI, or raise --timeout"
+                "the run goes on in the cluster (kgf-up follows a run for at most 3 hours): follow it \
+                 in the Kubeflow Pipelines UI (`kubectl -n kubeflow port-forward svc/ml-pipeline-ui \
+                 8080:80`, then http://127.0.0.1:8080)"
                     .into()
             }
         }

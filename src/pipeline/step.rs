@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use super::deploy::{self, Found};
 use super::kfp::{self, KfpClient, KfpError};
 use super::spec::RenderedSpec;
+use crate::gate::Change;
 use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
 
 /// Where the step finds the Kubeflow Pipelines API.
@@ -139,6 +140,7 @@ impl Step for UploadStep {
                 &self.spec.sha256[..12]
             )],
             component: None,
+            files: Vec::new(),
         }
     }
 
@@ -166,21 +168,26 @@ impl Step for UploadStep {
             if seen.is_converged() {
                 return Ok(());
             }
-            if ctx.exec.is_dry_run() {
-                tracing::info!(target: "kfp", pipeline = %self.name, "dry run: not uploading");
-                return Ok(());
+            let change = Change::new(format!(
+                "upload pipeline {} (spec sha256:{}) to Kubeflow Pipelines",
+                self.name,
+                &self.spec.sha256[..12]
+            ));
+            let upload = async {
+                let kfp = self.endpoint.client(ctx).await?;
+                deploy::upload(
+                    &kfp,
+                    &self.name,
+                    &self.description,
+                    self.kfp_namespace.as_deref(),
+                    &self.spec,
+                )
+                .await
+                .map_err(step_error)
+            };
+            if let Some(uploaded) = ctx.exec.gate().change(change, upload).await? {
+                tracing::info!(target: "kfp", pipeline = %self.name, version = %uploaded.version_name, change = ?uploaded.change, "uploaded");
             }
-            let kfp = self.endpoint.client(ctx).await?;
-            let uploaded = deploy::upload(
-                &kfp,
-                &self.name,
-                &self.description,
-                self.kfp_namespace.as_deref(),
-                &self.spec,
-            )
-            .await
-            .map_err(step_error)?;
-            tracing::info!(target: "kfp", pipeline = %self.name, version = %uploaded.version_name, change = ?uploaded.change, "uploaded");
             Ok(())
         }
         .boxed()
@@ -188,7 +195,7 @@ impl Step for UploadStep {
 
     fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
         async move {
-            if ctx.exec.is_dry_run() {
+            if ctx.exec.gate().recording() {
                 return Ok(());
             }
             match self.found(ctx).await?.1 {

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cluster::kind::{KindSpec, ToolkitSource};
 use crate::exec::{Cmd, Exec, ExecError};
+use crate::profile::kind::{KindSpec, ToolkitSource};
 use crate::step::{Ctx, Description, Observation, Step, StepError, StepId};
 use parse::{DockerInfo, Gpu, Version};
 
@@ -264,7 +264,7 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
             Cmd::new("kind").arg("version"),
             parse::kind_version,
             |v| {
-                let pinned = Version::parse(crate::cluster::kind::KIND_VERSION)
+                let pinned = Version::parse(crate::profile::kind::KIND_VERSION)
                     .expect("KIND_VERSION is a version");
                 if (v.major, v.minor) == (pinned.major, pinned.minor) {
                     Status::Ok
@@ -638,7 +638,7 @@ async fn gpu_container_check(
         .kind
         .as_ref()
         .map(|k| k.node_image.clone())
-        .unwrap_or_else(|| crate::cluster::kind::DEFAULT_NODE_IMAGE.to_string());
+        .unwrap_or_else(|| crate::profile::kind::DEFAULT_NODE_IMAGE.to_string());
     let cmd = Cmd::new("docker")
         .args([
             "run",
@@ -915,6 +915,7 @@ impl Step for PreflightStep {
             commands: Vec::new(),
             objects: Vec::new(),
             component: None,
+            files: Vec::new(),
         }
     }
 

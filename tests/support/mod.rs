@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The running test bed, as the environment describes it.
 pub struct Bed {
@@ -38,6 +38,38 @@ pub fn bed() -> Bed {
 /// The repository root (where `scripts/` and `tests/fixtures/` are).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the kgf-up binary as CI does (no terminal, `CI=true`) with the bed's binaries first on
+/// PATH, and waits for it.
+pub fn kgf_up(args: &[&str]) -> Output {
+    kgf_up_cmd(args).output().unwrap()
+}
+
+/// The command [`kgf_up`] runs, to start it some other way.
+pub fn kgf_up_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
+    cmd.args(args)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bed().bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("CI", "true")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A finished command's stdout and stderr, for assertions and their messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -101,6 +133,19 @@ impl Bed {
         );
     }
 
+    /// An API client of the bed whose writes go through (a wet gate).
+    pub async fn kube(&self) -> kgf_up::kube::Kube {
+        kgf_up::kube::Kube::connect(
+            &kgf_up::kube::Kubeconfig {
+                path: self.kubeconfig.clone(),
+                context: None,
+            },
+            kgf_up::gate::Gate::wet(),
+        )
+        .await
+        .expect("the bed's API answers")
+    }
+
     /// A point in the audit log; requests after it are counted by [`Bed::mutations_since`].
     pub fn audit_mark(&self) -> AuditMark {
         AuditMark(
@@ -136,11 +181,12 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// A request that changes what the API server stores: a server-side dry run does not.
     pub fn is_mutation(&self) -> bool {
         matches!(
             self.verb.as_str(),
             "create" | "update" | "patch" | "delete" | "deletecollection"
-        )
+        ) && !self.uri.contains("dryRun=")
     }
 }
 

@@ -10,7 +10,9 @@ use futures::future::BoxFuture;
 use super::cmds::{self, CREATE_TIMEOUT, kubectl};
 use super::{KindError, KindPlan, ids, record};
 use crate::exec::Cmd;
-use crate::step::{Ctx, Description, Kubeconfig, Observation, State, Step, StepError, StepId};
+use crate::gate::Change;
+use crate::kube::Kubeconfig;
+use crate::step::{Ctx, Description, Observation, State, Step, StepError, StepId};
 use std::sync::Arc;
 
 pub struct ClusterStep {
@@ -136,13 +138,19 @@ impl ClusterStep {
                 .map_err(|e| StepError::context("re-creating the kind cluster", e))?;
         }
         let config_path = self.plan.config_path(ctx);
-        create_parent(&config_path)
-            .and_then(|()| {
-                std::fs::write(&config_path, &self.plan.config).map_err(|source| KindError::Io {
-                    path: config_path.clone(),
-                    source,
-                })
-            })
+        ctx.gate()
+            .change_now(
+                Change::file(config_path.display(), "", &self.plan.config),
+                || {
+                    create_parent(&config_path)?;
+                    std::fs::write(&config_path, &self.plan.config).map_err(|source| {
+                        KindError::Io {
+                            path: config_path.clone(),
+                            source,
+                        }
+                    })
+                },
+            )
             .map_err(|e| StepError::context("writing the kind config", e))?;
         cmds::run(&ctx.exec, self.create_cmd(ctx), "creating the kind cluster")
             .await
@@ -152,6 +160,10 @@ impl ClusterStep {
                     self.name()
                 ))
             })?;
+        if ctx.gate().recording() {
+            // No cluster was made: there is nothing to record the config in.
+            return Ok(());
+        }
         self.set_kubeconfig(ctx);
         let kc = ctx.kubeconfig()?;
         cmds::run(
@@ -202,6 +214,10 @@ impl Step for ClusterStep {
             ],
             objects: vec![format!("ConfigMap {}/{}", record::NAMESPACE, record::NAME)],
             component: None,
+            files: vec![crate::step::ShownFile {
+                path: format!("<work dir>/kind-{}.yaml", self.name()),
+                content: self.plan.config.clone(),
+            }],
         }
     }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::KindError;
 use crate::exec::{Cmd, Exec, ExecError};
-use crate::step::Kubeconfig;
+use crate::kube::Kubeconfig;
 
 /// `kubectl` for the kind cluster: always with its own kubeconfig file and context, so no other
 /// context is ever read or changed.
@@ -66,7 +66,8 @@ pub async fn get_object(
         })
 }
 
-/// Server-side applies one object with kgf-up's field manager.
+/// Server-side applies one object with kgf-up's field manager. kind's steps reach their cluster
+/// through kubectl (the kind tests' stand-in cluster is a kubectl); the command passes the gate.
 pub fn apply_object(kc: &Kubeconfig, object: &Value) -> Cmd {
     kubectl(kc)
         .args([

@@ -35,6 +35,7 @@ impl Step for ContextStep {
             )],
             objects: vec![],
             component: None,
+            files: Vec::new(),
         }
     }
 

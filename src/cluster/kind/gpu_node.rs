@@ -20,6 +20,7 @@ use super::{KindError, KindPlan, ids};
 use crate::exec::{Cmd, ExecError};
 use crate::preflight::parse;
 use crate::step::{Ctx, Description, Observation, Step, StepError, StepId};
+use crate::wait::{self, Stop};
 
 /// One part of the in-node GPU setup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,6 +339,7 @@ impl Step for GpuNodeStep {
             commands: self.apply_cmds(&extra).iter().map(Cmd::display).collect(),
             objects: vec![],
             component: None,
+            files: Vec::new(),
         }
     }
 
@@ -390,8 +392,7 @@ impl Step for GpuNodeStep {
                 return Ok(());
             }
             // containerd was restarted: the node is usable again once it is active.
-            let deadline = tokio::time::Instant::now() + ctx.timeout;
-            loop {
+            let active = wait::until(ctx.timeout, std::time::Duration::from_secs(1), || async {
                 let state = ctx
                     .exec
                     .run_async(node_exec(self.name()).args([
@@ -400,26 +401,24 @@ impl Step for GpuNodeStep {
                         "containerd",
                     ]))
                     .await;
-                match state {
-                    Ok(out) if out.stdout.trim() == "active" => return Ok(()),
-                    last if tokio::time::Instant::now() >= deadline => {
-                        let seen = match last {
-                            Ok(out) => out.stdout,
-                            Err(e) => e.to_string(),
-                        };
-                        return Err(StepError::new(format!(
-                            "containerd in {} is not active {}s after its restart (last seen: {})",
-                            self.name(),
-                            ctx.timeout.as_secs(),
-                            seen.trim()
-                        ))
-                        .with_fix(format!(
-                            "docker exec {} journalctl -u containerd --no-pager | tail -50",
-                            self.name()
-                        )));
-                    }
-                    _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
-                }
+                Ok::<_, StepError>(match state {
+                    Ok(out) if out.stdout.trim() == "active" => wait::Seen::Ready(()),
+                    Ok(out) => wait::Seen::Not(out.stdout.trim().to_string()),
+                    Err(e) => wait::Seen::Not(e.to_string()),
+                })
+            });
+            match active.await {
+                Ok(()) => Ok(()),
+                Err(Stop::Failed(e)) => Err(e),
+                Err(Stop::TimedOut { waited, last }) => Err(StepError::new(format!(
+                    "containerd in {} is not active {}s after its restart (last seen: {last})",
+                    self.name(),
+                    waited.as_secs(),
+                ))
+                .with_fix(format!(
+                    "docker exec {} journalctl -u containerd --no-pager | tail -50",
+                    self.name()
+                ))),
             }
         }
         .boxed()
@@ -456,6 +455,7 @@ impl Step for RuntimeClassStep {
             commands: vec![],
             objects: vec!["RuntimeClass nvidia".to_string()],
             component: None,
+            files: Vec::new(),
         }
     }
 

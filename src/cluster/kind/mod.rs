@@ -16,22 +16,25 @@ mod context;
 mod gpu_node;
 pub mod record;
 mod registry;
-pub mod spec;
+pub use crate::profile::kind as spec;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 pub use gpu_node::NodeTask;
 pub use spec::{
-    DEFAULT_NODE_IMAGE, GpuLayout, GpuSpec, KindSpec, NodeGpus, NodePlan, RegistrySpec, Role,
-    ToolkitSource,
+    DEFAULT_NODE_IMAGE, GpuLayout, GpuSpec, KIND_VERSION, KindSpec, NodeGpus, NodePlan,
+    RegistrySpec, Role, ToolkitSource,
 };
 
 use crate::exec::{Cmd, Exec, ExecError};
 use crate::step::{Ctx, DynStep, StepId};
 
-/// The kind release the pinned node image belongs to (what preflight asks `kind version` for).
-pub const KIND_VERSION: &str = "v0.33.0";
+impl From<crate::profile::SpecError> for KindError {
+    fn from(e: crate::profile::SpecError) -> Self {
+        KindError::Spec(e.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KindError {

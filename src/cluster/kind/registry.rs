@@ -118,6 +118,7 @@ impl Step for RegistryStep {
             commands: vec![self.run_cmd().display(), self.connect_cmd().display()],
             objects: vec![],
             component: None,
+            files: Vec::new(),
         }
     }
 
@@ -240,6 +241,7 @@ impl Step for RegistryHostsStep {
             commands: vec![self.write_cmd().display()],
             objects: vec![],
             component: None,
+            files: Vec::new(),
         }
     }
 
@@ -314,6 +316,7 @@ impl Step for RegistryHostingStep {
             commands: vec![],
             objects: vec!["ConfigMap kube-public/local-registry-hosting".to_string()],
             component: None,
+            files: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::spec::{HostSpec, MirrorSpec, ProxySpec, Rke2Spec, Role};
-use crate::exec::Secret;
+use crate::secret::Secret;
 
 pub const CONFIG_PATH: &str = "/etc/rancher/rke2/config.yaml";
 pub const REGISTRIES_PATH: &str = "/etc/rancher/rke2/registries.yaml";
@@ -57,6 +57,24 @@ pub fn render_config(
     gpu: bool,
     join: Option<Join<'_>>,
 ) -> Secret {
+    let server = join.as_ref().map(|j| j.server);
+    Secret::new(config_text(
+        spec,
+        host,
+        gpu,
+        server.zip(join.as_ref().map(|j| j.token.expose())),
+    ))
+}
+
+/// `config.yaml` as a plan shows it: the join token named, not given.
+pub fn shown_config(spec: &Rke2Spec, host: &HostSpec, gpu: bool) -> String {
+    let first = spec.first_server().map(|f| f.address.as_str());
+    let join = first.filter(|f| *f != host.address);
+    let token = join.map(|f| format!("<redacted: node-token of {f}>"));
+    config_text(spec, host, gpu, join.zip(token.as_deref()))
+}
+
+fn config_text(spec: &Rke2Spec, host: &HostSpec, gpu: bool, join: Option<(&str, &str)>) -> String {
     let mut labels: Vec<String> = host
         .labels
         .iter()
@@ -83,19 +101,15 @@ pub fn render_config(
         }
     }
     let doc = ConfigYaml {
-        server: join
-            .as_ref()
-            .map(|j| format!("https://{}:{SUPERVISOR_PORT}", url_host(j.server))),
-        token: join.as_ref().map(|j| j.token.expose()),
+        server: join.map(|(server, _)| format!("https://{}:{SUPERVISOR_PORT}", url_host(server))),
+        token: join.map(|(_, token)| token),
         write_kubeconfig_mode: server_only.then_some("0600"),
         tls_san,
         node_label: labels,
         node_taint: host.taints.clone(),
     };
     let body = serde_saphyr::to_string(&doc).expect("config.yaml is plain data");
-    Secret::new(format!(
-        "# Written by kgf-up; changes here are reverted on its next run.\n{body}"
-    ))
+    format!("# Written by kgf-up; changes here are reverted on its next run.\n{body}")
 }
 
 /// An address as the host part of a URL (IPv6 in brackets).

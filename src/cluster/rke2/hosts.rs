@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -13,9 +13,11 @@ use super::config::{self, CONFIG_PATH, REGISTRIES_PATH};
 use super::facts::{self, Facts, LOCK_DIR};
 use super::spec::{HostSpec, Rke2Spec, Role};
 use super::{Rke2Error, Rke2Plan, ids};
-use crate::exec::Secret;
+use crate::gate::Change;
+use crate::secret::Secret;
 use crate::ssh::{SshError, quote};
-use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
+use crate::step::{Ctx, Description, Observation, ShownFile, Step, StepError, StepId, StepResult};
+use crate::wait::{self, Seen, Stop};
 
 /// Reads every host's facts and refuses to go on while any host is unfit; changes nothing.
 pub struct FactsStep {
@@ -143,6 +145,7 @@ impl Step for FactsStep {
                 .collect(),
             objects: Vec::new(),
             component: None,
+            files: Vec::new(),
         }
     }
     fn observe<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
@@ -313,7 +316,24 @@ impl HostStep {
         let ssh = &self.plan.ssh;
         let target = self.target();
         let f = self.plan.gather(&self.host).await?;
-        let w = self.wanted().await?.ok_or_else(|| Rke2Error::Host {
+        let gate = ssh.exec().gate();
+        let on = format!(" on {} (mode 0600)", self.host.address);
+        let wanted = self.wanted().await?;
+        if wanted.is_none() && gate.recording() {
+            // The first server is not installed either (this plan would install it): its join
+            // token comes with it, so the agent is planned from scratch.
+            let shown =
+                config::shown_config(&self.plan.spec, &self.host, self.plan.has_gpu(&self.host));
+            gate.change_now(Change::file(CONFIG_PATH, &on, &shown), || {
+                Ok::<_, Rke2Error>(())
+            })?;
+            self.install().await?;
+            let enable = format!("sudo -n systemctl enable --now {}", self.host.role.unit());
+            ssh.run(&target, ssh.command(&target, &enable).changes())
+                .await?;
+            return Ok(());
+        }
+        let w = wanted.ok_or_else(|| Rke2Error::Host {
             host: self.host.address.clone(),
             problem: format!(
                 "the first server {} has no join token ({}); is rke2-server running there?",
@@ -325,16 +345,23 @@ impl HostStep {
         if !self.is_first() {
             self.check_reach().await?;
         }
+        // Each file is shown as a plan shows it: the join token named, other secrets redacted.
         if diff.config {
-            ssh.upload_secret(&target, Path::new(CONFIG_PATH), 0o600, &w.config)
+            let shown =
+                config::shown_config(&self.plan.spec, &self.host, self.plan.has_gpu(&self.host));
+            let upload = ssh.upload_secret(&target, Path::new(CONFIG_PATH), 0o600, &w.config);
+            gate.change(Change::file(CONFIG_PATH, &on, &shown), upload)
                 .await?;
         }
         if let (true, Some(r)) = (diff.registries, &w.registries) {
-            ssh.upload_secret(&target, Path::new(REGISTRIES_PATH), 0o600, r)
+            let upload = ssh.upload_secret(&target, Path::new(REGISTRIES_PATH), 0o600, r);
+            gate.change(Change::file(REGISTRIES_PATH, &on, r.expose()), upload)
                 .await?;
         }
         if let (true, Some(p)) = (diff.proxy, &w.proxy) {
-            ssh.upload_secret(&target, Path::new(&self.proxy_path()), 0o600, p)
+            let path = self.proxy_path();
+            let upload = ssh.upload_secret(&target, Path::new(&path), 0o600, p);
+            gate.change(Change::file(&path, &on, p.expose()), upload)
                 .await?;
         }
         if diff.install {
@@ -400,9 +427,6 @@ impl HostStep {
 
     async fn lock(&self) -> Result<(), Rke2Error> {
         let ssh = &self.plan.ssh;
-        if ssh.exec().is_dry_run() {
-            return Ok(());
-        }
         let owner = quote(&self.plan.owner);
         let script = format!(
             "sudo -n mkdir -p /run/lock && if sudo -n mkdir -m 0700 {LOCK_DIR} 2>/dev/null; then \
@@ -410,7 +434,15 @@ impl HostStep {
              elif [ \"$(sudo -n cat {LOCK_DIR}/owner 2>/dev/null)\" = {owner} ]; then echo acquired; \
              else echo \"held by $(sudo -n cat {LOCK_DIR}/owner 2>/dev/null)\"; fi"
         );
-        let out = ssh.sh(&self.target(), &script).await?;
+        let change = Change::bookkeeping(format!("take kgf-up's lock on {}", self.host.address));
+        let Some(out) = ssh
+            .exec()
+            .gate()
+            .change(change, ssh.sh(&self.target(), &script))
+            .await?
+        else {
+            return Ok(());
+        };
         match out.stdout.trim() {
             "acquired" => Ok(()),
             held => Err(Rke2Error::Locked {
@@ -422,35 +454,39 @@ impl HostStep {
 
     async fn unlock(&self) -> Result<(), Rke2Error> {
         let ssh = &self.plan.ssh;
-        if ssh.exec().is_dry_run() {
-            return Ok(());
-        }
         let owner = quote(&self.plan.owner);
         let script = format!(
             "if [ \"$(sudo -n cat {LOCK_DIR}/owner 2>/dev/null)\" = {owner} ]; then sudo -n rm -rf {LOCK_DIR}; fi"
         );
-        ssh.sh(&self.target(), &script).await?;
+        let change = Change::bookkeeping(format!("release kgf-up's lock on {}", self.host.address));
+        ssh.exec()
+            .gate()
+            .change(change, ssh.sh(&self.target(), &script))
+            .await?;
         Ok(())
     }
 
-    async fn wait_inner(&self, deadline: Instant) -> Result<(), Rke2Error> {
-        loop {
+    async fn wait_inner(&self, deadline: Duration) -> Result<(), Rke2Error> {
+        let unit = self.host.role.unit();
+        let active = wait::until(deadline, Duration::from_secs(2), || async {
             let f = self.plan.gather(&self.host).await?;
             let up = f.service(self.host.role).active && (self.host.role == Role::Agent || f.token);
-            if up {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Rke2Error::Host {
-                    host: self.host.address.clone(),
-                    problem: format!(
-                        "{} is not active; see `journalctl -u {}` on the host",
-                        self.host.role.unit(),
-                        self.host.role.unit()
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(if up {
+                Seen::Ready(())
+            } else {
+                Seen::Not(format!("{unit} not active"))
+            })
+        });
+        match active.await {
+            Ok(()) => Ok(()),
+            Err(Stop::Failed(e)) => Err(e),
+            Err(Stop::TimedOut { waited, .. }) => Err(Rke2Error::Host {
+                host: self.host.address.clone(),
+                problem: format!(
+                    "{unit} is not active after {}s; see `journalctl -u {unit}` on the host",
+                    waited.as_secs()
+                ),
+            }),
         }
     }
 }
@@ -511,16 +547,28 @@ impl Step for HostStep {
             ),
         };
         let a = &self.host.address;
+        let (install, script_on_stdin) = install_command(spec, self.host.role);
+        let stdin = if script_on_stdin {
+            format!("  (the installer {} on stdin)", spec.install_script)
+        } else {
+            String::new()
+        };
+        // Whether a `gpu: auto` host has GPUs is known only from its facts: planned as without.
+        let gpu = self.plan.has_gpu(&self.host);
+        let mut files = vec![ShownFile {
+            path: format!("{CONFIG_PATH} on {a} (mode 0600)"),
+            content: config::shown_config(spec, &self.host, gpu),
+        }];
+        if let Some(r) = &self.plan.registries {
+            files.push(ShownFile {
+                path: format!("{REGISTRIES_PATH} on {a} (mode 0600)"),
+                content: crate::secret::redact(r.expose()),
+            });
+        }
         Description {
             source,
             commands: vec![
-                format!(
-                    "ssh {a} sudo install -m 0600 /dev/stdin {CONFIG_PATH}  (content on stdin)"
-                ),
-                format!(
-                    "ssh {a} sudo env INSTALL_RKE2_TYPE={} ... sh -s -",
-                    self.host.role.as_str()
-                ),
+                format!("ssh {a} {install}{stdin}"),
                 format!(
                     "ssh {a} sudo systemctl enable --now {}",
                     self.host.role.unit()
@@ -528,6 +576,7 @@ impl Step for HostStep {
             ],
             objects: Vec::new(),
             component: None,
+            files,
         }
     }
     fn observe<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
@@ -552,10 +601,10 @@ impl Step for HostStep {
     }
     fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
         async move {
-            if ctx.exec.is_dry_run() {
+            if ctx.exec.gate().recording() {
                 return Ok(());
             }
-            self.wait_inner(Instant::now() + ctx.timeout)
+            self.wait_inner(ctx.timeout)
                 .await
                 .map_err(|e| e.step(&format!("waiting for rke2 on {}", self.host.address)))
         }

@@ -6,7 +6,7 @@
 //! node Ready through the API. [`Rke2Plan::down`] uninstalls agents first, then servers.
 //!
 //! Every remote command goes through [`crate::ssh`]. The join token travels from the first
-//! server's node-token file to the others' config.yaml only on stdin ([`crate::exec::Secret`]):
+//! server's node-token file to the others' config.yaml only on stdin ([`crate::secret::Secret`]):
 //! never in a command line or a log. A host running another rke2 version is reported, not
 //! upgraded, unless `upgrade` is set. While a step changes a host it holds that host's lock
 //! ([`facts::LOCK_DIR`]), so two kgf-up runs never install on one host at once.
@@ -21,7 +21,7 @@ pub mod gpu;
 mod hosts;
 pub mod kubeconfig;
 mod nodes;
-pub mod spec;
+pub use crate::profile::rke2 as spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,10 +36,17 @@ pub use spec::{
     Rke2Spec, Role, SecretRef, SshSpec,
 };
 
-use crate::exec::{Cmd, Exec, Secret};
+use crate::exec::{Cmd, Exec};
+use crate::secret::Secret;
 use crate::ssh::{Ssh, SshError, SshOptions, Target};
 use crate::step::{Ctx, DynStep, StepError, StepId, StepResult};
 use facts::Facts;
+
+impl From<crate::profile::SpecError> for Rke2Error {
+    fn from(e: crate::profile::SpecError) -> Self {
+        Rke2Error::Spec(e.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Rke2Error {
@@ -429,7 +436,7 @@ impl Rke2Plan {
         {
             outcomes.push(self.uninstall(host).await);
         }
-        if outcomes.iter().all(|o| o.result.is_ok()) && !ctx.exec.is_dry_run() {
+        if outcomes.iter().all(|o| o.result.is_ok()) && !ctx.exec.gate().recording() {
             let _ = std::fs::remove_file(self.kubeconfig_path(ctx));
         }
         outcomes

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -14,7 +14,9 @@ use kube::api::{Api, ListParams};
 
 use super::config::KUBECONFIG_PATH;
 use super::{Rke2Error, Rke2Plan, ids, kubeconfig};
-use crate::step::{Ctx, Description, Kubeconfig, Observation, Step, StepId, StepResult};
+use crate::kube::Kubeconfig;
+use crate::step::{Ctx, Description, Observation, Step, StepId, StepResult};
+use crate::wait::{self, Seen, Stop};
 
 /// Fetches rke2.yaml, rewrites it (server address, names) and writes it with mode 0600.
 pub struct KubeconfigStep {
@@ -148,6 +150,7 @@ impl Step for KubeconfigStep {
             )],
             objects: Vec::new(),
             component: None,
+            files: Vec::new(),
         }
     }
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
@@ -160,7 +163,7 @@ impl Step for KubeconfigStep {
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, _seen: &'a Observation) -> BoxFuture<'a, StepResult<()>> {
         async move {
-            if ctx.exec.is_dry_run() {
+            if ctx.exec.gate().recording() {
                 return Ok(());
             }
             self.apply_inner(ctx)
@@ -257,6 +260,7 @@ impl Step for NodesStep {
                 .map(|h| format!("Node {} (Ready)", h.address))
                 .collect(),
             component: None,
+            files: Vec::new(),
         }
     }
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {
@@ -279,26 +283,28 @@ impl Step for NodesStep {
     }
     fn wait<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<()>> {
         async move {
-            if ctx.exec.is_dry_run() {
+            if ctx.exec.gate().recording() {
                 return Ok(());
             }
-            let deadline = Instant::now() + ctx.timeout;
-            loop {
-                let pending = self.not_ready(ctx).await.map_err(|e| e.step("waiting for the cluster's nodes"))?;
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                if Instant::now() >= deadline {
-                    return Err(crate::step::StepError::new(format!(
-                        "{} of {} nodes are not Ready after {}s",
-                        pending.len(),
-                        self.plan.spec.hosts.len(),
-                        ctx.timeout.as_secs()
-                    ))
-                    .with_diagnosis(pending.join("\n"))
-                    .with_fix("on each host named, see `journalctl -u rke2-server` or `journalctl -u rke2-agent`"));
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
+            let ready = wait::until(ctx.timeout, Duration::from_secs(2), || async {
+                let pending = self.not_ready(ctx).await?;
+                Ok::<_, Rke2Error>(if pending.is_empty() {
+                    Seen::Ready(())
+                } else {
+                    Seen::Not(pending.join("\n"))
+                })
+            });
+            match ready.await {
+                Ok(()) => Ok(()),
+                Err(Stop::Failed(e)) => Err(e.step("waiting for the cluster's nodes")),
+                Err(Stop::TimedOut { waited, last }) => Err(crate::step::StepError::new(format!(
+                    "{} of {} nodes are not Ready after {}s",
+                    last.lines().count(),
+                    self.plan.spec.hosts.len(),
+                    waited.as_secs()
+                ))
+                .with_diagnosis(last)
+                .with_fix("on each host named, see `journalctl -u rke2-server` or `journalctl -u rke2-agent`")),
             }
         }
         .boxed()

@@ -7,9 +7,9 @@
 //! own: no `helm repo add` (repository charts are fetched with `--repo`), no files but the values
 //! file the caller names. It must not decide what to install: components do that.
 //!
-//! **Is a release converged?** Observe reads the release's metadata (status, chart name and version)
-//! and its user-supplied values (`helm get values -o json`), and compares them with what the profile
-//! wants. The values are compared, not a hash of them stored beside the release, because the
+//! **Is a release converged?** Observe reads the release's record through the API ([`records`]:
+//! status, chart name and version, user-supplied values; no helm process) and compares it with what
+//! the profile wants. The values are compared, not a hash of them stored beside the release, because the
 //! comparison needs no extra state, catches a hand-made `helm upgrade --set` (a stored hash would
 //! still match), and names the key that differs. Upgrades always pass `--reset-values`, so the
 //! deployed values are exactly kgf-up's file and the comparison is exact. Values are written as JSON
@@ -31,8 +31,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::exec::{self, Cmd, Exec, ExecError};
-use crate::step::{Description, ErrorKind, Kubeconfig, Observation, StepError};
+pub mod records;
+
+use crate::exec::{Cmd, Exec, ExecError};
+
+use crate::kube::Kubeconfig;
+use crate::step::{ErrorKind, Observation, StepError};
 
 /// The oldest helm kgf-up drives: `helm get metadata -o json` arrived in 3.13.
 const MIN_HELM3_MINOR: u32 = 13;
@@ -278,7 +282,7 @@ impl Release {
         }
     }
 
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 }
@@ -338,22 +342,13 @@ impl fmt::Display for ReleaseStatus {
     }
 }
 
-/// The latest revision of a release, from `helm get metadata`.
+/// The latest revision of a release, from its record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LatestRevision {
     pub revision: u32,
     pub status: ReleaseStatus,
     pub chart: String,
     pub version: String,
-}
-
-/// `helm get metadata -o json` (helm 3.13+ and 4 print the same keys).
-#[derive(Deserialize)]
-struct MetadataJson {
-    chart: String,
-    version: String,
-    revision: u32,
-    status: String,
 }
 
 /// One entry of `helm history -o json`.
@@ -548,6 +543,8 @@ pub enum HelmError {
     BadSource { source_text: String, detail: String },
     #[error("cannot read the local chart {}: {detail}", path.display())]
     LocalChart { path: PathBuf, detail: String },
+    #[error("reading the record of release {release}: {message}")]
+    Record { release: String, message: String },
     #[error("reading release {release}")]
     Read {
         release: String,
@@ -604,7 +601,7 @@ impl HelmError {
                 "point the source at a chart directory (with Chart.yaml) or a `helm package` .tgz"
                     .into()
             }
-            HelmError::Read { .. } => {
+            HelmError::Read { .. } | HelmError::Record { .. } => {
                 "check that the cluster is reachable with this kubeconfig (`kubectl get ns`), then run kgf-up again"
                     .into()
             }
@@ -732,6 +729,18 @@ fn chain(err: &dyn std::error::Error) -> String {
     message
 }
 
+/// Versions found by [`Helm::detect`], per program: asked once per process, not once per release.
+static DETECTED: std::sync::Mutex<Vec<(String, HelmVersion)>> = std::sync::Mutex::new(Vec::new());
+
+fn detected(program: &str) -> Option<HelmVersion> {
+    DETECTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(p, _)| p == program)
+        .map(|(_, v)| *v)
+}
+
 /// A detected helm client bound to one cluster.
 #[derive(Clone)]
 pub struct Helm {
@@ -750,6 +759,9 @@ impl Helm {
         kubeconfig: &Kubeconfig,
     ) -> Result<Helm, HelmError> {
         let program = program.into();
+        if let Some(version) = detected(&program) {
+            return Ok(Helm::new(exec, program, version, kubeconfig));
+        }
         let out = exec
             .run_async(Cmd::new(&program).args(["version", "--template", "{{.Version}}"]))
             .await
@@ -759,7 +771,13 @@ impl Helm {
             })?;
         let found = out.stdout.trim().to_string();
         match HelmVersion::parse(&found).filter(|v| v.supported()) {
-            Some(version) => Ok(Helm::new(exec, program, version, kubeconfig)),
+            Some(version) => {
+                DETECTED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((program.clone(), version));
+                Ok(Helm::new(exec, program, version, kubeconfig))
+            }
             None => Err(HelmError::Unsupported { program, found }),
         }
     }
@@ -884,45 +902,6 @@ impl Helm {
             .retry_on(TRANSIENT, 3, Duration::from_secs(1))
     }
 
-    /// What `plan` shows for installing `release`.
-    pub fn describe(&self, release: &Release) -> Description {
-        Description {
-            source: release.chart.to_string(),
-            commands: vec![self.upgrade_cmd(release).display()],
-            objects: vec![format!("helm release {}", release.id())],
-            component: None,
-        }
-    }
-
-    /// The latest revision of release `name`, or `None` when there is none.
-    pub async fn release(
-        &self,
-        name: &str,
-        namespace: &str,
-    ) -> Result<Option<LatestRevision>, HelmError> {
-        let cmd = self.read(&["get", "metadata", name, "-o", "json"], namespace);
-        let Some(stdout) = self.read_release(cmd, name, namespace).await? else {
-            return Ok(None);
-        };
-        let meta: MetadataJson = parse_json(&stdout, "helm get metadata")?;
-        Ok(Some(LatestRevision {
-            revision: meta.revision,
-            status: ReleaseStatus::parse(&meta.status),
-            chart: meta.chart,
-            version: meta.version,
-        }))
-    }
-
-    /// The user-supplied values of the latest revision (`{}` when none).
-    pub async fn values(&self, name: &str, namespace: &str) -> Result<Option<Value>, HelmError> {
-        let cmd = self.read(&["get", "values", name, "-o", "json"], namespace);
-        let Some(stdout) = self.read_release(cmd, name, namespace).await? else {
-            return Ok(None);
-        };
-        let values: Value = parse_json(&stdout, "helm get values")?;
-        Ok(Some(empty_if_null(values)))
-    }
-
     /// The CRDs among the release's rendered objects (`helm get manifest`). Charts that template
     /// their CRDs usually mark them `helm.sh/resource-policy: keep`, so uninstall leaves them too.
     pub async fn manifest_crds(
@@ -1002,15 +981,21 @@ impl Helm {
         Ok((meta.name, meta.version))
     }
 
-    /// Read-only: is `release` deployed with the wanted chart, version and values?
-    pub async fn observe(&self, release: &Release) -> Result<Observation, HelmError> {
+    /// Read-only: is `release` deployed with the wanted chart, version and values? Reads the
+    /// release's record through `client` (no helm process: see [`records`]).
+    pub async fn observe(
+        &self,
+        release: &Release,
+        client: kube::Client,
+    ) -> Result<Observation, HelmError> {
         let (name, version) = self.wanted_chart(&release.chart).await?;
         let id = release.id();
-        let (meta, values) = tokio::join!(
-            self.release(&release.name, &release.namespace),
-            self.values(&release.name, &release.namespace)
-        );
-        let Some(meta) = meta? else {
+        let stored = records::latest(client, &release.name, &release.namespace).await?;
+        let Some(records::Stored {
+            latest: meta,
+            values: deployed,
+        }) = stored
+        else {
             return Ok(Observation::missing(format!(
                 "release {id} is not installed"
             )));
@@ -1046,17 +1031,11 @@ impl Helm {
                 meta.chart, meta.version
             )));
         }
-        // A release deleted between the two reads is simply missing.
-        let Some(deployed) = values? else {
-            return Ok(Observation::missing(format!(
-                "release {id} is not installed"
-            )));
-        };
         let wanted = empty_if_null(release.values.clone());
         Ok(match first_difference("", &deployed, &wanted) {
-            Some(diff) => {
-                Observation::drifted(exec::redact(&format!("release {id} values differ: {diff}")))
-            }
+            Some(diff) => Observation::drifted(crate::secret::redact(&format!(
+                "release {id} values differ: {diff}"
+            ))),
             None => Observation::converged(format!(
                 "release {id} revision {rev}: chart {name} {version}, values as wanted"
             )),
@@ -1094,12 +1073,12 @@ impl Helm {
         name: &str,
         namespace: &str,
     ) -> Result<Option<Recovery>, HelmError> {
-        match self.release(name, namespace).await? {
-            Some(meta)
-                if meta.status.is_pending() || meta.status == ReleaseStatus::Uninstalling => {}
+        let history = self.history(name, namespace).await?;
+        match history.last().map(|r| ReleaseStatus::parse(&r.status)) {
+            Some(status) if status.is_pending() || status == ReleaseStatus::Uninstalling => {}
             _ => return Ok(None),
         }
-        let Some(recovery) = recovery_for(&self.history(name, namespace).await?) else {
+        let Some(recovery) = recovery_for(&history) else {
             return Ok(None);
         };
         tracing::warn!(target: "helm", release = %format!("{namespace}/{name}"), "{recovery}");
@@ -1206,44 +1185,73 @@ fn write_values(path: &Path, values: &Value) -> Result<(), HelmError> {
 /// The first place where the deployed values differ from the wanted ones, as a sentence, or
 /// `None` when they are the same. Numbers compare by value: helm stores them as floats.
 pub fn first_difference(path: &str, deployed: &Value, wanted: &Value) -> Option<String> {
-    let here = if path.is_empty() { "(top level)" } else { path };
+    let mut found = Vec::new();
+    differences(path, Some(deployed), Some(wanted), &mut found);
+    let (at, d, w) = found.into_iter().next()?;
+    let here = if at.is_empty() {
+        "(top level)".to_string()
+    } else {
+        at
+    };
+    Some(match (d, w) {
+        (Some(d), None) => format!(
+            "`{here}` is {} on the cluster but not set by kgf-up",
+            show(&d)
+        ),
+        (None, Some(w)) => format!(
+            "`{here}` is not set on the cluster, kgf-up wants {}",
+            show(&w)
+        ),
+        (d, w) => format!(
+            "`{here}` is {} on the cluster, kgf-up wants {}",
+            show(&d.unwrap_or_default()),
+            show(&w.unwrap_or_default())
+        ),
+    })
+}
+
+/// Every values key that differs, as `key: deployed → wanted` (`(unset)` where one side has
+/// none), for `plan` to list.
+pub fn value_changes(deployed: &Value, wanted: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    differences("", Some(deployed), Some(wanted), &mut found);
+    let side = |v: &Option<Value>| v.as_ref().map(show).unwrap_or_else(|| "(unset)".into());
+    found
+        .iter()
+        .map(|(at, d, w)| format!("{at}: {} → {}", side(d), side(w)))
+        .collect()
+}
+
+type Difference = (String, Option<Value>, Option<Value>);
+
+fn differences(
+    path: &str,
+    deployed: Option<&Value>,
+    wanted: Option<&Value>,
+    out: &mut Vec<Difference>,
+) {
     match (deployed, wanted) {
-        (Value::Object(d), Value::Object(w)) => {
+        (Some(Value::Object(d)), Some(Value::Object(w))) => {
             let mut keys: Vec<&String> = d.keys().chain(w.keys()).collect();
             keys.sort();
             keys.dedup();
-            keys.into_iter().find_map(|k| {
+            for k in keys {
                 let sub = if path.is_empty() {
                     k.clone()
                 } else {
                     format!("{path}.{k}")
                 };
-                match (d.get(k), w.get(k)) {
-                    (Some(dv), Some(wv)) => first_difference(&sub, dv, wv),
-                    (Some(dv), None) => Some(format!(
-                        "`{sub}` is {} on the cluster but not set by kgf-up",
-                        show(dv)
-                    )),
-                    (None, Some(wv)) => Some(format!(
-                        "`{sub}` is not set on the cluster, kgf-up wants {}",
-                        show(wv)
-                    )),
-                    (None, None) => None,
-                }
-            })
+                differences(&sub, d.get(k), w.get(k), out);
+            }
         }
-        (Value::Array(d), Value::Array(w)) if d.len() == w.len() => d
-            .iter()
-            .zip(w)
-            .enumerate()
-            .find_map(|(i, (dv, wv))| first_difference(&format!("{path}[{i}]"), dv, wv)),
-        (Value::Number(d), Value::Number(w)) if d.as_f64() == w.as_f64() => None,
-        (d, w) if d == w => None,
-        (d, w) => Some(format!(
-            "`{here}` is {} on the cluster, kgf-up wants {}",
-            show(d),
-            show(w)
-        )),
+        (Some(Value::Array(d)), Some(Value::Array(w))) if d.len() == w.len() => {
+            for (i, (dv, wv)) in d.iter().zip(w).enumerate() {
+                differences(&format!("{path}[{i}]"), Some(dv), Some(wv), out);
+            }
+        }
+        (Some(Value::Number(d)), Some(Value::Number(w))) if d.as_f64() == w.as_f64() => {}
+        (d, w) if d == w => {}
+        (d, w) => out.push((path.to_string(), d.cloned(), w.cloned())),
     }
 }
 
@@ -1289,7 +1297,7 @@ mod tests {
 
     fn helm(major: u32) -> Helm {
         Helm::new(
-            Exec::dry_run(),
+            Exec::with_gate(crate::gate::Gate::record()),
             "helm",
             HelmVersion {
                 major,

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::KindError;
+use super::SpecError;
+
+/// The kind release the pinned node image belongs to (what preflight asks `kind version` for).
+pub const KIND_VERSION: &str = "v0.33.0";
 
 /// The node image kgf-up pins: the Kubernetes 1.36 image published with kind v0.33.0 (kind's
 /// release notes list it by digest; kind supports an image only with the kind release it was
@@ -164,26 +167,26 @@ impl KindSpec {
     }
 
     /// Checks what can be checked without the host: the name, the image, explicit GPU lists.
-    pub fn validate(&self) -> Result<(), KindError> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         if self.name.is_empty()
             || !self
                 .name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
         {
-            return Err(KindError::Spec(format!(
+            return Err(SpecError(format!(
                 "cluster name {:?} is not valid for kind: use lower-case letters, digits, '.' and '-'",
                 self.name
             )));
         }
         if self.node_image.trim().is_empty() {
-            return Err(KindError::Spec(
+            return Err(SpecError(
                 "node_image is empty: set it to a kindest/node image, e.g. the default".into(),
             ));
         }
         if self.registry.enabled && (self.registry.host_port == 0 || self.registry.name.is_empty())
         {
-            return Err(KindError::Spec(
+            return Err(SpecError(
                 "registry needs a name and a host_port above 0 (or enabled: false)".into(),
             ));
         }
@@ -191,13 +194,13 @@ impl KindSpec {
             let mut seen = BTreeSet::new();
             for (i, list) in workers.iter().enumerate() {
                 if list.is_empty() {
-                    return Err(KindError::Spec(format!(
+                    return Err(SpecError(format!(
                         "gpus.layout.explicit worker {i} has no GPUs: remove it and raise `workers` for a CPU-only worker"
                     )));
                 }
                 for gpu in list {
                     if !seen.insert(*gpu) {
-                        return Err(KindError::Spec(format!(
+                        return Err(SpecError(format!(
                             "GPU {gpu} is given to more than one worker in gpus.layout.explicit: a GPU can belong to one worker only"
                         )));
                     }
@@ -209,7 +212,7 @@ impl KindSpec {
 
     /// Every node in kind's order (control plane, GPU workers, CPU workers) with kind's names and
     /// the GPUs each sees, for a host with `gpu_count` GPUs (after [`KindSpec::gpu_count`]).
-    pub fn nodes(&self, gpu_count: u32) -> Result<Vec<NodePlan>, KindError> {
+    pub fn nodes(&self, gpu_count: u32) -> Result<Vec<NodePlan>, SpecError> {
         self.validate()?;
         let gpu_workers: Vec<NodeGpus> = match &self.gpus.layout {
             GpuLayout::OneWorker if gpu_count == 0 => Vec::new(),
@@ -217,7 +220,7 @@ impl KindSpec {
             GpuLayout::WorkerPerGpu => (0..gpu_count).map(|i| NodeGpus::Indices(vec![i])).collect(),
             GpuLayout::Explicit(lists) => {
                 if let Some(gpu) = lists.iter().flatten().find(|g| **g >= gpu_count) {
-                    return Err(KindError::Spec(format!(
+                    return Err(SpecError(format!(
                         "gpus.layout.explicit names GPU {gpu}, but the host has {gpu_count} GPU(s) (indices 0..{}): check `nvidia-smi -L`",
                         gpu_count.saturating_sub(1)
                     )));

@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::spans::Spans;
-use super::{Profile, ProfileError, Provider, Source, is_dns_label};
-use crate::cluster::kind::GpuLayout;
-use crate::cluster::rke2::spec::Role;
+use crate::profile::kind::GpuLayout;
+use crate::profile::rke2::Role;
+use crate::profile::spans::Spans;
+use crate::profile::{Profile, ProfileError, Provider, Source, is_dns_label};
 
 /// Limits, each named in its error. Generous for real use, far below what would exhaust memory.
 pub const MAX_CONCURRENCY: usize = 64;
@@ -177,7 +177,7 @@ fn components(input: &Input<'_>) -> Result<(), ProfileError> {
                 &format!("{path}.values"),
                 format!(
                     "values of component `{name}` must be a mapping (helm values), not a {}",
-                    super::kind_of(&spec.values)
+                    crate::profile::kind_of(&spec.values)
                 ),
                 "write them as keys under values:, e.g. values: {mode: standalone}",
             ));
@@ -635,7 +635,8 @@ mod tests {
     #[test]
     fn exact_versions_and_quantities() {
         let spans = Spans::default();
-        let profile = super::super::parse("name: t\ncluster: {provider: existing}\n", "p").unwrap();
+        let profile =
+            crate::profile::parse("name: t\ncluster: {provider: existing}\n", "p").unwrap();
         let input = Input {
             profile: &profile,
             file: "p",

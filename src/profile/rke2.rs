@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Rke2Error;
-use crate::exec::Secret;
+use super::SpecError;
+
+use crate::secret::Secret;
 
 /// The rke2 release kgf-up pins when neither `version` nor `channel` is given.
 pub const DEFAULT_VERSION: &str = "v1.36.3+rke2r1";
@@ -224,17 +225,17 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
-    pub fn resolve(&self) -> Result<Secret, Rke2Error> {
+    pub fn resolve(&self) -> Result<Secret, SpecError> {
         match self {
             SecretRef::Env(name) => std::env::var(name).map(Secret::new).map_err(|_| {
-                Rke2Error::Spec(format!(
+                SpecError(format!(
                     "the registry password variable {name} is not set; export it before running kgf-up"
                 ))
             }),
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
                 .map_err(|e| {
-                    Rke2Error::Spec(format!(
+                    SpecError(format!(
                         "cannot read the registry password file {}: {e}",
                         path.display()
                     ))
@@ -272,8 +273,8 @@ impl Rke2Spec {
         self.hosts.iter().find(|h| h.role == Role::Server)
     }
 
-    pub fn validate(&self) -> Result<(), Rke2Error> {
-        let bad = |m: String| Err(Rke2Error::Spec(m));
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let bad = |m: String| Err(SpecError(m));
         if self.hosts.is_empty() {
             return bad("no hosts: list at least one host with role: server".into());
         }
@@ -426,7 +427,7 @@ hosts:
 
     #[test]
     fn the_readme_inventory_is_valid() {
-        let spec = parse(include_str!("../../../tests/fixtures/rke2/inventory.yaml")).unwrap();
+        let spec = parse(include_str!("../../tests/fixtures/rke2/inventory.yaml")).unwrap();
         spec.validate().unwrap();
         assert_eq!(spec.hosts.len(), 3);
         assert_eq!(spec.hosts[2].port, Some(2222));

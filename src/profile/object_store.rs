@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::rke2::spec::SecretRef;
+use super::rke2::SecretRef;
 
 /// `object_store:`. Exactly one of `minio`, `bundled`, `s3`; without the section, kgf-up's own
 /// MinIO when `components.minio` is enabled, otherwise Kubeflow Pipelines' bundled store.
