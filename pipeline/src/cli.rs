@@ -299,9 +299,11 @@ pub struct DeployFlags {
 
 #[derive(Args, Debug)]
 pub struct DataFlags {
-    /// Use the transcripts of this FASTA (`>GENE|TRANSCRIPT`) instead of synthetic ones.
-    #[arg(long)]
-    pub transcripts: Option<PathBuf>,
+    /// Use the transcripts of this FASTA (`>GENE|TRANSCRIPT`) instead of synthetic ones: a path,
+    /// or s3://BUCKET/KEY (credentials and endpoint from the AWS_* environment, as for
+    /// `serve --model s3://…`).
+    #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+    pub transcripts: Option<String>,
     /// Number of panel genes (synthetic reference).
     #[arg(long)]
     pub genes: Option<usize>,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::format::{Column, Fields, FormatError, Reader, Writer};
 use crate::rng::{self, Rng};
 use crate::simulate::{self, CHIMERIC, ReadConfig};
+use crate::store;
 use crate::transcripts::{self, FastaError, Reference, SynthConfig, Transcript};
 use crate::vocab;
 
@@ -63,8 +64,9 @@ pub struct GcSplit {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DataConfig {
     pub synth: SynthConfig,
-    /// A FASTA of transcripts used instead of the synthetic reference.
-    pub transcripts: Option<PathBuf>,
+    /// A FASTA of transcripts used instead of the synthetic reference: a path, or an
+    /// `s3://BUCKET/KEY` object read through the store client (`crate::store`).
+    pub transcripts: Option<String>,
     pub fusions_per_gene: usize,
     /// Split FC fusions by partner pair (no gene pair in two splits) rather than by event.
     pub hold_out_pairs: bool,
@@ -160,6 +162,10 @@ pub enum DatasetError {
     },
     #[error("invalid dataset configuration: {0}")]
     Config(String),
+    /// The object store did not hand over the `--transcripts` object; `reason` holds the
+    /// store's answer and the fix.
+    #[error("cannot read transcripts from {uri}: {reason}")]
+    Store { uri: String, reason: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
@@ -506,11 +512,63 @@ impl FusionSplitter {
 /// Runs the dataset step. Returns the label map it wrote.
 pub fn run(cfg: &DataConfig, seed: u64, out: &DataOut) -> Result<Labels, DatasetError> {
     validate(cfg)?;
-    let reference: Reference = match &cfg.transcripts {
-        Some(p) => transcripts::read_fasta(p)?,
+    let reference: Reference = match cfg.transcripts.as_deref() {
+        Some(uri) if uri.starts_with("s3://") => fetch_fasta(uri)?,
+        Some(p) => transcripts::read_fasta(Path::new(p))?,
         None => transcripts::synthesize(&cfg.synth, seed),
     };
     write(&reference, cfg, seed, out)
+}
+
+/// Reads the transcripts FASTA at `s3://BUCKET/KEY` with the store client (credentials and
+/// endpoint from the `AWS_*` environment, as every `s3://` of kgf-step); a refusal becomes an
+/// error that names the URI and what to fix.
+fn fetch_fasta(uri: &str) -> Result<Reference, DatasetError> {
+    let fail = |reason: String| DatasetError::Store {
+        uri: uri.to_string(),
+        reason,
+    };
+    let s3 = store::S3Uri::parse(uri).map_err(|e| fail(e.to_string()))?;
+    if s3.prefix.is_empty() {
+        return Err(fail(
+            "the URI names a bucket but no object; write s3://BUCKET/KEY".into(),
+        ));
+    }
+    let cfg = store::Config::from_env().map_err(|e| fail(e.to_string()))?;
+    let endpoint = cfg.endpoint.to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err(Path::new("<tokio runtime>")))?;
+    let body = rt
+        .block_on(async { store::Client::new(cfg)?.get(&s3.bucket, &s3.prefix).await })
+        .map_err(|e| fail(store_reason(&e, &s3, &endpoint)))?;
+    Ok(transcripts::parse_fasta(&body[..], uri)?)
+}
+
+/// What the store at `endpoint` said, and the fix, for a failed `--transcripts` download.
+fn store_reason(e: &store::StoreError, uri: &store::S3Uri, endpoint: &str) -> String {
+    match e.refusal() {
+        Some((_, Some("NoSuchBucket"))) => format!(
+            "the store at {endpoint} has no bucket {:?}; correct the bucket in --transcripts (or AWS_ENDPOINT_URL), or create it and upload the FASTA",
+            uri.bucket
+        ),
+        Some((404, _)) => format!(
+            "the store at {endpoint} has no object {:?} in bucket {:?}; upload the FASTA there (e.g. `aws s3 cp panel.fa s3://{}/{}`; `kgf-step transcripts --out panel.fa` writes one) or correct --transcripts",
+            uri.prefix, uri.bucket, uri.bucket, uri.prefix
+        ),
+        Some((status, code)) if status == 401 || status == 403 => format!(
+            "the store at {endpoint} refused the request ({status} {}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION), and that they may read the object",
+            code.unwrap_or("Forbidden")
+        ),
+        Some(_) => format!("{e}; check the store at {endpoint} (AWS_ENDPOINT_URL)"),
+        None if matches!(e, store::StoreError::Http(_)) => {
+            format!(
+                "{e}; check AWS_ENDPOINT_URL ({endpoint}) and that the store is reachable from here"
+            )
+        }
+        None => e.to_string(),
+    }
 }
 
 /// Writes the dataset of `reference` (synthetic or read by the caller from any source).

@@ -62,6 +62,22 @@ pub enum StoreError {
     UnsafeKey(String),
 }
 
+impl StoreError {
+    /// The HTTP status and S3 error code (`NoSuchKey`, `NoSuchBucket`, `AccessDenied`, …) of a
+    /// request the store answered with an error, so that callers can name the fix.
+    pub fn refusal(&self) -> Option<(u16, Option<&str>)> {
+        let StoreError::Status { status, body, .. } = self else {
+            return None;
+        };
+        let code = body
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(code, _)| code.trim())
+            .filter(|c| !c.is_empty());
+        Some((*status, code))
+    }
+}
+
 /// `s3://bucket/prefix` (the prefix without leading or trailing slashes; may be empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Uri {
@@ -353,5 +369,20 @@ mod tests {
         assert!(S3Uri::parse("http://b/k").is_err());
         assert!(S3Uri::parse("s3:///k").is_err());
         assert_eq!(u.to_string(), "s3://models/gene-fusion/run-1");
+    }
+
+    #[test]
+    fn a_refusal_carries_the_status_and_the_s3_error_code() {
+        let refused = |status: u16, body: &str| StoreError::Status {
+            op: "GET",
+            bucket: "b".into(),
+            key: "k".into(),
+            status,
+            body: body.into(),
+        };
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
+        assert_eq!(refused(404, xml).refusal(), Some((404, Some("NoSuchKey"))));
+        assert_eq!(refused(502, "bad gateway").refusal(), Some((502, None)));
+        assert_eq!(StoreError::NoCredentials.refusal(), None);
     }
 }

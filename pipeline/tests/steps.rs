@@ -139,14 +139,30 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
     let accuracy = gc_metrics["accuracy"].as_f64().unwrap();
     let chance = 1.0 / genes as f64;
     assert_eq!(genes, 4);
-    // Chance is 0.25 (4 genes). On held-out blocks of sequence the tiny GC reaches 0.59
-    // [0.53, 0.67] at this seed (0.45-0.71 over seeds 1-4): its whole interval is above chance.
+    // The bars are what the tiny preset supports on every seed tried, not on this one alone
+    // (README, seeds 1-13). Balanced accuracy's chance is 1/genes whatever the test split's
+    // gene mix; plain accuracy's is the commonest gene's share of the test sentences (0.28-0.44
+    // on tiny), so accuracy is held to that, not to 1/genes. Over seeds 1-13 the balanced
+    // accuracy is 0.38-0.83 and accuracy beats the commonest gene's share by 0.09-0.46; the
+    // interval's lower bound is above chance on every seed too, but by as little as 0.007 (7-10
+    // test blocks), too little to hold on every CPU, so it is reported, not asserted.
+    let balanced = gc_metrics["balanced_accuracy"].as_f64().unwrap();
     assert!(
-        accuracy > 2.0 * chance,
-        "GC test accuracy {accuracy} is not clearly above chance {chance}"
+        balanced > chance + 0.05,
+        "GC balanced accuracy {balanced} is not above chance {chance} by 0.05"
     );
-    let low = intervals["accuracy"]["low"].as_f64().unwrap();
-    assert!(low > chance, "GC accuracy interval reaches chance: {low}");
+    let largest = gc_metrics["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["support"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let majority = largest as f64 / gc_metrics["samples"].as_u64().unwrap() as f64;
+    assert!(
+        accuracy > majority + 0.05,
+        "GC accuracy {accuracy} is not above always answering the commonest gene ({majority}) by 0.05"
+    );
     let kfp = json(&exec_out);
     assert_eq!(
         kfp["artifacts"]["metrics"]["artifacts"][0]["metadata"]["accuracy"].as_f64(),
@@ -187,16 +203,18 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
         fc_metrics["classes"],
         serde_json::json!(["chimeric", "not_chimeric"])
     );
-    // On held-out fusion events the tiny FC's balanced accuracy is 0.66 [0.59, 0.71] at this
-    // seed: above chance (0.5) with its whole interval.
-    let bal = fc_metrics["balanced_accuracy"].as_f64().unwrap();
-    let bal_low = fc_metrics["intervals"]["values"]["balanced_accuracy"]["low"]
-        .as_f64()
-        .unwrap();
+    // On held-out fusion events (6-20 in test, 8-44 chimeric test reads) over seeds 1-13 the
+    // tiny FC's ROC-AUC is 0.60-0.89 and its balanced accuracy 0.53-0.80 (chance 0.5 for
+    // both); their intervals reach 0.5 on some seeds (README), so the point estimates are held
+    // above chance, ROC-AUC (which no threshold choice moves) by a margin.
+    let fc_value = |name: &str| fc_metrics[name].as_f64().unwrap();
+    let auc = fc_value("roc_auc");
     assert!(
-        bal > 0.5 && bal_low > 0.5,
-        "FC balanced accuracy {bal} (low {bal_low}) is not above chance"
+        auc > 0.55,
+        "FC ROC-AUC {auc} is not above chance 0.5 by 0.05"
     );
+    let bal = fc_value("balanced_accuracy");
+    assert!(bal > 0.5, "FC balanced accuracy {bal} is not above chance");
     assert!(fc_metrics["roc_curve"].as_array().unwrap().len() > 2);
 
     // `all` with the same seed reproduces the step-by-step results exactly.

@@ -1,10 +1,16 @@
 //! `kgf-step transcripts` against a loopback HTTP server of ours that answers as Ensembl's REST
 //! API does (`lookup/symbol` JSON with its `Transcript` array, `sequence/id?type=cdna` FASTA, 400
 //! for an unknown symbol, 429 with `Retry-After` when rate limited), then `dataset
-//! --transcripts` on the FASTA it wrote. The real server cannot be reached from CI.
+//! --transcripts` on the FASTA it wrote. The real server cannot be reached from CI. And `dataset
+//! --transcripts s3://…` against the test bed's real MinIO server (those tests run inside the
+//! bed): the same dataset as from the local file, and the errors of a missing object, a missing
+//! bucket and refused credentials.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -226,4 +232,153 @@ fn an_unknown_gene_fails_with_the_symbol_and_the_fix_and_writes_nothing() {
         fa.to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("http:// or https://"));
+}
+
+/// A FASTA of our own: three genes, two isoforms of the first (the second skips its middle),
+/// long enough for the tiny preset's blocks and fusions.
+fn own_fasta() -> String {
+    let runx1 = sequence(11, 900);
+    let skipped = format!("{}{}", &runx1[..300], &runx1[600..]);
+    let records = [
+        ("RUNX1|RUNX1-201", runx1.clone()),
+        ("RUNX1|RUNX1-202", skipped),
+        ("ETV6|ETV6-201", sequence(12, 700)),
+        ("PAX5|PAX5-201", sequence(13, 650)),
+    ];
+    records
+        .iter()
+        .map(|(h, seq)| {
+            let lines: Vec<&str> = (0..seq.len())
+                .step_by(70)
+                .map(|i| &seq[i..(i + 70).min(seq.len())])
+                .collect();
+            format!(">{h}\n{}\n", lines.join("\n"))
+        })
+        .collect()
+}
+
+fn dataset_from(transcripts: &str, out: &Path, env: &[(&str, String)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kgf-step"))
+        .args([
+            "dataset",
+            "--preset",
+            "tiny",
+            "--seed",
+            "4",
+            "--transcripts",
+            transcripts,
+            "--out",
+        ])
+        .arg(out)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn dataset_reads_a_fasta_from_s3_as_from_the_local_file() {
+    let s3 = common::s3("kgf-fasta");
+    let fasta = own_fasta();
+    let key = "references/panel.fa";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = kgf_step::store::Client::new(s3.config()).unwrap();
+        client
+            .put(&s3.bucket, key, fasta.clone().into_bytes().into())
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let local_fa = dir.path().join("panel.fa");
+    std::fs::write(&local_fa, &fasta).unwrap();
+    let uri = format!("s3://{}/{key}", s3.bucket);
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    for (src, out, env) in [
+        (uri.as_str(), &remote, s3.env()),
+        (local_fa.to_str().unwrap(), &local, vec![]),
+    ] {
+        let o = dataset_from(src, out, &env);
+        assert!(
+            o.status.success(),
+            "dataset --transcripts {src}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for f in [
+        "train/gc.npy",
+        "train/fc.npy",
+        "val/gc.npy",
+        "val/fc.npy",
+        "test/gc.npy",
+        "test/fc.npy",
+        "labels/vocab.txt",
+    ] {
+        let (a, b) = (
+            std::fs::read(remote.join(f)).unwrap(),
+            std::fs::read(local.join(f)).unwrap(),
+        );
+        assert!(
+            !a.is_empty() && a == b,
+            "{f} differs between s3:// and the local file"
+        );
+    }
+    let labels = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("labels/labels.json")).unwrap()).unwrap()
+    };
+    let (mut a, mut b) = (labels(&remote), labels(&local));
+    assert_eq!(a["config"]["transcripts"], serde_json::json!(uri));
+    assert_eq!(a["genes"], serde_json::json!(["RUNX1", "ETV6", "PAX5"]));
+    // The label maps differ only in where the transcripts came from.
+    a["config"]["transcripts"] = serde_json::Value::Null;
+    b["config"]["transcripts"] = serde_json::Value::Null;
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_missing_s3_fasta_fails_with_the_uri_and_the_fix_and_writes_nothing() {
+    let s3 = common::s3("kgf-fasta-missing");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    let fails = |uri: &str, env: &[(&str, String)]| -> String {
+        let o = dataset_from(uri, &out, env);
+        assert!(!o.status.success(), "dataset --transcripts {uri} succeeded");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+
+    let missing = format!("s3://{}/references/missing.fa", s3.bucket);
+    let err = fails(&missing, &s3.env());
+    assert!(
+        err.contains(&format!("cannot read transcripts from {missing}"))
+            && err.contains("has no object \"references/missing.fa\"")
+            && err.contains(&format!("aws s3 cp panel.fa {missing}")),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is written when the FASTA is missing"
+    );
+
+    let no_bucket = format!("s3://{}-gone/panel.fa", s3.bucket);
+    let err = fails(&no_bucket, &s3.env());
+    assert!(
+        err.contains(&no_bucket) && err.contains("has no bucket") && err.contains(&s3.endpoint),
+        "{err}"
+    );
+
+    let mut wrong = s3.env();
+    for (k, v) in wrong.iter_mut() {
+        if *k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let err = fails(&missing, &wrong);
+    assert!(
+        err.contains(&missing) && err.contains("refused") && err.contains("AWS_SECRET_ACCESS_KEY"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-secret"),
+        "the secret is never printed"
+    );
+    assert!(!out.exists());
 }
