@@ -1019,6 +1019,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_object_diff_names_each_changed_field_and_hides_what_the_server_keeps() {
+        let live = serde_json::json!({
+            "metadata": {"name": "x", "resourceVersion": "1", "managedFields": [1],
+                         "labels": {"a": "1"}},
+            "spec": {"replicas": 2, "template": {"image": "i:1"}},
+            "status": {"ready": 1},
+        });
+        let after = serde_json::json!({
+            "metadata": {"name": "x", "resourceVersion": "2", "managedFields": [2],
+                         "labels": {"a": "1", "b": "2"}},
+            "spec": {"replicas": 3, "template": {"image": "i:1"}},
+            "status": {"ready": 0},
+        });
+        assert_eq!(
+            object_diff(&live, &after, false),
+            ["metadata.labels.b: (none) → \"2\"", "spec.replicas: 2 → 3"]
+        );
+        assert!(object_diff(&live, &live, false).is_empty());
+        let secret = |v: &str| serde_json::json!({"data": {"password": v}});
+        assert_eq!(
+            object_diff(&secret("b2xk"), &secret("bmV3"), true),
+            ["data.password: <redacted> → <redacted>"]
+        );
+    }
+
+    #[test]
     fn a_webhook_that_asks_for_its_ca_is_ready_only_once_every_webhook_has_it() {
         let config = |annotated: bool, bundles: &[&str]| {
             let hooks: Vec<serde_json::Value> = bundles

@@ -304,10 +304,12 @@ pub fn render_text(plan: &Plan, loaded: &Loaded, previews: &[(StepId, Preview)])
                     }
                 }
                 let kept = changes.len() - shown.len();
-                if shown.is_empty() {
-                    out.push_str(&format!(
-                        "      only kgf-up's own records ({kept} writes): what it installed is as wanted\n"
-                    ));
+                match (shown.is_empty(), kept) {
+                    (false, _) => {}
+                    (true, 0) => out.push_str("      nothing to apply: `up` only waits for it\n"),
+                    (true, n) => out.push_str(&format!(
+                        "      only kgf-up's own records would be written ({n})\n"
+                    )),
                 }
             }
             Preview::Offline { description, why } => {
