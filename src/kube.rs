@@ -320,17 +320,7 @@ impl Kube {
         obj: &DynamicObject,
         default_namespace: &str,
     ) -> Result<ObjectRef, KubeError> {
-        let types = obj.types.as_ref().expect("parse_manifests checked types");
-        let mut r = ObjectRef {
-            api_version: types.api_version.clone(),
-            kind: types.kind.clone(),
-            namespace: obj
-                .metadata
-                .namespace
-                .clone()
-                .or_else(|| Some(default_namespace.to_string())),
-            name: obj.name_any(),
-        };
+        let mut r = written_ref(obj, default_namespace);
         let (_, caps) = self.resolve(&r).await?;
         if caps.scope == Scope::Cluster {
             r.namespace = None;
@@ -358,7 +348,7 @@ impl Kube {
             let r = match self.reference(obj, default_namespace).await {
                 // A custom resource whose CRD this plan would create first.
                 Err(KubeError::UnknownKind { .. }) if self.gate.recording() => {
-                    let r = unresolved_ref(obj, default_namespace);
+                    let r = written_ref(obj, default_namespace);
                     self.gate.change_now(
                         Change::new(format!("create {r}"))
                             .with_detail(["(its kind is served once the CRDs before it exist)"]),
@@ -798,8 +788,9 @@ fn as_value<T: Serialize>(obj: &T) -> serde_json::Value {
     serde_json::to_value(obj).unwrap_or_default()
 }
 
-/// An object's reference when its kind cannot be resolved yet (namespace as written or defaulted).
-fn unresolved_ref(obj: &DynamicObject, default_namespace: &str) -> ObjectRef {
+/// An object's reference as written, the namespace defaulted even for a cluster-scoped kind
+/// (known before its kind is resolved; [`Kube::reference`] drops it where the kind has none).
+pub fn written_ref(obj: &DynamicObject, default_namespace: &str) -> ObjectRef {
     let t = obj.types.as_ref().expect("parse_manifests checked types");
     ObjectRef {
         api_version: t.api_version.clone(),

@@ -8,13 +8,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 use sha2::{Digest, Sha256};
 
 use super::Component;
 use crate::inventory::{self, Record, RecordState};
-use crate::kube::{Kube, ObjectRef};
+use crate::kube::{Kube, ObjectRef, written_ref};
 use crate::profile::{Source, Tools};
 use crate::step::{Ctx, Description, DynStep, StepError, StepId, StepResult};
 
@@ -206,22 +205,7 @@ impl Common {
 /// The references objects will have once applied, known before applying (namespace defaulted,
 /// even for cluster-scoped kinds: the apply's own references replace these).
 pub(super) fn intended_refs(objects: &[DynamicObject], namespace: &str) -> Vec<ObjectRef> {
-    objects
-        .iter()
-        .map(|o| {
-            let t = o.types.as_ref().expect("parsed objects have types");
-            ObjectRef {
-                api_version: t.api_version.clone(),
-                kind: t.kind.clone(),
-                namespace: o
-                    .metadata
-                    .namespace
-                    .clone()
-                    .or_else(|| Some(namespace.to_string())),
-                name: o.name_any(),
-            }
-        })
-        .collect()
+    objects.iter().map(|o| written_ref(o, namespace)).collect()
 }
 
 /// `intended` defaults every namespace, `recorded` (from the apply) has none for cluster-scoped
