@@ -178,15 +178,8 @@ async fn store_client(wiring: &Wiring, kube: &Kube, pods_run: bool) -> Result<S3
         .map_err(|e| Outcome::Failed(StepError::context("the object store client", e)))
     };
     match &wiring.store {
-        Store::S3(s3) => S3::direct(
-            &s3.endpoint,
-            &s3.region,
-            s3.path_style,
-            &keys.access,
-            &keys.secret,
-            s3.tls.ca_file.as_deref(),
-        )
-        .map_err(|e| Outcome::Failed(StepError::context("the object store client", e))),
+        Store::S3(s3) => S3::for_store(s3, &keys)
+            .map_err(|e| Outcome::Failed(StepError::context("the object store client", e))),
         _ if !pods_run => Err(Outcome::Simulated(format!(
             "{} runs in a pod, and pods do not run on sim",
             wiring.describe()

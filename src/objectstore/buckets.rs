@@ -44,15 +44,8 @@ impl BucketsStep {
             .keys(ctx.kube().await?)
             .await?
             .expect("an S3 store has keys");
-        S3::direct(
-            &s3.endpoint,
-            &s3.region,
-            s3.path_style,
-            &keys.access,
-            &keys.secret,
-            s3.tls.ca_file.as_deref(),
-        )
-        .map_err(|e| StepError::context("the object store client", e).input())
+        S3::for_store(s3, &keys)
+            .map_err(|e| StepError::context("the object store client", e).input())
     }
 
     /// The buckets that are missing; `Err` with the S3 error otherwise.

@@ -87,6 +87,21 @@ struct Answer {
 
 impl S3 {
     /// A client for an endpoint this machine reaches; `ca_file` adds a CA to the system roots.
+    /// A direct client of a profile's `object_store.s3` with its keys.
+    pub fn for_store(
+        store: &crate::objectstore::S3Store,
+        keys: &crate::objectstore::Keys,
+    ) -> Result<S3, S3Error> {
+        S3::direct(
+            &store.endpoint,
+            &store.region,
+            store.path_style,
+            &keys.access,
+            &keys.secret,
+            store.tls.ca_file.as_deref(),
+        )
+    }
+
     pub fn direct(
         endpoint: &Endpoint,
         region: &str,

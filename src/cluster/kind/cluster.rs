@@ -48,8 +48,8 @@ impl ClusterStep {
 
     /// Has kind write the cluster's kubeconfig to kgf-up's own file in the run's work dir and
     /// hands it to later steps. kind writes the file itself, so the client key never passes
-    /// through kgf-up's output or run log; and since it touches nothing the user owns, it runs in
-    /// dry runs too.
+    /// through kgf-up's output or run log; and since it touches nothing the user owns, it runs
+    /// under `plan` too (a read as far as the gate is concerned).
     async fn export_kubeconfig(&self, ctx: &Ctx) -> Result<(), KindError> {
         let path = self.plan.kubeconfig_path(ctx);
         create_parent(&path)?;
