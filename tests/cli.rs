@@ -418,3 +418,26 @@ fn the_rke2_plan_shows_each_hosts_config_with_the_token_redacted() {
         .to_string();
     assert!(install.contains("INSTALL_RKE2_VERSION=v1."), "{install}");
 }
+
+#[test]
+fn plan_exit_code_keeps_2_for_bad_input() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
+        .args(["plan", "--exit-code", "--offline", "--profile", "sim"])
+        .args(["--set", "settings.concurrency=0"])
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("settings.concurrency"), "{stderr}");
+    let pending = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
+        .args(["plan", "--exit-code", "--offline", "--profile", "sim"])
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert_eq!(
+        pending.status.code(),
+        Some(4),
+        "an offline plan always has changes pending"
+    );
+}
