@@ -15,7 +15,8 @@ use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kgf_up::components::{self, Component, health, secrets};
+use kgf_up::components::builtin::minio;
+use kgf_up::components::{self, Component, health};
 use support::{Bed, bed, fixture, kgf_up, text};
 
 static INSTALLS: Mutex<()> = Mutex::new(());
@@ -878,7 +879,7 @@ fn the_minio_root_secret_is_made_once_never_shown_and_reused() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let kube = rt.block_on(bed.kube());
 
-    rt.block_on(secrets::ensure_minio_root(&kube, ns)).unwrap();
+    rt.block_on(minio::ensure_root_secret(&kube, ns)).unwrap();
     // kubectl decodes the value itself; the test never prints it.
     let read = |key: &str| {
         bed.kubectl(&[
@@ -898,7 +899,7 @@ fn the_minio_root_secret_is_made_once_never_shown_and_reused() {
 
     // A second call reads, finds it, and changes nothing.
     let mark = bed.audit_mark();
-    rt.block_on(secrets::ensure_minio_root(&kube, ns)).unwrap();
+    rt.block_on(minio::ensure_root_secret(&kube, ns)).unwrap();
     let mutations = my_mutations(&bed, &mark);
     assert!(mutations.is_empty(), "{mutations:#?}");
     assert_eq!(read("rootPassword"), password, "the password is reused");
@@ -915,7 +916,7 @@ fn the_minio_root_secret_is_made_once_never_shown_and_reused() {
         r#"[{"op":"remove","path":"/data/rootPassword"}]"#,
     ]);
     let err = rt
-        .block_on(secrets::ensure_minio_root(&kube, ns))
+        .block_on(minio::ensure_root_secret(&kube, ns))
         .unwrap_err();
     assert!(
         err.message.contains("lacks rootPassword"),

@@ -13,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
 
+use super::builtin;
 use super::step::{Common, DetectValues, intended_refs, sha256};
 use crate::gate::Change;
 use crate::helm::{ChartSource, Helm, HelmVersion, Release, records};
@@ -180,17 +181,11 @@ impl HelmStep {
             .get(&self.common.id())
             .map(|r| r.objects.clone())
             .unwrap_or_default();
-        if c.name == "minio" {
-            // Root credentials: generated once into a Secret, never printed, reused later.
-            super::secrets::ensure_minio_root(kube, &c.namespace).await?;
-            let secret = ObjectRef {
-                api_version: "v1".into(),
-                kind: "Secret".into(),
-                namespace: Some(c.namespace.clone()),
-                name: "minio-root".into(),
-            };
-            if !objects.contains(&secret) {
-                objects.push(secret);
+        if let Some(before) = builtin::find(&c.name).and_then(|b| b.before_install) {
+            for made in before(kube, c).await? {
+                if !objects.contains(&made) {
+                    objects.push(made);
+                }
             }
         }
         // helm creates a chart's crds/ on first install only and never upgrades or removes them,

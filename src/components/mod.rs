@@ -2,15 +2,14 @@
 //! OCI or local chart) or a set of kustomizations applied with kgf-up's server-side apply, with a
 //! namespace, the components it needs first, and values.
 //!
-//! Built-in components (`builtin`) carry pinned sources and per-provider values; a profile entry
-//! overrides any field, and entries with other names are custom components that bring their own
-//! source. This module turns entries into steps; it must not run programs except through `exec`.
+//! Built-in components (`builtin`, one file each) carry pinned sources, per-provider values and
+//! their health check; a profile entry overrides any field, and entries with other names are
+//! custom components that bring their own source. This module turns entries into steps; it must not run programs except through `exec`.
 
-mod builtin;
+pub mod builtin;
 pub mod health;
 mod helm_step;
 mod kustomize_step;
-pub mod secrets;
 mod step;
 
 use std::path::Path;
@@ -57,7 +56,7 @@ pub fn resolve(profile: &Profile) -> Result<Vec<Component>, ComponentError> {
     let provider = profile.cluster.provider;
     let mut out = Vec::new();
     for (name, spec) in &profile.components {
-        let base = builtin::defaults(name, provider);
+        let base = builtin::find(name).map(|b| (b.defaults)(provider));
         if !spec
             .enabled
             .or(base.as_ref().and_then(|b| b.enabled))
@@ -91,7 +90,7 @@ fn merge(
             message: "has no source and is not a built-in component".into(),
             fix: format!(
                 "add components.{name}.source (helm, oci, chart or kustomize), or use a built-in name: {}",
-                builtin::NAMES.join(", ")
+                builtin::names().join(", ")
             ),
         })?;
     let mut values = base.values;
@@ -111,7 +110,9 @@ fn merge(
         needs: spec.needs.clone().or(base.needs).unwrap_or_default(),
         values,
         timeout: spec.timeout.or(base.timeout).unwrap_or(default_timeout),
-        manifests: builtin::manifests(name),
+        manifests: builtin::find(name)
+            .map(|b| b.manifests.to_vec())
+            .unwrap_or_default(),
         source,
     })
 }

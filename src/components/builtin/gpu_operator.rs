@@ -1,0 +1,175 @@
+//! NVIDIA's GPU operator, with values per provider; healthy when the operator is Available, no
+//! operand runs on a node labelled to have none and, where pods run, its ClusterPolicy is ready.
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+use super::{BuiltIn, helm};
+use crate::components::Component;
+use crate::components::health::{deployments_available, dynamic_api, read_error, simulated};
+use crate::kube::Kube;
+use crate::profile::{ComponentSpec, Provider};
+use crate::step::StepError;
+
+pub const BUILT_IN: BuiltIn = BuiltIn {
+    name: "gpu-operator",
+    defaults,
+    manifests: &[],
+    verify,
+    before_install: None,
+};
+
+fn defaults(provider: Provider) -> ComponentSpec {
+    ComponentSpec {
+        source: helm(
+            "https://helm.ngc.nvidia.com/nvidia",
+            "gpu-operator",
+            "v26.7.0",
+        ),
+        namespace: Some("gpu-operator".into()),
+        values: gpu_operator_values(provider),
+        ..Default::default()
+    }
+}
+
+fn verify<'a>(
+    kube: &'a Kube,
+    c: &'a Component,
+    pods_run: bool,
+) -> BoxFuture<'a, Result<String, StepError>> {
+    Box::pin(async move {
+        let ns = c.namespace.as_str();
+        deployments_available(kube, c, &["gpu-operator"]).await?;
+        operands_only_on_gpu_nodes(kube, c).await?;
+        if !pods_run {
+            return Ok(simulated(
+                "Deployment gpu-operator Available, no operand on a node without GPUs",
+                "ClusterPolicy readiness (its operands never run)",
+            ));
+        }
+        let state = cluster_policy_state(kube, c).await?;
+        if state != "ready" {
+            return Err(StepError::new(format!(
+                "{}: ClusterPolicy cluster-policy is `{state}`, not `ready`",
+                c.name
+            ))
+            .with_fix(format!(
+                "see which operand is not ready: `kubectl -n {ns} get pods` (driver, toolkit, \
+                 device plugin, validator) and `kubectl get clusterpolicy cluster-policy -o yaml`"
+            ))
+            .with_diagnosis(kube.diagnose(ns).await));
+        }
+        Ok(
+            "Deployment gpu-operator Available; no operand on a node without GPUs; \
+            ClusterPolicy cluster-policy is ready"
+                .into(),
+        )
+    })
+}
+
+/// GPU operator values per provider (design §5): on kind the host provides driver and toolkit
+/// (the control plane and CPU-only workers get no operands through their
+/// `nvidia.com/gpu.deploy.operands=false` label, set in the kind config); on rke2 the toolkit is
+/// pointed at rke2's containerd socket only.
+fn gpu_operator_values(provider: Provider) -> serde_json::Value {
+    match provider {
+        // The DCGM exporter keeps its built-in metric list: the chart names no custom metrics
+        // ConfigMap by default (its `dcgmExporter.config` block is commented out since v24.9).
+        Provider::Kind => json!({
+            "driver": {"enabled": false},
+            "toolkit": {"enabled": false},
+        }),
+        Provider::Rke2 => json!({
+            "toolkit": {"env": [
+                {"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"}
+            ]},
+        }),
+        Provider::Sim | Provider::Existing => json!({}),
+    }
+}
+
+/// The label kgf-up puts on nodes that must run no GPU operand (see `cluster::kind::config`).
+const NO_OPERANDS: (&str, &str) = ("nvidia.com/gpu.deploy.operands", "false");
+
+/// The operator's operand pods (device plugin, GFD, DCGM exporter, validator, toolkit, driver...)
+/// are the ones its DaemonSets pin to a `nvidia.com/gpu.deploy.<operand>` node label.
+pub fn is_operand(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_selector.as_ref())
+        .is_some_and(|sel| sel.keys().any(|k| k.starts_with("nvidia.com/gpu.deploy.")))
+}
+
+/// Operand pods scheduled on a node labelled to run none: there containerd has no `nvidia`
+/// runtime, so they never start and the ClusterPolicy never gets ready.
+async fn operands_only_on_gpu_nodes(kube: &Kube, c: &Component) -> Result<(), StepError> {
+    let nodes: Api<Node> = Api::all(kube.client());
+    let off: Vec<String> = nodes
+        .list(&ListParams::default().labels(&format!("{}={}", NO_OPERANDS.0, NO_OPERANDS.1)))
+        .await
+        .map_err(|e| read_error(c, "nodes", e))?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    if off.is_empty() {
+        return Ok(());
+    }
+    let pods: Api<Pod> = Api::namespaced(kube.client(), &c.namespace);
+    let misplaced: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| read_error(c, "pods", e))?
+        .items
+        .iter()
+        .filter(|p| is_operand(p))
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.as_ref()?;
+            off.contains(node)
+                .then(|| format!("{} on {node}", p.name_any()))
+        })
+        .collect();
+    if misplaced.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::new(format!(
+        "{}: operand pods on nodes labelled {}={}: {}",
+        c.name,
+        NO_OPERANDS.0,
+        NO_OPERANDS.1,
+        misplaced.join(", ")
+    ))
+    .with_fix(format!(
+        "those nodes have no GPU runtime; delete the pods (`kubectl -n {} delete pod NAME`) and check \
+         that the operator's node labels `nvidia.com/gpu.deploy.*` are gone from those nodes",
+        c.namespace
+    )))
+}
+
+/// The ClusterPolicy's `status.state` (`ready`, `notReady`, or `absent`/`unknown`).
+async fn cluster_policy_state(kube: &Kube, c: &Component) -> Result<String, StepError> {
+    let api = dynamic_api(
+        kube,
+        "nvidia.com",
+        "v1",
+        "ClusterPolicy",
+        "clusterpolicies",
+        None,
+    );
+    let policy = api
+        .get_opt("cluster-policy")
+        .await
+        .map_err(|e| read_error(c, "ClusterPolicy cluster-policy", e))?;
+    Ok(match policy {
+        None => "absent".into(),
+        Some(p) => p
+            .data
+            .pointer("/status/state")
+            .and_then(|s| s.as_str())
+            .unwrap_or("unknown")
+            .to_string(),
+    })
+}
