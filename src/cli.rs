@@ -161,7 +161,7 @@ pub struct Global {
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     crate::profile::parse_duration(s)
-        .map_err(|e| format!("{e}\n  fix: e.g. --timeout 90s, 10m or 600"))
+        .map_err(|e| crate::fix::render(&e.to_string(), Some("e.g. --timeout 90s, 10m or 600")))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

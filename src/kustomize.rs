@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::exec::{Cmd, Exec, ExecError};
+use crate::fix::Fix;
 use crate::step::StepError;
 
 /// Network failures of a remote build (kustomize clones with git) that heal by themselves.
@@ -85,10 +86,9 @@ pub enum KustomizeError {
     },
 }
 
-impl KustomizeError {
-    /// What the user can do about it.
-    pub fn fix(&self) -> String {
-        match self {
+impl Fix for KustomizeError {
+    fn fix(&self) -> Option<String> {
+        Some(match self {
             KustomizeError::Missing { .. } | KustomizeError::NotAKustomization { .. } => {
                 "point the component's kustomize source at a directory with a kustomization.yaml, or at a remote target (github.com/ORG/REPO/PATH?ref=TAG)".into()
             }
@@ -102,7 +102,7 @@ impl KustomizeError {
             KustomizeError::Build { target, .. } => format!(
                 "fix the kustomization: `kustomize build {target}` shows the same error"
             ),
-        }
+        })
     }
 }
 
@@ -119,7 +119,8 @@ impl From<KustomizeError> for StepError {
             message.push_str(&format!(": {s}"));
             source = s.source();
         }
-        let step = StepError::new(message).with_fix(fix);
+        let mut step = StepError::new(message);
+        step.fix = fix;
         if input { step.input() } else { step }
     }
 }

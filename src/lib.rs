@@ -1,15 +1,18 @@
 //! kgf-up: stands up a GPU-ready ML platform on kind, rke2, a simulated or an existing cluster.
 //!
 //! Layers depend only downward (`tests/house.rs` checks that no modules use each other in a
-//! circle): `cli` → actions (`main`) → `runner`, `plan`, `teardown` → steps (`cluster`,
+//! circle): `main` (parses with `cli`, opens the log) → `actions` (one per verb) → `provider`
+//! (what differs per cluster provider) → `runner`, `plan`, `teardown` → steps (`cluster`,
 //! `components`, `validate`) → adapters (`kube`, `helm`, `kustomize`, `ssh`, `exec`) → the
 //! `gate` every change passes, with `profile` and `load` (what to do), `inventory` (what was
 //! done), `wait` (for what cannot be watched), `secret` and `ui` (what the user sees) beside them.
 
+pub mod actions;
 pub mod cli;
 pub mod cluster;
 pub mod components;
 pub mod exec;
+pub mod fix;
 pub mod gate;
 pub mod helm;
 pub mod inventory;
@@ -23,6 +26,7 @@ pub mod plan;
 pub mod preflight;
 pub mod profile;
 pub mod proof;
+pub mod provider;
 pub mod runner;
 pub mod secret;
 pub mod ssh;

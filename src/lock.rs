@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
+use crate::fix::Fix;
 use crate::gate::{Change, Gate};
 use crate::kube::{Kube, KubeError};
 
@@ -85,9 +86,8 @@ pub enum LockError {
     Api(#[source] kube::Error),
 }
 
-impl LockError {
-    /// The fix line, where there is one beyond the message.
-    pub fn fix(&self) -> Option<String> {
+impl Fix for LockError {
+    fn fix(&self) -> Option<String> {
         match self {
             LockError::Held { .. } => Some(format!(
                 "wait for it to finish; if it is gone, its lock expires {}s after its last renewal",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cluster;
 use crate::components;
+use crate::fix::Fix;
 use crate::objectstore;
 use crate::profile::Loaded;
 use crate::step::{Description, DynStep, Observation, StepError, StepId};
@@ -28,20 +29,30 @@ pub struct Plan {
 pub enum PlanError {
     #[error(transparent)]
     Component(#[from] components::ComponentError),
-    #[error(
-        "the components' needs form a cycle: {0}\n  fix: remove one of these needs in the profile"
-    )]
+    #[error("the components' needs form a cycle: {0}")]
     Cycle(String),
-    #[error("the pipeline: {}{}", .0.message, .0.fix.as_ref().map(|f| format!("\n  fix: {f}")).unwrap_or_default())]
+    #[error("the pipeline: {}", .0.message)]
     Pipeline(#[from] crate::step::StepError),
-    #[error("{}{}", .0.message, .0.fix.as_ref().map(|f| format!("\n  fix: {f}")).unwrap_or_default())]
+    #[error("{}", .0.message)]
     ObjectStore(crate::step::StepError),
-    #[error("{0}\n  fix: correct the cluster section of the profile")]
+    #[error(transparent)]
     Cluster(#[from] cluster::ProviderError),
-    #[error(
-        "step {step} needs {need}, which is not in the plan\n  fix: enable {need} or remove it from {step}'s needs"
-    )]
+    #[error("step {step} needs {need}, which is not in the plan")]
     Missing { step: StepId, need: StepId },
+}
+
+impl Fix for PlanError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            PlanError::Component(e) => e.fix(),
+            PlanError::Cycle(_) => Some("remove one of these needs in the profile".into()),
+            PlanError::Pipeline(e) | PlanError::ObjectStore(e) => e.fix(),
+            PlanError::Cluster(_) => Some("correct the cluster section of the profile".into()),
+            PlanError::Missing { step, need } => {
+                Some(format!("enable {need} or remove it from {step}'s needs"))
+            }
+        }
+    }
 }
 
 pub fn build(
@@ -350,7 +361,7 @@ pub fn render_text(plan: &Plan, loaded: &Loaded, previews: &[(StepId, Preview)])
                     e.message
                 ));
                 if let Some(fix) = &e.fix {
-                    out.push_str(&format!("      fix: {fix}\n"));
+                    out.push_str(&format!("{}\n", crate::fix::line(6, fix)));
                 }
             }
         }

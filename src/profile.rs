@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fix::Fix;
+
 mod errors;
 pub mod kind;
 pub mod object_store;
@@ -522,17 +524,15 @@ mod opt_duration {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error(
-        "unknown profile `{0}`\n  fix: use a built-in profile (kind-gpu, rke2, sim) or the path of a YAML file"
-    )]
+    #[error("unknown profile `{0}`")]
     UnknownName(String),
-    #[error("cannot read profile {}: {source}\n  fix: check the path; built-in profiles are kind-gpu, rke2, sim", path.display())]
+    #[error("cannot read profile {}: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{column}: {message}{}", fix_line(.fix))]
+    #[error("{file}:{line}:{column}: {message}")]
     Invalid {
         file: String,
         line: u64,
@@ -540,13 +540,13 @@ pub enum ProfileError {
         message: String,
         fix: Option<String>,
     },
-    #[error("{file}: {message}{}", fix_line(.fix))]
+    #[error("{file}: {message}")]
     Semantic {
         file: String,
         message: String,
         fix: Option<String>,
     },
-    #[error("--set {expr}: {message}{}", fix_line(.fix))]
+    #[error("--set {expr}: {message}")]
     Set {
         expr: String,
         message: String,
@@ -554,10 +554,20 @@ pub enum ProfileError {
     },
 }
 
-fn fix_line(fix: &Option<String>) -> String {
-    fix.as_ref()
-        .map(|f| format!("\n  fix: {f}"))
-        .unwrap_or_default()
+impl Fix for ProfileError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            ProfileError::UnknownName(_) => Some(
+                "use a built-in profile (kind-gpu, rke2, sim) or the path of a YAML file".into(),
+            ),
+            ProfileError::Read { .. } => {
+                Some("check the path; built-in profiles are kind-gpu, rke2, sim".into())
+            }
+            ProfileError::Invalid { fix, .. }
+            | ProfileError::Semantic { fix, .. }
+            | ProfileError::Set { fix, .. } => fix.clone(),
+        }
+    }
 }
 
 /// A profile together with where it came from (for messages and relative paths).
@@ -829,7 +839,9 @@ mod tests {
             load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // The built-in rke2 profile is a template: it lists no hosts, and says where.
-        let err = load("rke2", &[]).unwrap_err().to_string();
+        let err = load("rke2", &[])
+            .map_err(|e| crate::fix::shown(&e))
+            .unwrap_err();
         assert!(err.contains("cluster.rke2.hosts is empty"), "{err}");
     }
 
@@ -839,8 +851,8 @@ mod tests {
             "name: t\ncluster:\n  provider: existing\nsettings:\n  concurency: 2\n",
             "p.yaml",
         )
-        .unwrap_err()
-        .to_string();
+        .map_err(|e| crate::fix::shown(&e))
+        .unwrap_err();
         assert!(
             err.starts_with("p.yaml:5:3: unknown field `concurency`"),
             "{err}"
@@ -854,8 +866,8 @@ mod tests {
     #[test]
     fn unknown_provider_suggests_the_nearest() {
         let err = parse("name: t\ncluster:\n  provider: kinf\n", "p.yaml")
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| crate::fix::shown(&e))
+            .unwrap_err();
         assert!(
             err.starts_with("p.yaml:3:13: unknown variant `kinf`"),
             "{err}"
@@ -885,16 +897,16 @@ mod tests {
     fn set_with_wrong_type_or_key_is_an_error_with_a_fix() {
         let base = || parse(MINIMAL, "p").unwrap();
         let err = apply_sets(base(), &["settings.concurrency=many".into()])
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| crate::fix::shown(&e))
+            .unwrap_err();
         assert!(err.starts_with("--set settings.concurrency=many:"), "{err}");
         let err = apply_sets(base(), &["settings.concurency=2".into()])
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| crate::fix::shown(&e))
+            .unwrap_err();
         assert!(err.contains("did you mean the key `concurrency`?"), "{err}");
         let err = apply_sets(base(), &["name".into()])
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| crate::fix::shown(&e))
+            .unwrap_err();
         assert!(err.contains("expected key.path=value"), "{err}");
     }
 
@@ -942,8 +954,8 @@ mod tests {
                 "components.x.source.helm.repo=https://r".into(),
             ],
         )
-        .unwrap_err()
-        .to_string();
+        .map_err(|e| crate::fix::shown(&e))
+        .unwrap_err();
         assert!(err.starts_with("--set settings.concurrency=abc: "), "{err}");
         assert!(
             !err.contains("unrelated-value-1") && !err.contains("helm.repo"),

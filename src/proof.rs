@@ -48,7 +48,7 @@ impl Outcome {
             Outcome::Simulated(why) => format!("  ~ {name} simulated: {why}"),
             Outcome::Skipped(why) => format!("  - {name} skipped: {why}"),
             Outcome::Failed(e) => match &e.fix {
-                Some(fix) => format!("  ✗ {name} {}\n      fix: {fix}", e.message),
+                Some(fix) => format!("  ✗ {name} {}\n{}", e.message, crate::fix::line(6, fix)),
                 None => format!("  ✗ {name} {}", e.message),
             },
             Outcome::NotChecked => format!("  - {name} not checked: a layer before it failed"),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::exec::{Cmd, Exec, ExecError, Output};
+use crate::fix::Fix;
 use crate::secret::Secret;
 
 /// One SSH destination. Unset fields fall back to `~/.ssh/config` and OpenSSH's defaults.
@@ -91,10 +92,11 @@ impl SshError {
             SshError::ControlDir(_) => None,
         }
     }
+}
 
-    /// What the user can do about it.
-    pub fn fix(&self) -> String {
-        match self {
+impl Fix for SshError {
+    fn fix(&self) -> Option<String> {
+        Some(match self {
             SshError::Unreachable { host, .. } => format!(
                 "check that {host} is up and that its SSH port is open from this machine \
                  (try `ssh {host} true`)"
@@ -112,7 +114,7 @@ impl SshError {
             }
             SshError::Exec { .. } => "install the OpenSSH client (`ssh`)".to_string(),
             SshError::ControlDir(_) => "make the temporary directory writable".to_string(),
-        }
+        })
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::exec::Exec;
+use crate::fix::Fix;
 use crate::inventory::Inventory;
 use crate::kube::{Kube, Kubeconfig};
 
@@ -189,6 +190,39 @@ impl StepError {
         }
         StepError::new(message)
     }
+
+    /// [`StepError::context`], keeping the cause's fix.
+    pub fn caused(context: impl fmt::Display, cause: impl std::error::Error + Fix) -> Self {
+        let fix = cause.fix();
+        StepError {
+            fix,
+            ..StepError::context(context, cause)
+        }
+    }
+
+    /// A module error as it is, with its causes and its fix.
+    pub fn of(cause: impl std::error::Error + Fix) -> Self {
+        let fix = cause.fix();
+        let mut message = cause.to_string();
+        let mut source = cause.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!(": {text}"));
+            }
+            source = s.source();
+        }
+        StepError {
+            fix,
+            ..StepError::new(message)
+        }
+    }
+}
+
+impl Fix for StepError {
+    fn fix(&self) -> Option<String> {
+        self.fix.clone()
+    }
 }
 
 /// Everything a step may use. Shared by all steps of a run.
@@ -232,14 +266,7 @@ impl Ctx {
         if held.is_none() {
             let taken = crate::lock::acquire(self.kube().await?, &self.namespace)
                 .await
-                .map_err(|e| {
-                    let fix = e.fix();
-                    let err = StepError::context("locking the cluster for this run", e);
-                    match fix {
-                        Some(fix) => err.with_fix(fix),
-                        None => err,
-                    }
-                })?;
+                .map_err(|e| StepError::caused("locking the cluster for this run", e))?;
             *held = Some(taken);
         }
         Ok(())

@@ -214,7 +214,7 @@ impl Ui {
                     e.message
                 ));
                 if let Some(fix) = &e.fix {
-                    text.push_str(&format!("  fix: {fix}\n"));
+                    text.push_str(&format!("{}\n", crate::fix::line(2, fix)));
                 }
                 if let Some(d) = &e.diagnosis {
                     text.push_str("  diagnosis:\n");

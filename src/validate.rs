@@ -126,7 +126,7 @@ pub fn assess(nodes: &[NodeGpus], expected: Option<&[String]>, min_nodes: u32) -
         format!("allocatable {GPU}: {}", with.join(", "))
     };
     let basis = match expected {
-        Some(e) if e.is_empty() => "the profile names no GPU node".to_string(),
+        Some([]) => "the profile names no GPU node".to_string(),
         Some(e) => format!("GPU nodes of the profile: {}", e.join(", ")),
         None => "any node may have GPUs".to_string(),
     };

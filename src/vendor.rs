@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::components::{self, Component, chart_source, local_path};
 use crate::exec::{Exec, ExecError};
+use crate::fix::Fix;
 use crate::helm::{self, ChartSource};
 use crate::kustomize::{Kustomize, KustomizeError, Target};
 use crate::profile::{Loaded, Source};
@@ -47,20 +48,19 @@ pub enum VendorError {
     Component(#[from] components::ComponentError),
 }
 
-impl VendorError {
-    /// What the user can do about it.
-    pub fn fix(&self) -> String {
+impl Fix for VendorError {
+    fn fix(&self) -> Option<String> {
         match self {
-            VendorError::Write { .. } => {
-                "choose an output directory you can write to: kgf-up vendor --out DIR".into()
-            }
-            VendorError::Fetch { .. } | VendorError::NoArchive { .. } => {
+            VendorError::Write { .. } => Some(
+                "choose an output directory you can write to: kgf-up vendor --out DIR".into(),
+            ),
+            VendorError::Fetch { .. } | VendorError::NoArchive { .. } => Some(
                 "run vendor on a machine that reaches the chart's repository or registry, and check \
                  the component's source and version in the profile"
-                    .into()
-            }
+                    .into(),
+            ),
             VendorError::Render { source, .. } => source.fix(),
-            VendorError::Component(e) => e.fix.clone(),
+            VendorError::Component(e) => e.fix(),
         }
     }
 }

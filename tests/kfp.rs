@@ -13,6 +13,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use kgf_up::exec::Exec;
+use kgf_up::fix::Fix;
 use kgf_up::pipeline::deploy::{self, Change, Found, RunRequest};
 use kgf_up::pipeline::image::{Engine, EngineKind, ImageError, StepImage, Variant};
 use kgf_up::pipeline::kfp::{self, KfpClient, KfpError, Polling, RunState};
@@ -304,9 +305,11 @@ async fn a_failed_step_fails_the_run_with_the_step_and_the_fix() {
         "{message}"
     );
     assert!(
-        err.fix().contains("kubectl -n kubeflow get pods"),
-        "{}",
         err.fix()
+            .unwrap_or_default()
+            .contains("kubectl -n kubeflow get pods"),
+        "{}",
+        err.fix().unwrap_or_default()
     );
 }
 
@@ -373,9 +376,11 @@ async fn an_unreachable_server_is_named_with_the_fix() {
     assert!(matches!(err, KfpError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains(&url), "{err}");
     assert!(
-        err.fix().contains("port-forward svc/ml-pipeline"),
-        "{}",
         err.fix()
+            .unwrap_or_default()
+            .contains("port-forward svc/ml-pipeline"),
+        "{}",
+        err.fix().unwrap_or_default()
     );
 
     // Following a run through an outage: a few retries, then the same error.
@@ -425,7 +430,11 @@ async fn the_service_proxy_route_reaches_the_bed_api_server() {
     let err = proxy.healthz().await.unwrap_err();
     assert!(matches!(err, KfpError::NotInstalled { .. }), "{err:?}");
     assert!(err.to_string().contains("ml-pipeline"), "{err}");
-    assert!(err.fix().contains("kgf-up up"), "{}", err.fix());
+    assert!(
+        err.fix().unwrap_or_default().contains("kgf-up up"),
+        "{}",
+        err.fix().unwrap_or_default()
+    );
 
     // A Service without endpoints: the API server routes the request to it and answers for it.
     bed.kubectl(&["create", "namespace", namespace]);
@@ -458,9 +467,11 @@ async fn the_service_proxy_route_reaches_the_bed_api_server() {
     );
     assert!(url.ends_with("/proxy/apis/v2beta1/healthz"), "{url}");
     assert!(
-        err.fix().contains("kubectl -n kubeflow get pods"),
-        "{}",
         err.fix()
+            .unwrap_or_default()
+            .contains("kubectl -n kubeflow get pods"),
+        "{}",
+        err.fix().unwrap_or_default()
     );
 
     // A user without `services/proxy` rights (impersonated: the bed's kubeconfig is an admin's).
@@ -470,7 +481,11 @@ async fn the_service_proxy_route_reaches_the_bed_api_server() {
     let err = denied.healthz().await.unwrap_err();
     assert!(matches!(err, KfpError::Forbidden { .. }), "{err:?}");
     assert!(err.to_string().contains("forbidden"), "{err}");
-    assert!(err.fix().contains("services/proxy"), "{}", err.fix());
+    assert!(
+        err.fix().unwrap_or_default().contains("services/proxy"),
+        "{}",
+        err.fix().unwrap_or_default()
+    );
 
     // The audit log shows the request on the service proxy subresource.
     let audit = std::fs::read_to_string(&bed.audit_log).unwrap();
@@ -575,9 +590,11 @@ fn the_step_image_is_built_once_per_source_hash_and_pushed() {
     assert!(matches!(err, ImageError::Push { .. }), "{err:?}");
     assert!(err.to_string().contains(&next.reference), "{err}");
     assert!(
-        err.fix().contains("registry localhost:5001"),
-        "{}",
         err.fix()
+            .unwrap_or_default()
+            .contains("registry localhost:5001"),
+        "{}",
+        err.fix().unwrap_or_default()
     );
 }
 

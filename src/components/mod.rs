@@ -15,6 +15,7 @@ mod step;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::fix::Fix;
 use crate::helm::ChartSource;
 use crate::profile::{ComponentSpec, Profile, Provider, Source};
 
@@ -44,11 +45,17 @@ pub struct Manifest {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("component `{name}`: {message}\n  fix: {fix}")]
+#[error("component `{name}`: {message}")]
 pub struct ComponentError {
     pub name: String,
     pub message: String,
     pub fix: String,
+}
+
+impl Fix for ComponentError {
+    fn fix(&self) -> Option<String> {
+        Some(self.fix.clone())
+    }
 }
 
 /// The enabled components of a profile, defaults resolved, in the profile's order.
@@ -189,7 +196,9 @@ mod tests {
             "p.yaml",
         )
         .unwrap();
-        let err = resolve(&profile).unwrap_err().to_string();
+        let err = resolve(&profile)
+            .map_err(|e| crate::fix::shown(&e))
+            .unwrap_err();
         assert!(err.contains("component `mine`: has no source"), "{err}");
         assert!(err.contains("fix: add components.mine.source"), "{err}");
     }

@@ -34,6 +34,7 @@ use serde_json::Value;
 pub mod records;
 
 use crate::exec::{Cmd, Exec, ExecError};
+use crate::fix::Fix;
 
 use crate::kube::Kubeconfig;
 use crate::step::{ErrorKind, Observation, StepError};
@@ -583,10 +584,9 @@ pub enum HelmError {
     },
 }
 
-impl HelmError {
-    /// What the user can do about it.
-    pub fn fix(&self) -> String {
-        match self {
+impl Fix for HelmError {
+    fn fix(&self) -> Option<String> {
+        Some(match self {
             HelmError::Version { .. } | HelmError::Unsupported { .. } => {
                 "install helm 3.22+ or 4.x (https://helm.sh/docs/intro/install/) and put it on PATH"
                     .into()
@@ -651,7 +651,7 @@ impl HelmError {
                 "run `helm uninstall {}` by hand to see why, then run `kgf-up down` again",
                 split_release(release)
             ),
-        }
+        })
     }
 }
 
@@ -671,7 +671,8 @@ impl From<HelmError> for StepError {
             HelmError::Version { .. } | HelmError::Unsupported { .. } => ErrorKind::Preflight,
             _ => ErrorKind::Step,
         };
-        let mut step = StepError::new(chain(&err)).with_fix(fix);
+        let mut step = StepError::new(chain(&err));
+        step.fix = fix;
         step.kind = kind;
         step
     }
@@ -1693,6 +1694,7 @@ mod tests {
         };
         assert!(
             err.fix()
+                .unwrap()
                 .contains("helm uninstall kuberay-operator -n kuberay")
         );
         let step: StepError = err.into();

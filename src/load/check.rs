@@ -328,7 +328,7 @@ fn needs_cycle(input: &Input<'_>) -> Result<(), ProfileError> {
     let mut done: BTreeSet<&str> = BTreeSet::new();
     for start in graph.keys() {
         let mut path: Vec<&str> = Vec::new();
-        if let Some(cycle) = visit(*start, &graph, &mut path, &mut done) {
+        if let Some(cycle) = visit(start, &graph, &mut path, &mut done) {
             let shown = cycle.join(" → ");
             // The profile's entry for an edge of the cycle, else the first component's needs.
             let edge = cycle.windows(2).find_map(|w| {
@@ -364,7 +364,7 @@ fn visit<'a>(
     }
     path.push(node);
     for next in graph.get(node).into_iter().flatten() {
-        if let Some(c) = visit(*next, graph, path, done) {
+        if let Some(c) = visit(next, graph, path, done) {
             return Some(c);
         }
     }

@@ -746,8 +746,8 @@ mod tests {
                 &format!("name: t\ncluster: {{provider: existing}}\n{text}"),
                 "p.yaml",
             )
+            .map_err(|e| crate::fix::shown(&e))
             .unwrap_err()
-            .to_string()
         };
         let err = parse(
             "object_store:\n  s3:\n    endpoint: https://x\n    regoin: a\n    credentials: {access_key: {env: A}, secret_key: {env: B}}\n",

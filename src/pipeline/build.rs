@@ -47,12 +47,12 @@ pub fn image(p: &PipelineSpec) -> Result<Option<StepImage>, StepError> {
         variant,
     )
     .map(Some)
-    .map_err(|e| StepError::new(e.to_string()).with_fix(e.fix()))
+    .map_err(StepError::of)
 }
 
 /// The spec as uploaded: the image in every executor; without GPU requests for `cpu`.
 pub fn rendered_spec(p: &PipelineSpec, image: &str) -> Result<RenderedSpec, StepError> {
-    let err = |e: spec::SpecError| StepError::new(e.to_string()).with_fix(e.fix());
+    let err = |e: spec::SpecError| StepError::of(e);
     let ir = if p.cpu {
         spec::without_gpus(SPEC).map_err(err)?
     } else {
@@ -113,7 +113,7 @@ impl ImageStep {
     }
 
     fn engine() -> StepResult<Engine> {
-        Engine::detect().map_err(|e| StepError::new(e.to_string()).with_fix(e.fix()).preflight())
+        Engine::detect().map_err(|e| StepError::of(e).preflight())
     }
 }
 
@@ -180,7 +180,7 @@ impl Step for ImageStep {
             tokio::task::spawn_blocking(move || image.push(&exec, &engine))
                 .await
                 .expect("push does not panic")
-                .map_err(|e| StepError::new(e.to_string()).with_fix(e.fix()))?;
+                .map_err(StepError::of)?;
             let record = Record {
                 state: RecordState::Done,
                 source: "pipeline/Dockerfile".into(),

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::kfp::hex;
 use crate::exec::{Cmd, Exec, ExecError};
+use crate::fix::Fix;
 
 /// The image's repository name under the registry.
 pub const REPOSITORY: &str = "kgf-step";
@@ -40,9 +41,9 @@ pub enum ImageError {
     },
 }
 
-impl ImageError {
-    pub fn fix(&self) -> String {
-        match self {
+impl Fix for ImageError {
+    fn fix(&self) -> Option<String> {
+        Some(match self {
             ImageError::NoEngine => "install Docker (https://docs.docker.com/engine/install/) or \
                  Podman, or build and push the image elsewhere and name it with \
                  `--set pipeline.image=REGISTRY/IMAGE:TAG`"
@@ -62,7 +63,7 @@ impl ImageError {
                      (kind-gpu: `docker ps --filter name=kind-registry`), then `kgf-up pipeline push`"
                 )
             }
-        }
+        })
     }
 }
 

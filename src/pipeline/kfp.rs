@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::fix::Fix;
+
 /// Where the Kubeflow Pipelines API server of a standalone install lives.
 pub const NAMESPACE: &str = "kubeflow";
 pub const SERVICE: &str = "ml-pipeline";
@@ -82,10 +84,11 @@ impl KfpError {
                 | KfpError::Api { status: 500.., .. }
         )
     }
+}
 
-    /// What the user can do about it.
-    pub fn fix(&self) -> String {
-        match self {
+impl Fix for KfpError {
+    fn fix(&self) -> Option<String> {
+        Some(match self {
             KfpError::Unreachable { .. } => "check that the address is right and the server is up: \
                  through the cluster, `kubectl -n kubeflow get svc ml-pipeline` and your kubeconfig; \
                  with a port-forward, `kubectl -n kubeflow port-forward svc/ml-pipeline 8888:8888`"
@@ -124,7 +127,7 @@ impl KfpError {
                  8080:80`, then http://127.0.0.1:8080)"
                     .into()
             }
-        }
+        })
     }
 }
 

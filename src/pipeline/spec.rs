@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::kfp::hex;
 
+use crate::fix::Fix;
+
 /// The image name the committed spec uses for the step image; replaced before upload.
 pub const PLACEHOLDER_IMAGE: &str = "kgf-step:dev";
 
@@ -29,17 +31,20 @@ pub enum SpecError {
     Write(String),
 }
 
-impl SpecError {
-    pub fn fix(&self) -> &'static str {
-        match self {
-            SpecError::Parse(_) | SpecError::NoExecutors => {
-                "regenerate the spec (`kgf-up pipeline spec`) or compile it with the kfp SDK"
+impl Fix for SpecError {
+    fn fix(&self) -> Option<String> {
+        Some(
+            match self {
+                SpecError::Parse(_) | SpecError::NoExecutors => {
+                    "regenerate the spec (`kgf-up pipeline spec`) or compile it with the kfp SDK"
+                }
+                SpecError::NoPlaceholder => {
+                    "set `image: kgf-step:dev` on the executors that run kgf-step"
+                }
+                SpecError::Write(_) => "report this as a bug",
             }
-            SpecError::NoPlaceholder => {
-                "set `image: kgf-step:dev` on the executors that run kgf-step"
-            }
-            SpecError::Write(_) => "report this as a bug",
-        }
+            .into(),
+        )
     }
 }
 

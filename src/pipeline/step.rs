@@ -55,8 +55,7 @@ impl Endpoint {
 
 /// A Kubeflow Pipelines error as a step error, with its fix.
 pub fn step_error(e: KfpError) -> StepError {
-    let fix = e.fix();
-    StepError::new(e.to_string()).with_fix(fix)
+    StepError::of(e)
 }
 
 /// Polls the API's health until it answers, for at most `deadline`. Only "not there yet" errors

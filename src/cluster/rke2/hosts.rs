@@ -13,6 +13,7 @@ use super::config::{self, CONFIG_PATH, REGISTRIES_PATH};
 use super::facts::{self, Facts, LOCK_DIR};
 use super::spec::{HostSpec, Rke2Spec, Role};
 use super::{Rke2Error, Rke2Plan, ids};
+use crate::fix::Fix;
 use crate::gate::Change;
 use crate::secret::Secret;
 use crate::ssh::{SshError, quote};
@@ -46,7 +47,9 @@ impl FactsStep {
             match result {
                 Err(e) => {
                     unfit += 1;
-                    fix.get_or_insert_with(|| e.fix());
+                    if fix.is_none() {
+                        fix = e.fix();
+                    }
                     problems.push(e.to_string());
                 }
                 Ok(f) => {

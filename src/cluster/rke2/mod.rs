@@ -37,6 +37,7 @@ pub use spec::{
 };
 
 use crate::exec::{Cmd, Exec};
+use crate::fix::Fix;
 use crate::secret::Secret;
 use crate::ssh::{Ssh, SshError, SshOptions, Target};
 use crate::step::{Ctx, DynStep, StepError, StepId, StepResult};
@@ -73,11 +74,26 @@ pub enum Rke2Error {
 }
 
 impl Rke2Error {
-    /// What the user can do about it.
-    pub fn fix(&self) -> Option<String> {
+    fn step(self, context: &str) -> StepError {
+        let fix = self.fix();
+        let err = StepError::new(format!("{context}: {self}"));
+        let err = if matches!(self, Rke2Error::Spec(_)) {
+            err.input()
+        } else {
+            err
+        };
+        match fix {
+            Some(f) => err.with_fix(f),
+            None => err,
+        }
+    }
+}
+
+impl Fix for Rke2Error {
+    fn fix(&self) -> Option<String> {
         match self {
             Rke2Error::Spec(_) => Some("correct cluster.rke2 in the profile".into()),
-            Rke2Error::Ssh(e) => Some(e.fix()),
+            Rke2Error::Ssh(e) => e.fix(),
             Rke2Error::Host { .. } => None,
             Rke2Error::Locked { host, .. } => Some(format!(
                 "wait for the other run to finish; if none is running (it crashed), remove the lock: \
@@ -97,20 +113,6 @@ impl Rke2Error {
             Rke2Error::Api(_) => Some(
                 "check that port 6443 of the first server is reachable from this machine".into(),
             ),
-        }
-    }
-
-    fn step(self, context: &str) -> StepError {
-        let fix = self.fix();
-        let err = StepError::new(format!("{context}: {self}"));
-        let err = if matches!(self, Rke2Error::Spec(_)) {
-            err.input()
-        } else {
-            err
-        };
-        match fix {
-            Some(f) => err.with_fix(f),
-            None => err,
         }
     }
 }
@@ -490,7 +492,7 @@ pub fn down_error(outcomes: &[DownOutcome]) -> Option<StepError> {
         .result
         .as_ref()
         .err()
-        .map(SshError::fix)
+        .and_then(Fix::fix)
         .unwrap_or_default();
     Some(
         StepError::new(format!(

@@ -1,0 +1,41 @@
+//! The one way an error carries what the user should do about it: its type implements [`Fix`],
+//! and the fix is rendered by [`render`] or [`line`] where the error is shown (the exit message,
+//! a failed step's lines, `plan`, `verify`). An error's message never carries its own fix line.
+
+/// An error that may know how the user fixes it.
+pub trait Fix {
+    fn fix(&self) -> Option<String>;
+}
+
+/// `message` with its fix on the line under it, when there is one.
+pub fn render(message: &str, fix: Option<&str>) -> String {
+    match fix {
+        Some(fix) => format!("{message}\n{}", line(2, fix)),
+        None => message.to_string(),
+    }
+}
+
+/// The fix line, indented by `indent` spaces to sit under what it fixes.
+pub fn line(indent: usize, fix: &str) -> String {
+    format!("{:indent$}fix: {fix}", "")
+}
+
+/// An error's message and fix, rendered.
+pub fn shown(e: &(impl std::fmt::Display + Fix + ?Sized)) -> String {
+    render(&e.to_string(), e.fix().as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fix_goes_on_its_own_line_under_the_message() {
+        assert_eq!(
+            render("no GPU", Some("install the driver")),
+            "no GPU\n  fix: install the driver"
+        );
+        assert_eq!(render("no GPU", None), "no GPU");
+        assert_eq!(line(6, "x"), "      fix: x");
+    }
+}
