@@ -480,6 +480,102 @@ async fn rke2_installs_server_then_agents_moves_the_token_unseen_and_reruns_with
         config_mtime
     );
 
+    // `plan` with the hosts answering (the gate records instead of changing): a label added to
+    // host 3 and a new registry password are shown as the files `up` would write, the join token
+    // named and the password redacted, and nothing on any host changes.
+    std::fs::write(&password_file, "registry-pass-new-77ab\n").unwrap();
+    let mut relabelled = spec.clone();
+    relabelled.hosts[2]
+        .labels
+        .insert("pool".into(), "cpu".into());
+    let planning = Ctx::new(
+        Exec::with_gate(kgf_up::gate::Gate::record()),
+        work.path().to_path_buf(),
+        Duration::from_secs(60),
+        "kgf-system".into(),
+    );
+    let plan3 = Rke2Plan::new(relabelled, &planning.exec).unwrap();
+    let mut recorded = Vec::new();
+    for step in plan3.steps(&[]) {
+        let seen = step
+            .observe(&planning)
+            .await
+            .unwrap_or_else(|e| panic!("{}", render(&step, e)));
+        if !seen.is_converged() {
+            step.apply(&planning, &seen)
+                .await
+                .unwrap_or_else(|e| panic!("{}", render(&step, e)));
+            recorded.extend(planning.gate().take());
+        }
+    }
+    plan3.close().await;
+    let shown: Vec<String> = recorded
+        .iter()
+        .filter(|c| !c.bookkeeping)
+        .map(|c| format!("{}\n{}", c.summary, c.detail.join("\n")))
+        .collect();
+    let all = shown.join("\n---\n");
+    let config3 = shown
+        .iter()
+        .find(|c| c.starts_with("write /etc/rancher/rke2/config.yaml on 198.18.0.10 "))
+        .unwrap_or_else(|| panic!("no config.yaml for host 3 in the plan:\n{all}"));
+    assert!(
+        config3.contains("server: https://198.18.0.2:9345"),
+        "{config3}"
+    );
+    assert!(
+        config3.contains("<redacted: node-token of 198.18.0.2>"),
+        "{config3}"
+    );
+    assert!(config3.contains("pool=cpu"), "{config3}");
+    assert!(
+        !shown.iter().any(
+            |c| c.starts_with("write /etc/rancher/rke2/config.yaml on 198.18.0.2 ")
+                || c.starts_with("write /etc/rancher/rke2/config.yaml on 198.18.0.6 ")
+        ),
+        "unchanged hosts' config.yaml in the plan:\n{all}"
+    );
+    for addr in ["198.18.0.2", "198.18.0.6", "198.18.0.10"] {
+        let registries = shown
+            .iter()
+            .find(|c| {
+                c.starts_with(&format!(
+                    "write /etc/rancher/rke2/registries.yaml on {addr} "
+                ))
+            })
+            .unwrap_or_else(|| panic!("no registries.yaml for {addr} in the plan:\n{all}"));
+        assert!(registries.contains("password: ***"), "{registries}");
+    }
+    assert!(
+        all.contains("systemctl restart rke2-agent"),
+        "the agents' restart is planned:\n{all}"
+    );
+    assert!(
+        !all.contains("registry-pass-new-77ab"),
+        "password in the plan"
+    );
+    assert!(!all.contains(&token), "join token in the plan");
+    assert!(
+        hosts
+            .read(3, "root/etc-rancher/rke2/registries.yaml")
+            .contains("registry-pass-5f1c2e"),
+        "plan wrote registries.yaml"
+    );
+    assert!(
+        !hosts
+            .read(3, "root/etc-rancher/rke2/config.yaml")
+            .contains("pool=cpu"),
+        "plan wrote config.yaml"
+    );
+    for i in 1..=3 {
+        assert_eq!(
+            hosts.service_changes(i).len(),
+            1,
+            "plan touched host {i}'s service"
+        );
+    }
+    std::fs::write(&password_file, "registry-pass-5f1c2e\n").unwrap();
+
     // Host 3 runs another rke2 version: reported and left alone, upgraded only when allowed.
     std::fs::write(
         hosts.file(3, "root/usr-local-bin/rke2"),
