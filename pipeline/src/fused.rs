@@ -253,6 +253,34 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
+/// erf(x), from a rational approximation on [-4, 4] (erf is ±1 to f32 precision outside):
+/// x·P(x²)/Q(x²), the form XLA and Eigen use for f32. Branch-free, so the GELU loops vectorize;
+/// within 5e-7 of libm's `erff`, which took 7 % of a training step as a scalar call.
+#[inline]
+fn erf(x: f32) -> f32 {
+    const P: [f32; 7] = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    const Q: [f32; 5] = [
+        -1.456_607_2e-5,
+        -2.133_740_6e-4,
+        -1.682_827e-3,
+        -7.373_329e-3,
+        -1.426_474e-2,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = P.iter().fold(0.0, |acc, c| acc * x2 + c);
+    let q = Q.iter().fold(0.0, |acc, c| acc * x2 + c);
+    x * p / q
+}
+
 /// x·Φ(x) with the exact (erf) normal CDF, as PyTorch's default GELU.
 struct Gelu;
 
@@ -268,7 +296,7 @@ impl CustomOp1 for Gelu {
             .zip(x.par_chunks(GRAIN))
             .for_each(|(out, x)| {
                 for (o, &x) in out.iter_mut().zip(x) {
-                    *o = 0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * FRAC_1_SQRT_2));
+                    *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
                 }
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
@@ -300,7 +328,7 @@ impl CustomOp2 for GeluBwd {
             .zip(x.par_chunks(GRAIN).zip(g.par_chunks(GRAIN)))
             .for_each(|(out, (x, g))| {
                 for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-                    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(x * FRAC_1_SQRT_2));
+                    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
                     let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
                     *o = g * (cdf + x * pdf);
                 }
@@ -570,6 +598,18 @@ mod tests {
             |t| softmax_last_dim(t[0]),
             |t| candle_nn::ops::softmax(t[0], D::Minus1),
         );
+    }
+
+    #[test]
+    fn the_fast_erf_is_within_1e_6_of_libm_everywhere() {
+        let mut worst = 0f32;
+        for i in -100_000..=100_000 {
+            let x = i as f32 / 10_000.0;
+            worst = worst.max((erf(x) - candle_core::cpu::erf::erf_f32(x)).abs());
+        }
+        assert!(worst < 1e-6, "max |erf - erff| = {worst}");
+        assert!((erf(-30.0) + 1.0).abs() < 1e-6 && (erf(30.0) - 1.0).abs() < 1e-6);
+        assert_eq!(erf(0.0), 0.0);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! cert-manager: the jetstack chart with its CRDs; healthy when its three Deployments are Available
 //! and, where pods run, its webhook accepts a dry-run Certificate.
 
-use futures::future::BoxFuture;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::json;
 
@@ -16,7 +15,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "cert-manager",
     defaults,
     manifests: &[],
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -29,32 +28,26 @@ fn defaults(_provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let base = fullname(&c.release, "cert-manager", 63);
-        let names = [
-            base.clone(),
-            format!("{base}-cainjector"),
-            format!("{base}-webhook"),
-        ];
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        deployments_available(kube, c, &names).await?;
-        if !pods_run {
-            return Ok(simulated(
-                "Deployments cert-manager, cainjector and webhook Available",
-                "the webhook probe (a dry-run Certificate)",
-            ));
-        }
-        dry_run_certificate(kube, c).await?;
-        Ok(format!(
-            "Deployments {} Available; the webhook accepted a dry-run Certificate",
-            names.join(", ")
-        ))
-    })
+async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, StepError> {
+    let base = fullname(&c.release, "cert-manager", 63);
+    let names = [
+        base.clone(),
+        format!("{base}-cainjector"),
+        format!("{base}-webhook"),
+    ];
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    deployments_available(kube, c, &names).await?;
+    if !pods_run {
+        return Ok(simulated(
+            "Deployments cert-manager, cainjector and webhook Available",
+            "the webhook probe (a dry-run Certificate)",
+        ));
+    }
+    dry_run_certificate(kube, c).await?;
+    Ok(format!(
+        "Deployments {} Available; the webhook accepted a dry-run Certificate",
+        names.join(", ")
+    ))
 }
 
 /// A server-side dry-run create of a Certificate: cert-manager's webhook must validate it, and

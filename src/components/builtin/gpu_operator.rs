@@ -1,7 +1,6 @@
 //! NVIDIA's GPU operator, with values per provider; healthy when the operator is Available, no
 //! operand runs on a node labelled to have none and, where pods run, its ClusterPolicy is ready.
 
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -18,7 +17,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "gpu-operator",
     defaults,
     manifests: &[],
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -35,39 +34,33 @@ fn defaults(provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let ns = c.namespace.as_str();
-        deployments_available(kube, c, &["gpu-operator"]).await?;
-        operands_only_on_gpu_nodes(kube, c).await?;
-        if !pods_run {
-            return Ok(simulated(
-                "Deployment gpu-operator Available, no operand on a node without GPUs",
-                "ClusterPolicy readiness (its operands never run)",
-            ));
-        }
-        let state = cluster_policy_state(kube, c).await?;
-        if state != "ready" {
-            return Err(StepError::new(format!(
-                "{}: ClusterPolicy cluster-policy is `{state}`, not `ready`",
-                c.name
-            ))
-            .with_fix(format!(
-                "see which operand is not ready: `kubectl -n {ns} get pods` (driver, toolkit, \
-                 device plugin, validator) and `kubectl get clusterpolicy cluster-policy -o yaml`"
-            ))
-            .with_diagnosis(kube.diagnose(ns).await));
-        }
-        Ok(
-            "Deployment gpu-operator Available; no operand on a node without GPUs; \
-            ClusterPolicy cluster-policy is ready"
-                .into(),
-        )
-    })
+async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, StepError> {
+    let ns = c.namespace.as_str();
+    deployments_available(kube, c, &["gpu-operator"]).await?;
+    operands_only_on_gpu_nodes(kube, c).await?;
+    if !pods_run {
+        return Ok(simulated(
+            "Deployment gpu-operator Available, no operand on a node without GPUs",
+            "ClusterPolicy readiness (its operands never run)",
+        ));
+    }
+    let state = cluster_policy_state(kube, c).await?;
+    if state != "ready" {
+        return Err(StepError::new(format!(
+            "{}: ClusterPolicy cluster-policy is `{state}`, not `ready`",
+            c.name
+        ))
+        .with_fix(format!(
+            "see which operand is not ready: `kubectl -n {ns} get pods` (driver, toolkit, \
+             device plugin, validator) and `kubectl get clusterpolicy cluster-policy -o yaml`"
+        ))
+        .with_diagnosis(kube.diagnose(ns).await));
+    }
+    Ok(
+        "Deployment gpu-operator Available; no operand on a node without GPUs; \
+        ClusterPolicy cluster-policy is ready"
+            .into(),
+    )
 }
 
 /// GPU operator values per provider (design §5): on kind the host provides driver and toolkit

@@ -2,7 +2,6 @@
 //! controller is Available, its webhook Service has ready endpoints and, where pods run, the
 //! webhook's serving Certificate is Ready.
 
-use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::{BuiltIn, needs, oci};
@@ -18,7 +17,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "kserve",
     defaults,
     manifests: &[],
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -32,39 +31,33 @@ fn defaults(_provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let ns = c.namespace.as_str();
-        deployments_available(kube, c, &["kserve-controller-manager"]).await?;
-        let service = "kserve-webhook-server-service";
-        let ready = ready_endpoints(kube, ns, service).await?;
-        if ready == 0 {
-            return Err(StepError::new(format!(
-                "{}: Service {ns}/{service} has no ready endpoints, so the API server cannot \
-                 call KServe's webhook",
-                c.name
-            ))
-            .with_fix(format!(
-                "check the controller's pods: `kubectl -n {ns} get pods -l control-plane=kserve-controller-manager`"
-            ))
-            .with_diagnosis(kube.diagnose(ns).await));
-        }
-        let checked = format!(
-            "Deployment kserve-controller-manager Available; webhook Service {service} has {ready} ready endpoint(s)"
-        );
-        if !pods_run {
-            return Ok(simulated(
-                &checked,
-                "its Certificate (cert-manager issues none)",
-            ));
-        }
-        kserve_certificate_ready(kube, c).await?;
-        Ok(format!("{checked}; Certificate serving-cert Ready"))
-    })
+async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, StepError> {
+    let ns = c.namespace.as_str();
+    deployments_available(kube, c, &["kserve-controller-manager"]).await?;
+    let service = "kserve-webhook-server-service";
+    let ready = ready_endpoints(kube, ns, service).await?;
+    if ready == 0 {
+        return Err(StepError::new(format!(
+            "{}: Service {ns}/{service} has no ready endpoints, so the API server cannot \
+             call KServe's webhook",
+            c.name
+        ))
+        .with_fix(format!(
+            "check the controller's pods: `kubectl -n {ns} get pods -l control-plane=kserve-controller-manager`"
+        ))
+        .with_diagnosis(kube.diagnose(ns).await));
+    }
+    let checked = format!(
+        "Deployment kserve-controller-manager Available; webhook Service {service} has {ready} ready endpoint(s)"
+    );
+    if !pods_run {
+        return Ok(simulated(
+            &checked,
+            "its Certificate (cert-manager issues none)",
+        ));
+    }
+    kserve_certificate_ready(kube, c).await?;
+    Ok(format!("{checked}; Certificate serving-cert Ready"))
 }
 
 /// The webhook's serving certificate (cert-manager `Certificate serving-cert`) must be Ready, or the

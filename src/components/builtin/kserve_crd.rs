@@ -1,7 +1,5 @@
 //! KServe's CRDs, a chart of their own so that they are installed (and upgraded) before KServe.
 
-use futures::future::BoxFuture;
-
 use super::{BuiltIn, oci};
 use crate::components::Component;
 use crate::components::health::crds_established;
@@ -13,7 +11,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "kserve-crd",
     defaults,
     manifests: &[],
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -25,18 +23,12 @@ fn defaults(_provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    _pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let crds = [
-            "inferenceservices.serving.kserve.io",
-            "servingruntimes.serving.kserve.io",
-            "clusterservingruntimes.serving.kserve.io",
-        ];
-        crds_established(kube, c, &crds).await?;
-        Ok(format!("CRDs {} Established", crds.join(", ")))
-    })
+async fn verify(kube: &Kube, c: &Component, _pods_run: bool) -> Result<String, StepError> {
+    let crds = [
+        "inferenceservices.serving.kserve.io",
+        "servingruntimes.serving.kserve.io",
+        "clusterservingruntimes.serving.kserve.io",
+    ];
+    crds_established(kube, c, &crds).await?;
+    Ok(format!("CRDs {} Established", crds.join(", ")))
 }

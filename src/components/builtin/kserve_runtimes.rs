@@ -1,7 +1,6 @@
 //! KServe's ClusterServingRuntimes (the chart renders none unless asked); healthy when at least
 //! one exists.
 
-use futures::future::BoxFuture;
 use kube::api::ListParams;
 use serde_json::json;
 
@@ -16,7 +15,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "kserve-runtimes",
     defaults,
     manifests: &[],
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -34,30 +33,24 @@ fn defaults(_provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    _pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let api = dynamic_api(
-            kube,
-            "serving.kserve.io",
-            "v1alpha1",
-            "ClusterServingRuntime",
-            "clusterservingruntimes",
-            None,
+async fn verify(kube: &Kube, c: &Component, _pods_run: bool) -> Result<String, StepError> {
+    let api = dynamic_api(
+        kube,
+        "serving.kserve.io",
+        "v1alpha1",
+        "ClusterServingRuntime",
+        "clusterservingruntimes",
+        None,
+    );
+    let runtimes = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| read_error(c, "ClusterServingRuntimes", e))?;
+    if runtimes.items.is_empty() {
+        return Err(
+            StepError::new(format!("{}: no ClusterServingRuntime exists", c.name))
+                .with_fix("run `kgf-up up` again to reinstall the runtime configs"),
         );
-        let runtimes = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| read_error(c, "ClusterServingRuntimes", e))?;
-        if runtimes.items.is_empty() {
-            return Err(
-                StepError::new(format!("{}: no ClusterServingRuntime exists", c.name))
-                    .with_fix("run `kgf-up up` again to reinstall the runtime configs"),
-            );
-        }
-        Ok(format!("{} ClusterServingRuntimes", runtimes.items.len()))
-    })
+    }
+    Ok(format!("{} ClusterServingRuntimes", runtimes.items.len()))
 }

@@ -2,8 +2,6 @@
 //! install), the deployer's RBAC that comes with it, and its health: the API, UI, metadata and
 //! workflow controller Available and, where pods run, the API's healthz.
 
-use futures::future::BoxFuture;
-
 use super::BuiltIn;
 use crate::components::health::{deployments_available, simulated};
 use crate::components::{Component, Manifest};
@@ -22,7 +20,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "kubeflow-pipelines",
     defaults,
     manifests: MANIFESTS,
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -39,31 +37,25 @@ fn defaults(_provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let names = [
-            "ml-pipeline",
-            "ml-pipeline-ui",
-            "metadata-grpc-deployment",
-            "workflow-controller",
-        ];
-        deployments_available(kube, c, &names).await?;
-        if !pods_run {
-            return Ok(simulated(
-                "Deployments ml-pipeline, ml-pipeline-ui, metadata and workflow controller \
-                 Available",
-                "the API's /apis/v2beta1/healthz",
-            ));
-        }
-        let version = kfp_healthz(kube, c).await?;
-        Ok(format!(
-            "Deployments Available; the pipelines API answers /apis/v2beta1/healthz ({version})"
-        ))
-    })
+async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, StepError> {
+    let names = [
+        "ml-pipeline",
+        "ml-pipeline-ui",
+        "metadata-grpc-deployment",
+        "workflow-controller",
+    ];
+    deployments_available(kube, c, &names).await?;
+    if !pods_run {
+        return Ok(simulated(
+            "Deployments ml-pipeline, ml-pipeline-ui, metadata and workflow controller \
+             Available",
+            "the API's /apis/v2beta1/healthz",
+        ));
+    }
+    let version = kfp_healthz(kube, c).await?;
+    Ok(format!(
+        "Deployments Available; the pipelines API answers /apis/v2beta1/healthz ({version})"
+    ))
 }
 
 /// The service-proxy path of the pipelines API's health endpoint.

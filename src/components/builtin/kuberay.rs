@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use kube::api::DynamicObject;
 use kube::runtime::wait::await_condition;
 
@@ -24,7 +23,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "kuberay",
     defaults,
     manifests: &[],
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -41,26 +40,20 @@ fn defaults(_provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let operator = fullname(&c.release, "kuberay-operator", 63);
-        deployments_available(kube, c, &[&operator]).await?;
-        crds_established(kube, c, &["rayclusters.ray.io", "rayjobs.ray.io"]).await?;
-        if !pods_run {
-            return Ok(simulated(
-                &format!("Deployment {operator} Available, Ray CRDs Established"),
-                "the one-worker RayCluster probe",
-            ));
-        }
-        ray_cluster_probe(kube, c).await?;
-        Ok(format!(
-            "Deployment {operator} Available; a one-worker RayCluster became ready"
-        ))
-    })
+async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, StepError> {
+    let operator = fullname(&c.release, "kuberay-operator", 63);
+    deployments_available(kube, c, &[&operator]).await?;
+    crds_established(kube, c, &["rayclusters.ray.io", "rayjobs.ray.io"]).await?;
+    if !pods_run {
+        return Ok(simulated(
+            &format!("Deployment {operator} Available, Ray CRDs Established"),
+            "the one-worker RayCluster probe",
+        ));
+    }
+    ray_cluster_probe(kube, c).await?;
+    Ok(format!(
+        "Deployment {operator} Available; a one-worker RayCluster became ready"
+    ))
 }
 
 /// The probe RayCluster: one head and one worker, small enough for a workstation.

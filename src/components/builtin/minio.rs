@@ -9,7 +9,6 @@
 
 use std::io::Read;
 
-use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use kube::api::Api;
@@ -34,8 +33,8 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "minio",
     defaults,
     manifests: &[],
-    verify,
-    before_install: Some(before_install),
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
+    before_install: Some(|kube, c| Box::pin(before_install(kube, c))),
 };
 
 fn defaults(provider: Provider) -> ComponentSpec {
@@ -62,32 +61,21 @@ fn defaults(provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    _pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let name = fullname(&c.release, "minio", 63);
-        deployments_available(kube, c, &[&name]).await?;
-        Ok(format!("Deployment {name} Available"))
-    })
+async fn verify(kube: &Kube, c: &Component, _pods_run: bool) -> Result<String, StepError> {
+    let name = fullname(&c.release, "minio", 63);
+    deployments_available(kube, c, &[&name]).await?;
+    Ok(format!("Deployment {name} Available"))
 }
 
 /// The root Secret, made before the release (its pods read it on their first start).
-fn before_install<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-) -> BoxFuture<'a, Result<Vec<ObjectRef>, StepError>> {
-    Box::pin(async move {
-        ensure_root_secret(kube, &c.namespace).await?;
-        Ok(vec![ObjectRef {
-            api_version: "v1".into(),
-            kind: "Secret".into(),
-            namespace: Some(c.namespace.clone()),
-            name: MINIO_ROOT_SECRET.into(),
-        }])
-    })
+async fn before_install(kube: &Kube, c: &Component) -> Result<Vec<ObjectRef>, StepError> {
+    ensure_root_secret(kube, &c.namespace).await?;
+    Ok(vec![ObjectRef {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        namespace: Some(c.namespace.clone()),
+        name: MINIO_ROOT_SECRET.into(),
+    }])
 }
 
 /// Creates `namespace/minio-root` with a fresh random password when it does not exist; an existing

@@ -1,7 +1,6 @@
 //! kube-prometheus-stack, with Grafana's sidecar loading the dashboards kgf-up brings (GPUs and
 //! the served model); healthy when its operator is Available and its CRDs are Established.
 
-use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::{BuiltIn, oci};
@@ -27,7 +26,7 @@ pub const BUILT_IN: BuiltIn = BuiltIn {
     name: "prometheus",
     defaults,
     manifests: MANIFESTS,
-    verify,
+    verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
     before_install: None,
 };
 
@@ -56,26 +55,20 @@ fn defaults(provider: Provider) -> ComponentSpec {
     }
 }
 
-fn verify<'a>(
-    kube: &'a Kube,
-    c: &'a Component,
-    _pods_run: bool,
-) -> BoxFuture<'a, Result<String, StepError>> {
-    Box::pin(async move {
-        let operator = format!(
-            "{}-operator",
-            fullname(&c.release, "kube-prometheus-stack", 26)
-        );
-        deployments_available(kube, c, &[&operator]).await?;
-        let crds = [
-            "prometheuses.monitoring.coreos.com",
-            "servicemonitors.monitoring.coreos.com",
-            "podmonitors.monitoring.coreos.com",
-            "prometheusrules.monitoring.coreos.com",
-        ];
-        crds_established(kube, c, &crds).await?;
-        Ok(format!(
-            "Deployment {operator} Available; CRDs prometheuses, servicemonitors, podmonitors and prometheusrules Established"
-        ))
-    })
+async fn verify(kube: &Kube, c: &Component, _pods_run: bool) -> Result<String, StepError> {
+    let operator = format!(
+        "{}-operator",
+        fullname(&c.release, "kube-prometheus-stack", 26)
+    );
+    deployments_available(kube, c, &[&operator]).await?;
+    let crds = [
+        "prometheuses.monitoring.coreos.com",
+        "servicemonitors.monitoring.coreos.com",
+        "podmonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ];
+    crds_established(kube, c, &crds).await?;
+    Ok(format!(
+        "Deployment {operator} Available; CRDs prometheuses, servicemonitors, podmonitors and prometheusrules Established"
+    ))
 }
