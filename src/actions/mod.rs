@@ -25,7 +25,8 @@ use crate::provider;
 use crate::step::{Ctx, ErrorKind, StepError};
 use crate::ui::Ui;
 
-/// An error on its way out: the message (already a sentence with its fix) and the exit code.
+/// An error on its way out: the message (a sentence), its fix when there is one, and the exit
+/// code.
 pub struct Failure {
     pub message: String,
     pub fix: Option<String>,

@@ -4,7 +4,8 @@
 //!
 //! Built-in components (`builtin`, one file each) carry pinned sources, per-provider values and
 //! their health check; a profile entry overrides any field, and entries with other names are
-//! custom components that bring their own source. This module turns entries into steps; it must not run programs except through `exec`.
+//! custom components that bring their own source. This module turns entries into steps; it must
+//! not run programs except through `exec`.
 
 pub mod builtin;
 pub mod health;
