@@ -1,6 +1,7 @@
-//! The one way an error carries what the user should do about it: its type implements [`Fix`],
-//! and the fix is rendered by [`render`] or [`line`] where the error is shown (the exit message,
-//! a failed step's lines, `plan`, `verify`). An error's message never carries its own fix line.
+//! How an error is shown. The one way an error carries what the user should do about it: its type
+//! implements [`Fix`], and the fix is rendered by [`render`] or [`line`] where the error is shown
+//! (the exit message, a failed step's lines, `plan`, `verify`); an error's message never carries
+//! its own fix line. [`chain`] is the one way its causes are told.
 
 /// An error that may know how the user fixes it.
 pub trait Fix {
@@ -20,6 +21,22 @@ pub fn line(indent: usize, fix: &str) -> String {
     format!("{:indent$}fix: {fix}", "")
 }
 
+/// An error's message followed by each cause in its chain that the text does not already say
+/// (hyper's "client error (Connect)" keeps the reason below; thiserror's messages often repeat it).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let said = s.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// An error's message and fix, rendered.
 pub fn shown(e: &(impl std::fmt::Display + Fix + ?Sized)) -> String {
     render(&e.to_string(), e.fix().as_deref())
@@ -37,5 +54,22 @@ mod tests {
         );
         assert_eq!(render("no GPU", None), "no GPU");
         assert_eq!(line(6, "x"), "      fix: x");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct E(String, #[source] Option<Box<E>>);
+
+    #[test]
+    fn the_chain_tells_each_cause_once() {
+        let refused = E("connection refused".into(), None);
+        let connect = E("client error (Connect)".into(), Some(Box::new(refused)));
+        assert_eq!(
+            chain(&E(
+                "uploading: client error (Connect)".into(),
+                Some(Box::new(connect))
+            )),
+            "uploading: client error (Connect): connection refused"
+        );
     }
 }

@@ -113,13 +113,7 @@ impl From<KustomizeError> for StepError {
             err,
             KustomizeError::Missing { .. } | KustomizeError::NotAKustomization { .. }
         );
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        let mut step = StepError::new(message);
+        let mut step = StepError::new(crate::fix::chain(&err));
         step.fix = fix;
         if input { step.input() } else { step }
     }

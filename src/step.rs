@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::exec::Exec;
-use crate::fix::Fix;
+use crate::fix::{Fix, chain};
 use crate::inventory::Inventory;
 use crate::kube::{Kube, Kubeconfig};
 
@@ -179,16 +179,7 @@ impl StepError {
     /// Wraps a module error with the step's context: "installing cert-manager: <cause>". Causes
     /// in the error's chain are added unless its message already says them.
     pub fn context(context: impl fmt::Display, cause: impl std::error::Error) -> Self {
-        let mut message = format!("{context}: {cause}");
-        let mut source = cause.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(&format!(": {text}"));
-            }
-            source = s.source();
-        }
-        StepError::new(message)
+        StepError::new(format!("{context}: {}", chain(&cause)))
     }
 
     /// [`StepError::context`], keeping the cause's fix.
@@ -202,19 +193,9 @@ impl StepError {
 
     /// A module error as it is, with its causes and its fix.
     pub fn of(cause: impl std::error::Error + Fix) -> Self {
-        let fix = cause.fix();
-        let mut message = cause.to_string();
-        let mut source = cause.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(&format!(": {text}"));
-            }
-            source = s.source();
-        }
         StepError {
-            fix,
-            ..StepError::new(message)
+            fix: cause.fix(),
+            ..StepError::new(chain(&cause))
         }
     }
 }

@@ -63,16 +63,7 @@ impl Failure {
     /// An error with every cause in its chain that its message does not already say: a failed
     /// step always prints why.
     fn caused(e: &dyn std::error::Error, code: u8) -> Self {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(&format!(": {text}"));
-            }
-            source = s.source();
-        }
-        Failure::new(message, code)
+        Failure::new(fix::chain(e), code)
     }
 
     /// The reader of stdout went away (`kgf-up plan | head`): not an error, and nothing to say.

@@ -671,7 +671,7 @@ impl From<HelmError> for StepError {
             HelmError::Version { .. } | HelmError::Unsupported { .. } => ErrorKind::Preflight,
             _ => ErrorKind::Step,
         };
-        let mut step = StepError::new(chain(&err));
+        let mut step = StepError::new(crate::fix::chain(&err));
         step.fix = fix;
         step.kind = kind;
         step
@@ -716,18 +716,6 @@ fn crd_names(yaml: &str, command: &str) -> Result<Vec<String>, HelmError> {
         .filter_map(|d| d.pointer("/metadata/name").and_then(Value::as_str))
         .map(str::to_string)
         .collect())
-}
-
-/// The error and its sources, joined with `: `.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 /// Versions found by [`Helm::detect`], per program: asked once per process, not once per release.

@@ -298,7 +298,7 @@ impl S3 {
                     let response = client
                         .request(request)
                         .await
-                        .map_err(|e| unreachable(error_chain(&e)))?;
+                        .map_err(|e| unreachable(crate::fix::chain(&e)))?;
                     let status = response.status().as_u16();
                     let body = response
                         .into_body()
@@ -341,17 +341,6 @@ impl S3 {
 
 fn parse_url(text: &str) -> Result<url::Url, S3Error> {
     url::Url::parse(text).map_err(|e| S3Error::Config(format!("`{text}` is not a URL: {e}")))
-}
-
-/// hyper's errors say "client error (Connect)" and keep the cause below.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// The system's roots, plus `ca_file`'s certificates.

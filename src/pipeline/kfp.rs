@@ -687,7 +687,7 @@ impl KfpClient {
                 .await
                 .map_err(|e| KfpError::Unreachable {
                     url: self.shown.clone(),
-                    cause: error_chain(&e),
+                    cause: crate::fix::chain(&e),
                 })?;
         let status = response.status();
         let body =
@@ -697,7 +697,7 @@ impl KfpClient {
                 .await
                 .map_err(|e| KfpError::Unreachable {
                     url: self.shown.clone(),
-                    cause: error_chain(&e),
+                    cause: crate::fix::chain(&e),
                 })?;
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| KfpError::BadResponse {
@@ -767,7 +767,7 @@ fn client(mut config: kube::Config, shown: &str) -> Result<kube::Client, KfpErro
     config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| KfpError::BadUrl {
         url: shown.into(),
-        cause: error_chain(&e),
+        cause: crate::fix::chain(&e),
     })
 }
 
@@ -891,20 +891,6 @@ fn snippet(body: &[u8]) -> String {
     } else {
         text.to_string()
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
