@@ -37,8 +37,10 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// An error's message and fix, rendered.
-pub fn shown(e: &(impl std::fmt::Display + Fix + ?Sized)) -> String {
+/// An error's message and fix, rendered as the exit message shows them: for tests of the errors'
+/// texts (the product renders through its own `Failure` and step lines).
+#[cfg(test)]
+pub(crate) fn shown(e: &(impl std::fmt::Display + Fix + ?Sized)) -> String {
     render(&e.to_string(), e.fix().as_deref())
 }
 

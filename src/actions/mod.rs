@@ -84,7 +84,7 @@ pub fn say(line: &str) {
 }
 
 /// Writes to stdout; a closed pipe ends the verb quietly with exit 0 (style rule 8).
-pub(crate) fn out(text: &str) -> Result<(), Failure> {
+fn out(text: &str) -> Result<(), Failure> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout
