@@ -1,8 +1,9 @@
-//! Fused CPU kernels, with their backward passes, for the GC's element-wise work: layer norm,
-//! softmax over the last dimension and erf GELU; and AdamW updating the variables in place.
-//! candle 0.11 runs each element-wise op on one thread and allocates a tensor per primitive, and
-//! its fused layer-norm and softmax kernels have no backward pass; these do one pass per
-//! direction, on the rayon pool that candle's matmuls use (`RAYON_NUM_THREADS`).
+//! Fused CPU kernels, with their backward passes, for the GC: linear layers (one gemm with the
+//! bias), multi-head attention (its softmax inside), layer norm and erf GELU; and AdamW
+//! updating the variables in place. candle 0.11 runs each element-wise op on one thread and
+//! allocates a tensor per primitive, its backward pass allocates, zeroes and adds a gradient per
+//! graph node, and its fused layer-norm and softmax kernels have no backward pass; these do one
+//! pass per direction, on the rayon pool that candle's matmuls use (`RAYON_NUM_THREADS`).
 //!
 //! CPU and f32 only: `model` calls them on the CPU and composes candle primitives on other
 //! devices, where candle's own kernels serve.
@@ -40,12 +41,83 @@ fn chunk(d: usize) -> usize {
     d * (GRAIN / d).max(1)
 }
 
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them: the release build targets baseline
+/// x86-64, whose 4-lane SSE2 code runs these kernels at about half the speed. `f` (called once)
+/// is inlined into the feature-enabled function, and so are the `#[inline]` helpers it calls.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has both features, checked just above.
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
+/// Σ f(a, b) over two slices in eight lanes, so that the loop vectorizes (one running sum is a
+/// chain the compiler may not reorder).
+#[inline]
+fn sum_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ a·b.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    sum_of(a, b, |x, y| x * y)
+}
+
 /// Mean and 1/√(variance + eps) of a row (two passes, as the composed version).
+#[inline]
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum_of(x, x, |v, _| v) / n;
+    let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// eˣ, branch-free so that loops over it vectorize (libm's `expf` is a scalar call): with
+/// x = n·ln 2 + r and |r| ≤ ln 2 / 2, e^r comes from its Taylor polynomial to r⁷ (error below
+/// 1e-8) and 2ⁿ goes into the exponent bits. x is clamped to [-87, 88], where 2ⁿ stays a
+/// normal number; e⁻⁸⁷ ≈ 1.6e-38 stands for anything smaller.
+#[inline]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer without a rounding call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    const C: [f32; 8] = [
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+    let p = C.iter().fold(0.0, |acc, c| acc * r + c);
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// Layer norm over the last dimension with weight and bias: (x − μ)/√(σ² + eps)·w + b.
@@ -81,12 +153,14 @@ impl CustomOp3 for LayerNorm {
         out.par_chunks_mut(chunk(d))
             .zip(x.par_chunks(chunk(d)))
             .for_each(|(out, x)| {
-                for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                    let (mean, rstd) = moments(x, self.eps);
-                    for i in 0..d {
-                        o[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                simd(|| {
+                    for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                        let (mean, rstd) = moments(x, self.eps);
+                        for i in 0..d {
+                            o[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                        }
                     }
-                }
+                })
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -143,29 +217,29 @@ impl CustomOp3 for LayerNormBwd {
             .par_chunks_mut(chunk(d))
             .zip(x.par_chunks(chunk(d)).zip(g.par_chunks(chunk(d))))
             .map(|(dx, (x, g))| {
-                let mut acc = vec![0f32; 2 * d];
-                let mut xhat = vec![0f32; d];
-                for ((dx, x), g) in dx
-                    .chunks_exact_mut(d)
-                    .zip(x.chunks_exact(d))
-                    .zip(g.chunks_exact(d))
-                {
-                    let (mean, rstd) = moments(x, self.eps);
-                    let (mut m1, mut m2) = (0f32, 0f32);
-                    for i in 0..d {
-                        xhat[i] = (x[i] - mean) * rstd;
-                        let gw = g[i] * w[i];
-                        m1 += gw;
-                        m2 += gw * xhat[i];
-                        acc[i] += g[i] * xhat[i];
-                        acc[d + i] += g[i];
+                simd(|| {
+                    let mut acc = vec![0f32; 2 * d];
+                    let (mut xhat, mut gw) = (vec![0f32; d], vec![0f32; d]);
+                    for ((dx, x), g) in dx
+                        .chunks_exact_mut(d)
+                        .zip(x.chunks_exact(d))
+                        .zip(g.chunks_exact(d))
+                    {
+                        let (mean, rstd) = moments(x, self.eps);
+                        for i in 0..d {
+                            xhat[i] = (x[i] - mean) * rstd;
+                            gw[i] = g[i] * w[i];
+                            acc[i] += g[i] * xhat[i];
+                            acc[d + i] += g[i];
+                        }
+                        let m1 = sum_of(&gw, &gw, |v, _| v) / d as f32;
+                        let m2 = dot(&gw, &xhat) / d as f32;
+                        for i in 0..d {
+                            dx[i] = rstd * (gw[i] - m1 - xhat[i] * m2);
+                        }
                     }
-                    let (m1, m2) = (m1 / d as f32, m2 / d as f32);
-                    for i in 0..d {
-                        dx[i] = rstd * (g[i] * w[i] - m1 - xhat[i] * m2);
-                    }
-                }
-                acc
+                    acc
+                })
             })
             .collect();
         for p in partials {
@@ -174,78 +248,6 @@ impl CustomOp3 for LayerNormBwd {
             }
         }
         Ok((CpuStorage::F32(out), Shape::from((rows + 2, d))))
-    }
-}
-
-/// Softmax over the last dimension.
-struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "kgf-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32s(self.name(), s, l)?;
-        let d = last_dim(self.name(), l)?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(chunk(d))
-            .zip(x.par_chunks(chunk(d)))
-            .for_each(|(out, x)| {
-                for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let mut sum = 0f32;
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        *o = (x - max).exp();
-                        sum += *o;
-                    }
-                    let inv = 1.0 / sum;
-                    o.iter_mut().for_each(|o| *o *= inv);
-                }
-            });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?,
-        ))
-    }
-}
-
-/// ∂x = y·(∂y − Σ ∂y·y) per row, from (y, ∂y).
-struct SoftmaxBwd;
-
-impl CustomOp2 for SoftmaxBwd {
-    fn name(&self) -> &'static str {
-        "kgf-softmax-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        ys: &CpuStorage,
-        yl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (f32s(self.name(), ys, yl)?, f32s(self.name(), gs, gl)?);
-        let d = last_dim(self.name(), yl)?;
-        let mut out = vec![0f32; y.len()];
-        out.par_chunks_mut(chunk(d))
-            .zip(y.par_chunks(chunk(d)).zip(g.par_chunks(chunk(d))))
-            .for_each(|(out, (y, g))| {
-                for ((o, y), g) in out
-                    .chunks_exact_mut(d)
-                    .zip(y.chunks_exact(d))
-                    .zip(g.chunks_exact(d))
-                {
-                    let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                    for i in 0..d {
-                        o[i] = y[i] * (g[i] - dot);
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
 }
 
@@ -295,9 +297,11 @@ impl CustomOp1 for Gelu {
         out.par_chunks_mut(GRAIN)
             .zip(x.par_chunks(GRAIN))
             .for_each(|(out, x)| {
-                for (o, &x) in out.iter_mut().zip(x) {
-                    *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
-                }
+                simd(|| {
+                    for (o, &x) in out.iter_mut().zip(x) {
+                        *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+                    }
+                })
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -327,12 +331,354 @@ impl CustomOp2 for GeluBwd {
         out.par_chunks_mut(GRAIN)
             .zip(x.par_chunks(GRAIN).zip(g.par_chunks(GRAIN)))
             .for_each(|(out, (x, g))| {
-                for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-                    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-                    let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
-                    *o = g * (cdf + x * pdf);
-                }
+                simd(|| {
+                    for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+                        let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+                        let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+                        *o = g * (cdf + x * pdf);
+                    }
+                })
             });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+}
+
+/// `x·wᵀ + b` over the last dimension (`w`: (out, in), `b`: (out)): one gemm that starts from the
+/// bias rows. candle-nn's `Linear` is a transpose, a matmul and a broadcast add, three graph
+/// nodes whose backward passes each allocate, zero and add a gradient of the output's size.
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "kgf-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (x, w, b) = (
+            f32s(name, xs, xl)?,
+            f32s(name, ws, wl)?,
+            f32s(name, bs, bl)?,
+        );
+        let &[out_f, in_f] = wl.dims() else {
+            bail!("{name}: the weight must be (out, in)")
+        };
+        if last_dim(name, xl)? != in_f || b.len() != out_f {
+            bail!(
+                "{name}: input {:?} does not fit weight {:?}",
+                xl.dims(),
+                wl.dims()
+            );
+        }
+        let rows = x.len() / in_f;
+        let mut y = Vec::with_capacity(rows * out_f);
+        for _ in 0..rows {
+            y.extend_from_slice(b);
+        }
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: y is rows × out_f, x rows × in_f and w out_f × in_f, all row-major and
+        // contiguous; wᵀ is read through w's strides (column j of wᵀ is row j of w).
+        unsafe {
+            gemm::gemm(
+                rows,
+                out_f,
+                in_f,
+                y.as_mut_ptr(),
+                1,
+                out_f as isize,
+                true,
+                x.as_ptr(),
+                1,
+                in_f as isize,
+                w.as_ptr(),
+                in_f as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        let mut dims = xl.dims().to_vec();
+        *dims.last_mut().expect("checked non-empty") = out_f;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (out_f, in_f) = w.dims2()?;
+        let rows = x.elem_count() / in_f;
+        let g = grad.contiguous()?.reshape((rows, out_f))?;
+        let x2 = x.detach().reshape((rows, in_f))?;
+        let dx = g.matmul(&w.detach())?.reshape(x.shape())?;
+        let dw = g.t()?.matmul(&x2)?;
+        let db = g.apply_op1_no_bwd(&ColumnSums)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Σ over the rows of a (rows, n) matrix, in row blocks on the rayon pool (candle's `sum(0)`
+/// walks each column down on one thread).
+struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "kgf-column-sums"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = f32s(self.name(), st, l)?;
+        let n = last_dim(self.name(), l)?;
+        let sums = g
+            .par_chunks(chunk(n))
+            .map(|rows| {
+                simd(|| {
+                    let mut acc = vec![0f32; n];
+                    for row in rows.chunks_exact(n) {
+                        acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                    }
+                    acc
+                })
+            })
+            .reduce(
+                || vec![0f32; n],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        Ok((CpuStorage::F32(sums), Shape::from(n)))
+    }
+}
+
+/// y += α·x.
+#[inline]
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
+/// The shape of one attention call: sequences, tokens, hidden width, heads, head width.
+#[derive(Clone, Copy)]
+struct Heads {
+    s: usize,
+    h: usize,
+    heads: usize,
+    d: usize,
+    scale: f32,
+}
+
+impl Heads {
+    fn of(op: &str, l: &Layout, heads: usize) -> Result<(usize, Self)> {
+        let &[b, s, h3] = l.dims() else {
+            bail!("{op}: qkv must be (batch, seq, 3·hidden)")
+        };
+        if h3 % 3 != 0 || heads == 0 || (h3 / 3) % heads != 0 {
+            bail!("{op}: 3·hidden = {h3} does not split into q, k, v of {heads} heads");
+        }
+        let (h, d) = (h3 / 3, h3 / 3 / heads);
+        let scale = 1.0 / (d as f32).sqrt();
+        Ok((
+            b,
+            Self {
+                s,
+                h,
+                heads,
+                d,
+                scale,
+            },
+        ))
+    }
+
+    /// Query `i`'s (c = 0), key's (1) or value's (2) vector of head `hd`, in one sequence's
+    /// block of `qkv`.
+    #[inline]
+    fn row<'a>(&self, qkv: &'a [f32], c: usize, hd: usize, i: usize) -> &'a [f32] {
+        let at = i * 3 * self.h + c * self.h + hd * self.d;
+        &qkv[at..at + self.d]
+    }
+
+    /// softmax(q·kᵀ·scale) of head `hd` of one sequence, row by row into `p` (s × s).
+    #[inline]
+    fn probs(&self, qkv: &[f32], hd: usize, p: &mut [f32]) {
+        let s = self.s;
+        for (i, row) in p.chunks_exact_mut(s).enumerate() {
+            let q = self.row(qkv, 0, hd, i);
+            let mut max = f32::NEG_INFINITY;
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = dot(q, self.row(qkv, 1, hd, j)) * self.scale;
+                max = max.max(*v);
+            }
+            let mut sum = 0f32;
+            for v in row.iter_mut() {
+                *v = exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
+/// Multi-head self-attention over packed projections: `qkv` (batch, seq, 3·hidden) holds
+/// [q | k | v]; the result (batch, seq, hidden) is, per head, dropout(softmax(q·kᵀ/√d))·v. One
+/// rayon task per sequence. The composed version is a dozen graph nodes (head split copies,
+/// two batched matmuls of 22 × 22 blocks, the scaling, softmax, dropout, the merge copy), each
+/// with gradient buffers of its own.
+struct Attention {
+    heads: usize,
+    /// Dropout factors (0 or 1/(1 − p)) per sequence, head, query and key; none in evaluation.
+    mask: Option<std::sync::Arc<Vec<f32>>>,
+}
+
+impl Attention {
+    /// The dropout factors of head `hd` of sequence `seq` (s × s).
+    fn mask_of(&self, n: &Heads, seq: usize, hd: usize) -> Option<&[f32]> {
+        let at = (seq * n.heads + hd) * n.s * n.s;
+        self.mask.as_deref().map(|m| &m[at..at + n.s * n.s])
+    }
+
+    /// One sequence: `qkv` its (s, 3h) block, `out` its (s, h) block of the result.
+    #[inline]
+    fn forward_one(&self, n: &Heads, seq: usize, qkv: &[f32], out: &mut [f32]) {
+        let (s, d, h) = (n.s, n.d, n.h);
+        let mut p = vec![0f32; s * s];
+        for hd in 0..n.heads {
+            n.probs(qkv, hd, &mut p);
+            if let Some(m) = self.mask_of(n, seq, hd) {
+                p.iter_mut().zip(m).for_each(|(p, m)| *p *= m);
+            }
+            for i in 0..s {
+                let o = &mut out[i * h + hd * d..][..d];
+                for j in 0..s {
+                    axpy(p[i * s + j], n.row(qkv, 2, hd, j), o);
+                }
+            }
+        }
+    }
+
+    /// ∂qkv of one sequence from its `qkv` block and its block `g` of ∂out, into `out` (s, 3h).
+    #[inline]
+    fn backward_one(&self, n: &Heads, seq: usize, qkv: &[f32], g: &[f32], out: &mut [f32]) {
+        let (s, d, h) = (n.s, n.d, n.h);
+        let (mut p, mut dp) = (vec![0f32; s * s], vec![0f32; s * s]);
+        let mut grads = vec![0f32; 3 * s * d];
+        for hd in 0..n.heads {
+            n.probs(qkv, hd, &mut p);
+            let m = self.mask_of(n, seq, hd);
+            grads.fill(0.0);
+            let (dq, rest) = grads.split_at_mut(s * d);
+            let (dk, dv) = rest.split_at_mut(s * d);
+            // Through the dropped-out probabilities: ∂v and ∂p.
+            for i in 0..s {
+                let go = &g[i * h + hd * d..][..d];
+                for j in 0..s {
+                    let keep = m.map_or(1.0, |m| m[i * s + j]);
+                    axpy(p[i * s + j] * keep, go, &mut dv[j * d..][..d]);
+                    dp[i * s + j] = dot(go, n.row(qkv, 2, hd, j)) * keep;
+                }
+            }
+            // Through the softmax and the scaling: ∂scores, then ∂q and ∂k.
+            for i in 0..s {
+                let (p, dp) = (&p[i * s..][..s], &mut dp[i * s..][..s]);
+                let sum = dot(p, dp);
+                for j in 0..s {
+                    dp[j] = p[j] * (dp[j] - sum) * n.scale;
+                }
+                for j in 0..s {
+                    axpy(dp[j], n.row(qkv, 1, hd, j), &mut dq[i * d..][..d]);
+                    axpy(dp[j], n.row(qkv, 0, hd, i), &mut dk[j * d..][..d]);
+                }
+            }
+            for i in 0..s {
+                for (c, src) in [&*dq, &*dk, &*dv].into_iter().enumerate() {
+                    out[i * 3 * h + c * h + hd * d..][..d].copy_from_slice(&src[i * d..][..d]);
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "kgf-attention"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32s(self.name(), st, l)?;
+        let (b, n) = Heads::of(self.name(), l, self.heads)?;
+        if let Some(m) = &self.mask
+            && m.len() != b * n.heads * n.s * n.s
+        {
+            bail!("{}: the dropout mask has the wrong size", self.name());
+        }
+        let (s, h) = (n.s, n.h);
+        let mut out = vec![0f32; b * s * h];
+        out.par_chunks_mut(s * h)
+            .zip(qkv.par_chunks(s * 3 * h))
+            .enumerate()
+            .for_each(|(seq, (out, qkv))| simd(|| self.forward_one(&n, seq, qkv, out)));
+        Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let back = AttentionBwd(Attention {
+            heads: self.heads,
+            mask: self.mask.clone(),
+        });
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &back)?))
+    }
+}
+
+/// ∂qkv of [`Attention`] from (qkv, ∂out), the probabilities recomputed (s² dot products per
+/// head, cheaper than keeping them).
+struct AttentionBwd(Attention);
+
+impl CustomOp2 for AttentionBwd {
+    fn name(&self) -> &'static str {
+        "kgf-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (qkv, g) = (f32s(self.name(), xs, xl)?, f32s(self.name(), gs, gl)?);
+        let (b, n) = Heads::of(self.name(), xl, self.0.heads)?;
+        let (s, h) = (n.s, n.h);
+        if g.len() != b * s * h {
+            bail!("{}: the gradient has the wrong size", self.name());
+        }
+        let mut out = vec![0f32; qkv.len()];
+        out.par_chunks_mut(s * 3 * h)
+            .zip(qkv.par_chunks(s * 3 * h).zip(g.par_chunks(s * h)))
+            .enumerate()
+            .for_each(|(seq, (out, (qkv, g)))| simd(|| self.0.backward_one(&n, seq, qkv, g, out)));
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 }
@@ -342,14 +688,25 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor
     x.contiguous()?.apply_op3(w, b, LayerNorm { eps })
 }
 
-/// Softmax over the last dimension.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
-}
-
 /// GELU with the exact normal CDF.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
+}
+
+/// `x·wᵀ + b` over the last dimension, as candle-nn's `Linear` (`w`: (out, in), `b`: (out)).
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(w, b, Linear)
+}
+
+/// Self-attention of `heads` heads over `qkv` (batch, seq, 3·hidden) = [q | k | v]: per head
+/// `mask ⊙ softmax(q·kᵀ/√d) · v`, merged to (batch, seq, hidden). `mask` holds the dropout
+/// factors per sequence, head, query and key (batch·heads·seq² values), or is `None`.
+pub fn attention(qkv: &Tensor, heads: usize, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    let op = Attention {
+        heads,
+        mask: mask.map(std::sync::Arc::new),
+    };
+    qkv.contiguous()?.apply_op1(op)
 }
 
 fn f32s_mut<'a>(op: &str, s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
@@ -390,11 +747,13 @@ impl InplaceOp2 for Moments {
         m.par_chunks_mut(GRAIN)
             .zip(v.par_chunks_mut(GRAIN).zip(g.par_chunks(GRAIN)))
             .for_each(|(m, (v, g))| {
-                for i in 0..g.len() {
-                    let g = g[i] * s;
-                    m[i] = b1 * m[i] + (1.0 - b1) * g;
-                    v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                }
+                simd(|| {
+                    for i in 0..g.len() {
+                        let g = g[i] * s;
+                        m[i] = b1 * m[i] + (1.0 - b1) * g;
+                        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                    }
+                })
             });
         Ok(())
     }
@@ -430,10 +789,13 @@ impl InplaceOp2 for Update {
             .par_chunks_mut(GRAIN)
             .zip(m.par_chunks(GRAIN).zip(v.par_chunks(GRAIN)))
             .for_each(|(t, (m, v))| {
-                for i in 0..t.len() {
-                    let step = (m[i] * self.scale_m) / ((v[i] * self.scale_v).sqrt() + self.eps);
-                    t[i] = t[i] * self.decay - self.lr * step;
-                }
+                simd(|| {
+                    for i in 0..t.len() {
+                        let step =
+                            (m[i] * self.scale_m) / ((v[i] * self.scale_v).sqrt() + self.eps);
+                        t[i] = t[i] * self.decay - self.lr * step;
+                    }
+                })
             });
         Ok(())
     }
@@ -591,12 +953,53 @@ mod tests {
     }
 
     #[test]
-    fn fused_softmax_matches_composed_forward_and_backward() {
-        let inputs = [randn(&[4, 3, 7, 22], 4)];
+    fn fused_linear_matches_candle_linear_forward_and_backward() {
+        use candle_core::Module;
+        let inputs = [randn(&[3, 5, 8], 11), randn(&[6, 8], 12), randn(&[6], 13)];
         same_as_composed(
             &inputs,
-            |t| softmax_last_dim(t[0]),
-            |t| candle_nn::ops::softmax(t[0], D::Minus1),
+            |t| linear(t[0], t[1], t[2]),
+            |t| candle_nn::Linear::new(t[1].clone(), Some(t[2].clone())).forward(t[0]),
+        );
+    }
+
+    /// Attention composed of candle primitives, as `model` does on other devices.
+    fn composed_attention(qkv: &Tensor, heads: usize, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, s, h3) = qkv.dims3()?;
+        let (h, d) = (h3 / 3, h3 / 3 / heads);
+        let split = |c: usize| {
+            qkv.narrow(2, c * h, h)?
+                .reshape((b, s, heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
+        let mut att = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        if let Some(m) = mask {
+            att = att.mul(m)?;
+        }
+        att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
+    }
+
+    #[test]
+    fn fused_attention_matches_composed_forward_and_backward() {
+        let (b, s, heads) = (2, 5, 2);
+        let inputs = [randn(&[b, s, 3 * 8], 14)];
+        same_as_composed(
+            &inputs,
+            |t| attention(t[0], heads, None),
+            |t| composed_attention(t[0], heads, None),
+        );
+        // Every seventh probability dropped, the rest scaled, as dropout with p = 1/7 does.
+        let mask: Vec<f32> = (0..b * heads * s * s)
+            .map(|i| if i % 7 == 3 { 0.0 } else { 7.0 / 6.0 })
+            .collect();
+        let mask_t = Tensor::from_vec(mask.clone(), (b, heads, s, s), &Device::Cpu).unwrap();
+        same_as_composed(
+            &inputs,
+            |t| attention(t[0], heads, Some(mask.clone())),
+            |t| composed_attention(t[0], heads, Some(&mask_t)),
         );
     }
 
@@ -610,6 +1013,18 @@ mod tests {
         assert!(worst < 1e-6, "max |erf - erff| = {worst}");
         assert!((erf(-30.0) + 1.0).abs() < 1e-6 && (erf(30.0) - 1.0).abs() < 1e-6);
         assert_eq!(erf(0.0), 0.0);
+    }
+
+    #[test]
+    fn the_fast_exp_is_within_3e_7_of_libm_relative() {
+        let mut worst = 0f32;
+        for i in -870_000..=880_000 {
+            let x = i as f32 / 10_000.0;
+            worst = worst.max((exp(x) - x.exp()).abs() / x.exp());
+        }
+        assert!(worst < 3e-7, "max relative |exp - expf| = {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) < 2e-38 && exp(-1000.0) >= 0.0);
     }
 
     #[test]
@@ -661,8 +1076,7 @@ mod tests {
     fn fused_ops_take_strided_inputs() {
         let x = randn(&[6, 8], 6);
         let t = x.as_tensor().t().unwrap();
-        let got = softmax_last_dim(&t).unwrap();
-        let want = candle_nn::ops::softmax(&t, D::Minus1).unwrap();
+        let (got, want) = (gelu_erf(&t).unwrap(), t.gelu_erf().unwrap());
         assert!(max_diff(&got, &want) < 1e-6);
     }
 }

@@ -116,10 +116,15 @@ fn dropout(x: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
     if !x.device().is_cpu() {
         return candle_nn::ops::dropout(x, p as f32);
     }
+    let mask = dropout_factors(x.elem_count(), p, rng);
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+/// `n` dropout factors from our seeded stream: 0 with probability `p`, else 1/(1 − p).
+fn dropout_factors(n: usize, p: f64, rng: &mut Rng) -> Vec<f32> {
     let keep = 1.0 / (1.0 - p) as f32;
     // Two 32-bit draws per call of the generator: the mask is most of a step's random numbers.
     let threshold = (p * 4_294_967_296.0) as u64;
-    let n = x.elem_count();
     let mut mask = Vec::with_capacity(n + 1);
     while mask.len() < n {
         let r = rng.next_u64();
@@ -128,15 +133,15 @@ fn dropout(x: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
         }
     }
     mask.truncate(n);
-    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+    mask
 }
 
-/// Softmax over the last dimension (fused on the CPU; see [`Norm`]).
-fn softmax(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
-        fused::softmax_last_dim(x)
-    } else {
-        candle_nn::ops::softmax(x, D::Minus1)
+/// A linear layer: the fused kernel of [`fused`] on the CPU (one gemm with the bias, one graph
+/// node), candle-nn's own elsewhere.
+fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    match layer.bias() {
+        Some(bias) if x.device().is_cpu() => fused::linear(x, layer.weight(), bias),
+        _ => layer.forward(x),
     }
 }
 
@@ -234,6 +239,33 @@ struct Layer {
     ff_norm: Norm,
 }
 
+impl Layer {
+    /// Multi-head self-attention of `x` (batch, seq, hidden) before the output projection, with
+    /// dropout `p` on the probabilities when `rng` is given. On the CPU: one projection to
+    /// [q | k | v] and the fused attention kernel; elsewhere composed of candle primitives.
+    fn attention(&self, x: &Tensor, heads: usize, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let biases = (self.q.bias(), self.k.bias(), self.v.bias());
+        if let (true, (Some(bq), Some(bk), Some(bv))) = (x.device().is_cpu(), biases) {
+            let w = Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?;
+            let qkv = fused::linear(x, &w, &Tensor::cat(&[bq, bk, bv], 0)?)?;
+            let mask = match rng {
+                Some(rng) if p > 0.0 => Some(dropout_factors(b * heads * s * s, p, rng)),
+                _ => None,
+            };
+            return fused::attention(&qkv, heads, mask);
+        }
+        let d = h / heads;
+        let split = |t: Tensor| t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous();
+        let q = split(self.q.forward(x)?)?;
+        let k = split(self.k.forward(x)?)?;
+        let v = split(self.v.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
+        let att = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, p, rng)?;
+        att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
+    }
+}
+
 /// BERT-style encoder + tanh pooler over `[CLS]` + dropout + linear head.
 pub struct GeneClassifier {
     pub cfg: GcConfig,
@@ -294,7 +326,7 @@ impl GeneClassifier {
     /// Logits `(batch, classes)` for token ids `(batch, seq_len)` (u32). Dropout only when
     /// `rng` is given.
     pub fn forward(&self, ids: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
-        let (b, s) = ids.dims2()?;
+        let s = ids.dim(1)?;
         let p = self.cfg.dropout;
         let positions = Tensor::arange(0u32, s as u32, ids.device())?;
         let x = self
@@ -302,25 +334,17 @@ impl GeneClassifier {
             .forward(ids)?
             .broadcast_add(&self.pos.forward(&positions)?)?;
         let mut x = dropout(&self.emb_norm.forward(&x)?, p, rng.as_deref_mut())?;
-        let (heads, h) = (self.cfg.heads, self.cfg.hidden);
-        let d = h / heads;
         for layer in &self.layers {
-            let split = |t: Tensor| t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous();
-            let q = split(layer.q.forward(&x)?)?;
-            let k = split(layer.k.forward(&x)?)?;
-            let v = split(layer.v.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
-            let att = dropout(&softmax(&scores)?, p, rng.as_deref_mut())?;
-            let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
-            let attn_out = dropout(&layer.o.forward(&ctx)?, p, rng.as_deref_mut())?;
+            let ctx = layer.attention(&x, self.cfg.heads, p, rng.as_deref_mut())?;
+            let attn_out = dropout(&dense(&layer.o, &ctx)?, p, rng.as_deref_mut())?;
             x = layer.attn_norm.forward(&(x + attn_out)?)?;
-            let ff = layer.ff_out.forward(&gelu(&layer.ff_in.forward(&x)?)?)?;
+            let ff = dense(&layer.ff_out, &gelu(&dense(&layer.ff_in, &x)?)?)?;
             let ff = dropout(&ff, p, rng.as_deref_mut())?;
             x = layer.ff_norm.forward(&(x + ff)?)?;
         }
         let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = self.pooler.forward(&cls)?.tanh()?;
-        self.head.forward(&dropout(&pooled, p, rng)?)
+        let pooled = dense(&self.pooler, &cls)?.tanh()?;
+        dense(&self.head, &dropout(&pooled, p, rng)?)
     }
 }
 
@@ -381,13 +405,9 @@ impl FusionClassifier {
     pub fn forward(&self, x: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
         let mut x = x.clone();
         for l in &self.layers {
-            x = dropout(
-                &l.forward(&x)?.relu()?,
-                self.cfg.dropout,
-                rng.as_deref_mut(),
-            )?;
+            x = dropout(&dense(l, &x)?.relu()?, self.cfg.dropout, rng.as_deref_mut())?;
         }
-        self.out.forward(&x)?.squeeze(1)
+        dense(&self.out, &x)?.squeeze(1)
     }
 }
 
