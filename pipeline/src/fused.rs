@@ -480,7 +480,8 @@ fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// The shape of one attention call: sequences, tokens, hidden width, heads, head width.
+/// The shape of one attention call per sequence: tokens, hidden width, heads, head width, and
+/// the score scale 1/√(head width).
 #[derive(Clone, Copy)]
 struct Heads {
     s: usize,
