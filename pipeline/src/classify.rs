@@ -243,7 +243,7 @@ impl Classifier {
             per_read,
             words: self.labels.words,
         };
-        let probs = gc::probabilities(&self.gc, &s, self.batch, &self.dev)?;
+        let probs = gc::probabilities(&self.gc, &s, self.batch, &self.dev, None)?;
         let width = per_read * genes;
         let x = Tensor::from_slice(&probs, (reads.len(), width), &self.dev)?;
         // The FC's logit scores label 1, "not chimeric".

@@ -1,7 +1,7 @@
 //! The `train-fc` and `test-fc` steps: the frozen GC turns each read into its sentences' gene
-//! probabilities (computed once per read, then cached in memory as `sentences × genes` f32 per
-//! read), and the fusion classifier (MLP) is trained on them with BCE-with-logits,
-//! pos_weight = n0/n1.
+//! probabilities (computed once per distinct sentence, then cached in memory as
+//! `sentences × genes` f32 per read), and the fusion classifier (MLP) is trained on them with
+//! BCE-with-logits, pos_weight = n0/n1.
 
 use std::path::Path;
 
@@ -46,7 +46,9 @@ impl Features {
     }
 }
 
+/// `step` names the split in the progress lines.
 fn features(
+    step: &str,
     gc_dir: &Path,
     ex: &Examples,
     labels: &Labels,
@@ -60,7 +62,7 @@ fn features(
         per_read: labels.sentences(),
         words: labels.words,
     };
-    let values = gc::probabilities(&gcm, &s, batch, dev)
+    let values = gc::probabilities(&gcm, &s, batch, dev, Some(step))
         .map_err(model("running the frozen gene classifier over the reads"))?;
     Ok(Features {
         values,
@@ -119,6 +121,7 @@ pub fn train(a: &TrainFc) -> Result<History, StepError> {
     let labels = dataset::read_labels(a.labels)?;
     let batch = a.params.batch_size;
     let train_f = features(
+        "train-fc (train split)",
         a.gc_model,
         &gc::first(dataset::load_fc(a.train, &labels)?, a.caps.limit),
         &labels,
@@ -126,6 +129,7 @@ pub fn train(a: &TrainFc) -> Result<History, StepError> {
         a.dev,
     )?;
     let val_f = features(
+        "train-fc (val split)",
         a.gc_model,
         &gc::first(dataset::load_fc(a.val, &labels)?, a.caps.limit),
         &labels,
@@ -211,7 +215,7 @@ pub fn test(
 ) -> Result<Metrics, StepError> {
     let labels = dataset::read_labels(labels_dir)?;
     let ex = dataset::load_fc(test_dir, &labels)?;
-    let f = features(gc_model, &ex, &labels, batch, dev)?;
+    let f = features("test-fc", gc_model, &ex, &labels, batch, dev)?;
     let fc = load(fc_model, dev)?;
     if fc.cfg.input != f.width {
         return Err(StepError::Mismatch(format!(
