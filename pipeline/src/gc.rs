@@ -389,10 +389,17 @@ mod tests {
                 .to_vec1::<f32>()
                 .unwrap();
             for (a, b) in alone.iter().zip(&batched[i * 3..(i + 1) * 3]) {
-                assert!((a - b).abs() < 1e-6, "sentence {i}: {alone:?} vs {batched:?}");
+                assert!(
+                    (a - b).abs() < 1e-6,
+                    "sentence {i}: {alone:?} vs {batched:?}"
+                );
             }
         }
         assert_eq!(batched[..9], batched[18..], "equal reads, equal rows");
-        assert_eq!(batched[3..9], batched[9..15], "the shared sentences of the shifted read");
+        assert_eq!(
+            batched[3..9],
+            batched[9..15],
+            "the shared sentences of the shifted read"
+        );
     }
 }

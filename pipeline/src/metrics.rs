@@ -193,15 +193,14 @@ pub fn compute(
 /// The scalars of a weighted confusion matrix, in `SCALARS` order (macro averages over the
 /// classes with weight, as the point estimates do).
 fn confusion_scalars(conf: &[Vec<f64>]) -> [f64; 8] {
-    let c = conf.len();
     let n: f64 = conf.iter().flatten().sum();
     let (mut correct, mut present) = (0.0, 0.0);
     let (mut p_mac, mut r_mac, mut f_mac, mut p_w, mut r_w, mut f_w) =
         (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    for i in 0..c {
-        let tp = conf[i][i];
-        let support: f64 = conf[i].iter().sum();
-        let predicted: f64 = (0..c).map(|r| conf[r][i]).sum();
+    for (i, row) in conf.iter().enumerate() {
+        let tp = row[i];
+        let support: f64 = row.iter().sum();
+        let predicted: f64 = conf.iter().map(|r| r[i]).sum();
         let p = div(tp, predicted);
         let r = div(tp, support);
         let f = div(2.0 * p * r, p + r);
