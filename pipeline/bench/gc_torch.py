@@ -5,9 +5,11 @@ pipeline/gpu-check.sh). Not part of the pipeline.
 Same architecture and step: BERT-style post-norm encoder over [CLS] + `words` k-mer ids + [SEP]
 (learned word and position embeddings, layer norm eps 1e-12, erf GELU, dropout after the
 embeddings, on the attention probabilities, after the attention output and the feed-forward),
-tanh pooler over [CLS], dropout, linear head; class-weighted cross-entropy; AdamW; global
-gradient-norm clipping. The batch is built from the split file inside each step, as kgf-step
-does. Prints one line `RESULT {json}` with the sentences per second of the training steps alone.
+tanh pooler over [CLS], dropout, linear head (past its attention, the last layer runs on the
+[CLS] row alone, as in model.rs: the other rows reach nothing); class-weighted cross-entropy;
+AdamW; global gradient-norm clipping. The batch is built from the split file inside each step,
+as kgf-step does. Prints one line `RESULT {json}` with the sentences per second of the training
+steps alone.
 """
 
 import argparse
@@ -33,7 +35,7 @@ class Layer(nn.Module):
         self.ff_in, self.ff_out = nn.Linear(h, inter), nn.Linear(inter, h)
         self.ff_norm = nn.LayerNorm(h, eps=1e-12)
 
-    def forward(self, x, sdpa):
+    def forward(self, x, sdpa, cls_only=False):
         b, s, h = x.shape
         d = h // self.heads
 
@@ -49,6 +51,8 @@ class Layer(nn.Module):
             att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
             ctx = F.dropout(att, self.p, self.training) @ v
         ctx = ctx.transpose(1, 2).reshape(b, s, h)
+        if cls_only:  # the last layer past its attention: only [CLS] reaches the pooler
+            x, ctx = x[:, :1], ctx[:, :1]
         x = self.attn_norm(x + F.dropout(self.o(ctx), self.p, self.training))
         ff = self.ff_out(F.gelu(self.ff_in(x)))
         return self.ff_norm(x + F.dropout(ff, self.p, self.training))
@@ -73,8 +77,8 @@ class GeneClassifier(nn.Module):
     def forward(self, ids, sdpa=False):
         pos = torch.arange(ids.shape[1], device=ids.device)
         x = F.dropout(self.emb_norm(self.word(ids) + self.pos(pos)), self.p, self.training)
-        for layer in self.layers:
-            x = layer(x, sdpa)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, sdpa, cls_only=i == len(self.layers) - 1)
         pooled = torch.tanh(self.pooler(x[:, 0]))
         return self.head(F.dropout(pooled, self.p, self.training))
 

@@ -120,6 +120,23 @@ fn dropout(x: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 
+/// Dropout on the `[CLS]` rows (batch, 1, hidden) of sequences of `seq` tokens. On the CPU it
+/// draws the whole sequences' mask and keeps the `[CLS]` rows, so that the seeded stream, and
+/// with it training, is the same as when the layer runs on every token.
+fn dropout_cls(x: &Tensor, seq: usize, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
+    match rng {
+        Some(rng) if p > 0.0 && x.device().is_cpu() => {
+            let (b, _, h) = x.dims3()?;
+            let mask: Vec<f32> = dropout_factors(b * seq * h, p, rng)
+                .chunks(seq * h)
+                .flat_map(|row| row[..h].iter().copied())
+                .collect();
+            x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+        }
+        rng => dropout(x, p, rng),
+    }
+}
+
 /// `n` dropout factors from our seeded stream: 0 with probability `p`, else 1/(1 − p).
 fn dropout_factors(n: usize, p: f64, rng: &mut Rng) -> Vec<f32> {
     let keep = 1.0 / (1.0 - p) as f32;
@@ -264,6 +281,40 @@ impl Layer {
         let att = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, p, rng)?;
         att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
     }
+
+    /// The layer over `x` (batch, seq, hidden); with `cls_only`, only its `[CLS]` row
+    /// (batch, 1, hidden). The attention is where tokens mix, so it reads every token either
+    /// way; only the `[CLS]` row of the last layer reaches the pooler, so there the output
+    /// projection and the feed-forward (18 % of the default GC's work) run on that row alone.
+    fn forward(
+        &self,
+        x: &Tensor,
+        heads: usize,
+        p: f64,
+        mut rng: Option<&mut Rng>,
+        cls_only: bool,
+    ) -> Result<Tensor> {
+        let seq = x.dim(1)?;
+        let ctx = self.attention(x, heads, p, rng.as_deref_mut())?;
+        let (x, ctx) = if cls_only {
+            let first = |t: &Tensor| t.narrow(1, 0, 1)?.contiguous();
+            (first(x)?, first(&ctx)?)
+        } else {
+            (x.clone(), ctx)
+        };
+        let drop = |t: &Tensor, rng: Option<&mut Rng>| {
+            if cls_only {
+                dropout_cls(t, seq, p, rng)
+            } else {
+                dropout(t, p, rng)
+            }
+        };
+        let attn_out = drop(&dense(&self.o, &ctx)?, rng.as_deref_mut())?;
+        let x = self.attn_norm.forward(&(x + attn_out)?)?;
+        let ff = dense(&self.ff_out, &gelu(&dense(&self.ff_in, &x)?)?)?;
+        let ff = drop(&ff, rng)?;
+        self.ff_norm.forward(&(x + ff)?)
+    }
 }
 
 /// BERT-style encoder + tanh pooler over `[CLS]` + dropout + linear head.
@@ -334,13 +385,9 @@ impl GeneClassifier {
             .forward(ids)?
             .broadcast_add(&self.pos.forward(&positions)?)?;
         let mut x = dropout(&self.emb_norm.forward(&x)?, p, rng.as_deref_mut())?;
-        for layer in &self.layers {
-            let ctx = layer.attention(&x, self.cfg.heads, p, rng.as_deref_mut())?;
-            let attn_out = dropout(&dense(&layer.o, &ctx)?, p, rng.as_deref_mut())?;
-            x = layer.attn_norm.forward(&(x + attn_out)?)?;
-            let ff = dense(&layer.ff_out, &gelu(&dense(&layer.ff_in, &x)?)?)?;
-            let ff = dropout(&ff, p, rng.as_deref_mut())?;
-            x = layer.ff_norm.forward(&(x + ff)?)?;
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, self.cfg.heads, p, rng.as_deref_mut(), i == last)?;
         }
         let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
         let pooled = dense(&self.pooler, &cls)?.tanh()?;
@@ -474,6 +521,70 @@ mod tests {
             diff(&eval1, &train) > 0.0,
             "dropout changes training outputs"
         );
+    }
+
+    /// The last layer on the `[CLS]` row alone gives that row of the layer run on every token:
+    /// the same outputs, the same dropout masks from the same seed, the same gradients.
+    #[test]
+    fn a_layer_on_the_cls_row_alone_equals_that_row_of_the_whole_layer() {
+        let dev = Device::Cpu;
+        let cfg = tiny();
+        let (m, _vars) = GeneClassifier::init(&cfg, &dev, 7).unwrap();
+        let layer = &m.layers[0];
+        let x = Tensor::randn(0f32, 1.0, (3, cfg.seq_len, cfg.hidden), &dev).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (3, 1, cfg.hidden), &dev).unwrap();
+        let close = |a: &Tensor, b: &Tensor, what: &str| {
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (u, v) in a.iter().zip(&b) {
+                assert!((u - v).abs() < 1e-5, "{what}: {a:?} vs {b:?}");
+            }
+        };
+        for training in [false, true] {
+            let (mut r1, mut r2) = (Rng::new(11), Rng::new(11));
+            let (r1, r2) = if training {
+                (Some(&mut r1), Some(&mut r2))
+            } else {
+                (None, None)
+            };
+            let whole = layer
+                .forward(&x, cfg.heads, cfg.dropout, r1, false)
+                .unwrap()
+                .narrow(1, 0, 1)
+                .unwrap();
+            let cls = layer.forward(&x, cfg.heads, cfg.dropout, r2, true).unwrap();
+            close(&whole, &cls, &format!("outputs, training {training}"));
+            let g1 = whole
+                .mul(&weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = cls
+                .mul(&weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, w) in [
+                ("q", layer.q.weight()),
+                ("v", layer.v.weight()),
+                ("o", layer.o.weight()),
+                ("ff_in", layer.ff_in.weight()),
+                ("ff_out", layer.ff_out.weight()),
+            ] {
+                close(
+                    g1.get(w).unwrap(),
+                    g2.get(w).unwrap(),
+                    &format!("gradient of {name}, training {training}"),
+                );
+            }
+        }
     }
 
     #[test]
