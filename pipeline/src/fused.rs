@@ -41,11 +41,22 @@ fn chunk(d: usize) -> usize {
     d * (GRAIN / d).max(1)
 }
 
-/// Runs `f` compiled for AVX2 and FMA where the CPU has them: the release build targets baseline
-/// x86-64, whose 4-lane SSE2 code runs these kernels at about half the speed. `f` (called once)
-/// is inlined into the feature-enabled function, and so are the `#[inline]` helpers it calls.
+/// Runs `f` compiled for AVX-512 or else AVX2 and FMA where the CPU has them: the release build
+/// targets baseline x86-64, whose 4-lane SSE2 code runs these kernels at about half the AVX2
+/// speed. Only code inlined into the feature-enabled function gets its features, and LLVM
+/// declines to inline a large closure by itself: so every `f` is an `#[inline(always)]`
+/// closure and every helper it calls `#[inline(always)]`.
 #[inline(always)]
 fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has AVX-512F, checked just above; every CPU with it has AVX2 and FMA.
+        return unsafe { avx512(f) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
@@ -60,7 +71,7 @@ fn simd<R>(f: impl FnOnce() -> R) -> R {
 
 /// Σ f(a, b) over two slices in eight lanes, so that the loop vectorizes (one running sum is a
 /// chain the compiler may not reorder).
-#[inline]
+#[inline(always)]
 fn sum_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
@@ -79,13 +90,13 @@ fn sum_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 /// Σ a·b.
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum_of(a, b, |x, y| x * y)
 }
 
 /// Mean and 1/√(variance + eps) of a row (two passes, as the composed version).
-#[inline]
+#[inline(always)]
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = sum_of(x, x, |v, _| v) / n;
@@ -97,7 +108,7 @@ fn moments(x: &[f32], eps: f32) -> (f32, f32) {
 /// x = n·ln 2 + r and |r| ≤ ln 2 / 2, e^r comes from its Taylor polynomial to r⁷ (error below
 /// 1e-8) and 2ⁿ goes into the exponent bits. x is clamped to [-87, 88], where 2ⁿ stays a
 /// normal number; e⁻⁸⁷ ≈ 1.6e-38 stands for anything smaller.
-#[inline]
+#[inline(always)]
 fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -153,14 +164,17 @@ impl CustomOp3 for LayerNorm {
         out.par_chunks_mut(chunk(d))
             .zip(x.par_chunks(chunk(d)))
             .for_each(|(out, x)| {
-                simd(|| {
-                    for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                        let (mean, rstd) = moments(x, self.eps);
-                        for i in 0..d {
-                            o[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                            let (mean, rstd) = moments(x, self.eps);
+                            for i in 0..d {
+                                o[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                            }
                         }
-                    }
-                })
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -217,29 +231,32 @@ impl CustomOp3 for LayerNormBwd {
             .par_chunks_mut(chunk(d))
             .zip(x.par_chunks(chunk(d)).zip(g.par_chunks(chunk(d))))
             .map(|(dx, (x, g))| {
-                simd(|| {
-                    let mut acc = vec![0f32; 2 * d];
-                    let (mut xhat, mut gw) = (vec![0f32; d], vec![0f32; d]);
-                    for ((dx, x), g) in dx
-                        .chunks_exact_mut(d)
-                        .zip(x.chunks_exact(d))
-                        .zip(g.chunks_exact(d))
-                    {
-                        let (mean, rstd) = moments(x, self.eps);
-                        for i in 0..d {
-                            xhat[i] = (x[i] - mean) * rstd;
-                            gw[i] = g[i] * w[i];
-                            acc[i] += g[i] * xhat[i];
-                            acc[d + i] += g[i];
+                simd(
+                    #[inline(always)]
+                    || {
+                        let mut acc = vec![0f32; 2 * d];
+                        let (mut xhat, mut gw) = (vec![0f32; d], vec![0f32; d]);
+                        for ((dx, x), g) in dx
+                            .chunks_exact_mut(d)
+                            .zip(x.chunks_exact(d))
+                            .zip(g.chunks_exact(d))
+                        {
+                            let (mean, rstd) = moments(x, self.eps);
+                            for i in 0..d {
+                                xhat[i] = (x[i] - mean) * rstd;
+                                gw[i] = g[i] * w[i];
+                                acc[i] += g[i] * xhat[i];
+                                acc[d + i] += g[i];
+                            }
+                            let m1 = sum_of(&gw, &gw, |v, _| v) / d as f32;
+                            let m2 = dot(&gw, &xhat) / d as f32;
+                            for i in 0..d {
+                                dx[i] = rstd * (gw[i] - m1 - xhat[i] * m2);
+                            }
                         }
-                        let m1 = sum_of(&gw, &gw, |v, _| v) / d as f32;
-                        let m2 = dot(&gw, &xhat) / d as f32;
-                        for i in 0..d {
-                            dx[i] = rstd * (gw[i] - m1 - xhat[i] * m2);
-                        }
-                    }
-                    acc
-                })
+                        acc
+                    },
+                )
             })
             .collect();
         for p in partials {
@@ -258,7 +275,7 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 /// erf(x), from a rational approximation on [-4, 4] (erf is ±1 to f32 precision outside):
 /// x·P(x²)/Q(x²), the form XLA and Eigen use for f32. Branch-free, so the GELU loops vectorize;
 /// within 5e-7 of libm's `erff`, which took 7 % of a training step as a scalar call.
-#[inline]
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     const P: [f32; 7] = [
         -2.726_142_3e-10,
@@ -297,11 +314,14 @@ impl CustomOp1 for Gelu {
         out.par_chunks_mut(GRAIN)
             .zip(x.par_chunks(GRAIN))
             .for_each(|(out, x)| {
-                simd(|| {
-                    for (o, &x) in out.iter_mut().zip(x) {
-                        *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
-                    }
-                })
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, &x) in out.iter_mut().zip(x) {
+                            *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -331,13 +351,16 @@ impl CustomOp2 for GeluBwd {
         out.par_chunks_mut(GRAIN)
             .zip(x.par_chunks(GRAIN).zip(g.par_chunks(GRAIN)))
             .for_each(|(out, (x, g))| {
-                simd(|| {
-                    for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-                        let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-                        let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
-                        *o = g * (cdf + x * pdf);
-                    }
-                })
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+                            let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+                            let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+                            *o = g * (cdf + x * pdf);
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -453,13 +476,16 @@ impl CustomOp1 for ColumnSums {
         let sums = g
             .par_chunks(chunk(n))
             .map(|rows| {
-                simd(|| {
-                    let mut acc = vec![0f32; n];
-                    for row in rows.chunks_exact(n) {
-                        acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-                    }
-                    acc
-                })
+                simd(
+                    #[inline(always)]
+                    || {
+                        let mut acc = vec![0f32; n];
+                        for row in rows.chunks_exact(n) {
+                            acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                        }
+                        acc
+                    },
+                )
             })
             .reduce(
                 || vec![0f32; n],
@@ -473,7 +499,7 @@ impl CustomOp1 for ColumnSums {
 }
 
 /// y += α·x.
-#[inline]
+#[inline(always)]
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
@@ -515,14 +541,14 @@ impl Heads {
 
     /// Query `i`'s (c = 0), key's (1) or value's (2) vector of head `hd`, in one sequence's
     /// block of `qkv`.
-    #[inline]
+    #[inline(always)]
     fn row<'a>(&self, qkv: &'a [f32], c: usize, hd: usize, i: usize) -> &'a [f32] {
         let at = i * 3 * self.h + c * self.h + hd * self.d;
         &qkv[at..at + self.d]
     }
 
     /// softmax(q·kᵀ·scale) of head `hd` of one sequence, row by row into `p` (s × s).
-    #[inline]
+    #[inline(always)]
     fn probs(&self, qkv: &[f32], hd: usize, p: &mut [f32]) {
         let s = self.s;
         for (i, row) in p.chunks_exact_mut(s).enumerate() {
@@ -562,7 +588,7 @@ impl Attention {
     }
 
     /// One sequence: `qkv` its (s, 3h) block, `out` its (s, h) block of the result.
-    #[inline]
+    #[inline(always)]
     fn forward_one(&self, n: &Heads, seq: usize, qkv: &[f32], out: &mut [f32]) {
         let (s, d, h) = (n.s, n.d, n.h);
         let mut p = vec![0f32; s * s];
@@ -581,7 +607,7 @@ impl Attention {
     }
 
     /// ∂qkv of one sequence from its `qkv` block and its block `g` of ∂out, into `out` (s, 3h).
-    #[inline]
+    #[inline(always)]
     fn backward_one(&self, n: &Heads, seq: usize, qkv: &[f32], g: &[f32], out: &mut [f32]) {
         let (s, d, h) = (n.s, n.d, n.h);
         let (mut p, mut dp) = (vec![0f32; s * s], vec![0f32; s * s]);
@@ -640,7 +666,12 @@ impl CustomOp1 for Attention {
         out.par_chunks_mut(s * h)
             .zip(qkv.par_chunks(s * 3 * h))
             .enumerate()
-            .for_each(|(seq, (out, qkv))| simd(|| self.forward_one(&n, seq, qkv, out)));
+            .for_each(|(seq, (out, qkv))| {
+                simd(
+                    #[inline(always)]
+                    || self.forward_one(&n, seq, qkv, out),
+                )
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
     }
 
@@ -679,7 +710,12 @@ impl CustomOp2 for AttentionBwd {
         out.par_chunks_mut(s * 3 * h)
             .zip(qkv.par_chunks(s * 3 * h).zip(g.par_chunks(s * h)))
             .enumerate()
-            .for_each(|(seq, (out, (qkv, g)))| simd(|| self.0.backward_one(&n, seq, qkv, g, out)));
+            .for_each(|(seq, (out, (qkv, g)))| {
+                simd(
+                    #[inline(always)]
+                    || self.0.backward_one(&n, seq, qkv, g, out),
+                )
+            });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 }
@@ -748,13 +784,16 @@ impl InplaceOp2 for Moments {
         m.par_chunks_mut(GRAIN)
             .zip(v.par_chunks_mut(GRAIN).zip(g.par_chunks(GRAIN)))
             .for_each(|(m, (v, g))| {
-                simd(|| {
-                    for i in 0..g.len() {
-                        let g = g[i] * s;
-                        m[i] = b1 * m[i] + (1.0 - b1) * g;
-                        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                    }
-                })
+                simd(
+                    #[inline(always)]
+                    || {
+                        for i in 0..g.len() {
+                            let g = g[i] * s;
+                            m[i] = b1 * m[i] + (1.0 - b1) * g;
+                            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                        }
+                    },
+                )
             });
         Ok(())
     }
@@ -790,13 +829,16 @@ impl InplaceOp2 for Update {
             .par_chunks_mut(GRAIN)
             .zip(m.par_chunks(GRAIN).zip(v.par_chunks(GRAIN)))
             .for_each(|(t, (m, v))| {
-                simd(|| {
-                    for i in 0..t.len() {
-                        let step =
-                            (m[i] * self.scale_m) / ((v[i] * self.scale_v).sqrt() + self.eps);
-                        t[i] = t[i] * self.decay - self.lr * step;
-                    }
-                })
+                simd(
+                    #[inline(always)]
+                    || {
+                        for i in 0..t.len() {
+                            let step =
+                                (m[i] * self.scale_m) / ((v[i] * self.scale_v).sqrt() + self.eps);
+                            t[i] = t[i] * self.decay - self.lr * step;
+                        }
+                    },
+                )
             });
         Ok(())
     }
