@@ -557,20 +557,11 @@ mod tests {
                 .unwrap();
             let cls = layer.forward(&x, cfg.heads, cfg.dropout, r2, true).unwrap();
             close(&whole, &cls, &format!("outputs, training {training}"));
-            let g1 = whole
-                .mul(&weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g2 = cls
-                .mul(&weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = |out: &Tensor| {
+                let loss = out.mul(&weights).unwrap().sum_all().unwrap();
+                loss.backward().unwrap()
+            };
+            let (g1, g2) = (grads(&whole), grads(&cls));
             for (name, w) in [
                 ("q", layer.q.weight()),
                 ("v", layer.v.weight()),
