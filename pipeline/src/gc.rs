@@ -278,7 +278,7 @@ pub fn probabilities(
     let c = gc.cfg.classes;
     let mut rows = Vec::with_capacity(distinct.len() * c);
     let (start, mut shown) = (Instant::now(), Instant::now());
-    for (b, chunk) in distinct.chunks(batch.max(1)).enumerate() {
+    for chunk in distinct.chunks(batch.max(1)) {
         let (ids, _) = s.batch(chunk, dev)?;
         let p = candle_nn::ops::softmax(&gc.forward(&ids, None)?, D::Minus1)?;
         rows.extend(p.flatten_all()?.to_vec1::<f32>()?);
@@ -286,7 +286,7 @@ pub fn probabilities(
             && shown.elapsed() >= PROGRESS_EVERY
         {
             shown = Instant::now();
-            let done = (b * batch.max(1) + chunk.len()).min(distinct.len());
+            let done = rows.len() / c;
             let rate = done as f64 / start.elapsed().as_secs_f64();
             eprintln!(
                 "{step}: {done} of {} distinct sentences ({:.0} %), {rate:.0} sentences/s, about {:.0} min left",
