@@ -127,14 +127,23 @@ fn dropout_cls(x: &Tensor, seq: usize, p: f64, rng: Option<&mut Rng>) -> Result<
     match rng {
         Some(rng) if p > 0.0 && x.device().is_cpu() => {
             let (b, _, h) = x.dims3()?;
-            let mask: Vec<f32> = dropout_factors(b * seq * h, p, rng)
-                .chunks(seq * h)
-                .flat_map(|row| row[..h].iter().copied())
-                .collect();
+            let mask = row_factors(b, seq, h, true, p, rng);
             x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
         }
         rng => dropout(x, p, rng),
     }
+}
+
+/// Dropout factors for `b` sequences of `seq` rows of `h` units: all the rows, or with
+/// `cls_only` the `[CLS]` rows alone, drawn as for all of them (the same seeded stream either way).
+fn row_factors(b: usize, seq: usize, h: usize, cls_only: bool, p: f64, rng: &mut Rng) -> Vec<f32> {
+    let mask = dropout_factors(b * seq * h, p, rng);
+    if !cls_only {
+        return mask;
+    }
+    mask.chunks(seq * h)
+        .flat_map(|row| row[..h].iter().copied())
+        .collect()
 }
 
 /// `n` dropout factors from our seeded stream: 0 with probability `p`, else 1/(1 − p).
@@ -159,15 +168,6 @@ fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     match layer.bias() {
         Some(bias) if x.device().is_cpu() => fused::linear(x, layer.weight(), bias),
         _ => layer.forward(x),
-    }
-}
-
-/// GELU with the exact normal CDF (fused on the CPU).
-fn gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
-        fused::gelu_erf(x)
-    } else {
-        x.gelu_erf()
     }
 }
 
@@ -203,6 +203,9 @@ fn init_vars(varmap: &VarMap, seed: u64, rule: impl Fn(&str, &[usize]) -> InitRu
     Ok(())
 }
 
+/// BERT's layer-norm epsilon.
+const NORM_EPS: f64 = 1e-12;
+
 /// Layer normalisation over the last dimension: the fused kernel of [`fused`] on the CPU, else
 /// differentiable primitives (candle-nn's fused layer-norm kernel has no backward pass).
 struct Norm {
@@ -220,12 +223,12 @@ impl Norm {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() {
-            return fused::layer_norm(x, &self.weight, &self.bias, 1e-12);
+            return fused::layer_norm(x, &self.weight, &self.bias, NORM_EPS as f32);
         }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        xc.broadcast_div(&(var + 1e-12)?.sqrt()?)?
+        xc.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
     }
@@ -257,36 +260,72 @@ struct Layer {
 }
 
 impl Layer {
-    /// Multi-head self-attention of `x` (batch, seq, hidden) before the output projection, with
-    /// dropout `p` on the probabilities when `rng` is given. On the CPU: one projection to
-    /// [q | k | v] and the fused attention kernel; elsewhere composed of candle primitives.
-    fn attention(&self, x: &Tensor, heads: usize, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
-        let biases = (self.q.bias(), self.k.bias(), self.v.bias());
-        if let (true, (Some(bq), Some(bk), Some(bv))) = (x.device().is_cpu(), biases) {
-            let w = Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?;
-            let qkv = fused::linear(x, &w, &Tensor::cat(&[bq, bk, bv], 0)?)?;
-            let mask = match rng {
-                Some(rng) if p > 0.0 => Some(dropout_factors(b * heads * s * s, p, rng)),
-                _ => None,
-            };
-            return fused::attention(&qkv, heads, mask);
-        }
-        let d = h / heads;
-        let split = |t: Tensor| t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous();
-        let q = split(self.q.forward(x)?)?;
-        let k = split(self.k.forward(x)?)?;
-        let v = split(self.v.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
-        let att = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, p, rng)?;
-        att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
+    /// The layer's variables flattened into one vector, in [`fused::encoder_layer`]'s order.
+    fn packed(&self) -> Result<Tensor> {
+        let flat = |t: &Tensor| t.flatten_all();
+        let bias = |l: &Linear| match l.bias() {
+            Some(b) => Ok(b.clone()),
+            None => candle_core::bail!("the GC's linear layers have biases"),
+        };
+        let parts = [
+            flat(self.q.weight())?,
+            flat(self.k.weight())?,
+            flat(self.v.weight())?,
+            bias(&self.q)?,
+            bias(&self.k)?,
+            bias(&self.v)?,
+            flat(self.o.weight())?,
+            bias(&self.o)?,
+            self.attn_norm.weight.clone(),
+            self.attn_norm.bias.clone(),
+            flat(self.ff_in.weight())?,
+            bias(&self.ff_in)?,
+            flat(self.ff_out.weight())?,
+            bias(&self.ff_out)?,
+            self.ff_norm.weight.clone(),
+            self.ff_norm.bias.clone(),
+        ];
+        Tensor::cat(&parts, 0)
     }
 
-    /// The layer over `x` (batch, seq, hidden); with `cls_only`, only its `[CLS]` row
-    /// (batch, 1, hidden). The attention is where tokens mix, so it reads every token either
-    /// way; only the `[CLS]` row of the last layer reaches the pooler, so there the output
-    /// projection and the feed-forward (18 % of the default GC's work) run on that row alone.
+    /// The layer over `x` (batch, seq, hidden), with dropout `p` when `rng` is given; with
+    /// `cls_only`, only its `[CLS]` row (batch, 1, hidden). The attention is where tokens mix, so
+    /// it reads every token either way; only the `[CLS]` row of the last layer reaches the
+    /// pooler, so there the rest of the layer (18 % of the default GC's work) runs on that row
+    /// alone. On the CPU the whole layer is one fused graph node; elsewhere it is composed of
+    /// candle primitives.
     fn forward(
+        &self,
+        x: &Tensor,
+        heads: usize,
+        p: f64,
+        rng: Option<&mut Rng>,
+        cls_only: bool,
+    ) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            return self.composed(x, heads, p, rng, cls_only);
+        }
+        let (b, s, h) = x.dims3()?;
+        // Drawn in the composed version's order: attention, output projection, feed-forward.
+        let masks = match rng {
+            Some(rng) if p > 0.0 => Some(fused::LayerMasks {
+                attention: dropout_factors(b * heads * s * s, p, rng),
+                attn_out: row_factors(b, s, h, cls_only, p, rng),
+                ff_out: row_factors(b, s, h, cls_only, p, rng),
+            }),
+            _ => None,
+        };
+        let shape = fused::LayerShape {
+            heads,
+            intermediate: self.ff_in.weight().dim(0)?,
+            eps: NORM_EPS as f32,
+            cls_only,
+        };
+        fused::encoder_layer(x, &self.packed()?, shape, masks)
+    }
+
+    /// [`Layer::forward`] composed of candle primitives, for devices other than the CPU.
+    fn composed(
         &self,
         x: &Tensor,
         heads: usize,
@@ -294,8 +333,19 @@ impl Layer {
         mut rng: Option<&mut Rng>,
         cls_only: bool,
     ) -> Result<Tensor> {
-        let seq = x.dim(1)?;
-        let ctx = self.attention(x, heads, p, rng.as_deref_mut())?;
+        let (b, seq, h) = x.dims3()?;
+        let d = h / heads;
+        let split = |t: Tensor| t.reshape((b, seq, heads, d))?.transpose(1, 2)?.contiguous();
+        let q = split(self.q.forward(x)?)?;
+        let k = split(self.k.forward(x)?)?;
+        let v = split(self.v.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
+        let att = dropout(
+            &candle_nn::ops::softmax(&scores, D::Minus1)?,
+            p,
+            rng.as_deref_mut(),
+        )?;
+        let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, seq, h))?;
         let (x, ctx) = if cls_only {
             let first = |t: &Tensor| t.narrow(1, 0, 1)?.contiguous();
             (first(x)?, first(&ctx)?)
@@ -309,9 +359,9 @@ impl Layer {
                 dropout(t, p, rng)
             }
         };
-        let attn_out = drop(&dense(&self.o, &ctx)?, rng.as_deref_mut())?;
+        let attn_out = drop(&self.o.forward(&ctx)?, rng.as_deref_mut())?;
         let x = self.attn_norm.forward(&(x + attn_out)?)?;
-        let ff = dense(&self.ff_out, &gelu(&dense(&self.ff_in, &x)?)?)?;
+        let ff = self.ff_out.forward(&self.ff_in.forward(&x)?.gelu_erf()?)?;
         let ff = drop(&ff, rng)?;
         self.ff_norm.forward(&(x + ff)?)
     }
@@ -531,18 +581,8 @@ mod tests {
         let cfg = tiny();
         let (m, _vars) = GeneClassifier::init(&cfg, &dev, 7).unwrap();
         let layer = &m.layers[0];
-        let x = Tensor::randn(0f32, 1.0, (3, cfg.seq_len, cfg.hidden), &dev).unwrap();
-        let weights = Tensor::randn(0f32, 1.0, (3, 1, cfg.hidden), &dev).unwrap();
-        let close = |a: &Tensor, b: &Tensor, what: &str| {
-            let (a, b) = (
-                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            );
-            assert_eq!(a.len(), b.len(), "{what}");
-            for (u, v) in a.iter().zip(&b) {
-                assert!((u - v).abs() < 1e-5, "{what}: {a:?} vs {b:?}");
-            }
-        };
+        let x = seeded_normal(&[3, cfg.seq_len, cfg.hidden], 1);
+        let weights = seeded_normal(&[3, 1, cfg.hidden], 2);
         for training in [false, true] {
             let (mut r1, mut r2) = (Rng::new(11), Rng::new(11));
             let (r1, r2) = if training {
@@ -556,7 +596,7 @@ mod tests {
                 .narrow(1, 0, 1)
                 .unwrap();
             let cls = layer.forward(&x, cfg.heads, cfg.dropout, r2, true).unwrap();
-            close(&whole, &cls, &format!("outputs, training {training}"));
+            assert_close(&whole, &cls, 1e-5, &format!("outputs, training {training}"));
             let grads = |out: &Tensor| {
                 let loss = out.mul(&weights).unwrap().sum_all().unwrap();
                 loss.backward().unwrap()
@@ -569,12 +609,96 @@ mod tests {
                 ("ff_in", layer.ff_in.weight()),
                 ("ff_out", layer.ff_out.weight()),
             ] {
-                close(
+                assert_close(
                     g1.get(w).unwrap(),
                     g2.get(w).unwrap(),
+                    1e-5,
                     &format!("gradient of {name}, training {training}"),
                 );
             }
+        }
+    }
+
+    /// A tensor of normal values from our seeded stream (candle's CPU `randn` is unseeded).
+    fn seeded_normal(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = Rng::new(seed);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Each value of `a` within `tol`·(1 + max |b|) of `b`'s.
+    fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{what}: sizes");
+        let scale = 1.0 + b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() <= tol * scale, "{what}: {a:?} vs {b:?}");
+        }
+    }
+
+    /// The CPU's fused layer gives the composed layer's outputs, and the same gradients for its
+    /// input and every variable: without dropout and with it (the same masks from the same seed),
+    /// on every row and on `[CLS]` alone.
+    #[test]
+    fn the_fused_layer_matches_the_composed_one_forward_and_backward() {
+        let dev = Device::Cpu;
+        let cfg = GcConfig {
+            dropout: 0.3,
+            ..tiny()
+        };
+        let (m, vars) = GeneClassifier::init(&cfg, &dev, 5).unwrap();
+        // Not BERT's zero biases and unit norms, so that each is used and its gradient shows.
+        for (i, var) in sorted_vars(&vars).iter().enumerate() {
+            var.set(&(seeded_normal(var.dims(), 100 + i as u64) * 0.5).unwrap())
+                .unwrap();
+        }
+        let layer = &m.layers[0];
+        let x = Var::from_tensor(&seeded_normal(&[3, cfg.seq_len, cfg.hidden], 1)).unwrap();
+        for (training, cls_only) in [(false, false), (true, false), (false, true), (true, true)] {
+            let what = format!("training {training}, [CLS] only {cls_only}");
+            let (mut r1, mut r2) = (Rng::new(11), Rng::new(11));
+            let (heads, p) = (cfg.heads, cfg.dropout);
+            let fused = layer
+                .forward(
+                    x.as_tensor(),
+                    heads,
+                    p,
+                    training.then_some(&mut r1),
+                    cls_only,
+                )
+                .unwrap();
+            let composed = layer
+                .composed(
+                    x.as_tensor(),
+                    heads,
+                    p,
+                    training.then_some(&mut r2),
+                    cls_only,
+                )
+                .unwrap();
+            assert_close(&fused, &composed, 1e-5, &format!("outputs, {what}"));
+            let up = seeded_normal(fused.dims(), 2);
+            let grads = |out: &Tensor| out.mul(&up).unwrap().sum_all().unwrap().backward().unwrap();
+            let (gf, gc) = (grads(&fused), grads(&composed));
+            let mut compared = 0;
+            for (i, var) in sorted_vars(&vars).iter().chain([&x]).enumerate() {
+                match (gf.get(var), gc.get(var)) {
+                    (Some(a), Some(b)) => {
+                        assert_close(a, b, 1e-4, &format!("gradient of variable {i}, {what}"));
+                        compared += 1;
+                    }
+                    (None, None) => {}
+                    _ => panic!("variable {i} has a gradient on one side only, {what}"),
+                }
+            }
+            assert_eq!(
+                compared, 17,
+                "the layer's 16 variables and its input, {what}"
+            );
         }
     }
 
