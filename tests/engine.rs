@@ -274,8 +274,11 @@ fn kill_up_when(profile: &Path, ready: impl Fn() -> bool) -> bool {
         came = ready();
     }
     let running = came && child.try_wait().unwrap().is_none();
+    // `-s KILL --`: procps-ng 4.0.2's kill keeps only the first digit of the group in
+    // `-KILL -12345` (strace of `kill -KILL -555`: `kill(-5, SIGKILL)`), and a group "-1" is
+    // every process the user may signal: as root, the developer's shell and this test run.
     let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", child.id())])
+        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
         .status();
     let _ = child.wait();
     running
