@@ -2,7 +2,7 @@
 //! the kernels of the parent module. As a dozen candle nodes, the layer's backward pass
 //! allocated, zeroed and added a gradient for every edge between them, and computed a gradient
 //! for every dropout mask: candle's gradient bookkeeping took 12 % of a training step in the
-//! profile. Here each gradient is written once; the parameters' go into one packed buffer.
+//! profile. Here each gradient is written once, the parameters' into one packed buffer.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -227,7 +227,7 @@ impl CustomOp2 for EncoderLayer {
             s2,
         };
         if self.saved.set(saved).is_err() {
-            bail!("{name}: one op ran forward twice");
+            bail!("{name}: the op ran forward twice (each call makes its own)");
         }
         Ok((CpuStorage::F32(y), Shape::from((geo.batch, n.queries, h))))
     }
