@@ -452,8 +452,23 @@ fn up_names_a_taken_port_and_the_fix() {
     assert!(text.contains("KGF_TESTBED_PORT=<port>"), "{text}");
 }
 
+/// A second bed's `down`, run when dropped too, so that a failed assertion leaves no namespace
+/// or process behind for the next run to trip over.
+struct SecondBed<'a> {
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl Drop for SecondBed<'_> {
+    fn drop(&mut self) {
+        testbed(&["down"], self.env);
+    }
+}
+
+/// The bed's MinIO refuses root credentials under 8 characters and exits: `up` must show why
+/// (the end of MinIO's log, not only its path, which a test's tempdir takes with it), and the
+/// next `up` must finish the bed whose control plane the failed one left running.
 #[test]
-fn down_stops_everything_and_is_idempotent() {
+fn up_shows_why_minio_exited_the_next_up_finishes_and_down_stops_everything_idempotently() {
     let dir = tempfile::tempdir().unwrap();
     let cache = private_cache(dir.path());
     let port = {
@@ -465,9 +480,25 @@ fn down_stops_everything_and_is_idempotent() {
         ("KGF_TESTBED_PORT", port.as_str()),
         ("KGF_TESTBED_NETNS", "kgf-testbed-down"),
     ];
+    let _down = SecondBed { env: &env };
+    let state = format!("{cache}/state");
+    let s3 = Path::new(&state).join("s3");
+    std::fs::create_dir_all(&s3).unwrap();
+    std::fs::write(s3.join("access-key"), "kgf").unwrap();
+    std::fs::write(s3.join("secret-key"), "short").unwrap();
+    let (ok, text) = testbed(&["up"], &env);
+    assert!(!ok, "{text}");
+    assert!(text.contains("MinIO exited before it got ready"), "{text}");
+    assert!(
+        text.contains("MINIO_ROOT_PASSWORD length at least 8"),
+        "MinIO's own reason is shown: {text}"
+    );
+    assert!(text.contains("fix: "), "{text}");
+
+    std::fs::remove_file(s3.join("secret-key")).unwrap();
     let (ok, text) = testbed(&["up"], &env);
     assert!(ok, "{text}");
-    let state = format!("{cache}/state");
+    assert!(text.contains("already running"), "{text}");
     let running = || {
         Command::new("pgrep")
             .args(["-f", &state])
