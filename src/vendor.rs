@@ -24,12 +24,13 @@ pub enum VendorError {
         #[source]
         source: std::io::Error,
     },
+    // The sources are boxed: they carry commands and outputs, large beside the other variants.
     #[error("fetching the chart of {component} ({chart})")]
     Fetch {
         component: String,
         chart: String,
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
     #[error("{component}: `{command}` wrote no chart archive into {}", dir.display())]
     NoArchive {
@@ -42,7 +43,7 @@ pub enum VendorError {
         component: String,
         target: String,
         #[source]
-        source: KustomizeError,
+        source: Box<KustomizeError>,
     },
     #[error(transparent)]
     Component(#[from] components::ComponentError),
@@ -137,7 +138,7 @@ async fn vendor_chart(
         .map_err(|source| VendorError::Fetch {
             component: c.name.clone(),
             chart: chart.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let archive = std::fs::read_dir(&partial)
         .ok()
@@ -178,7 +179,7 @@ async fn vendor_kustomize(
             .map_err(|source| VendorError::Render {
                 component: c.name.clone(),
                 target: target.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let dir = out
             .join("kustomize")

@@ -5,6 +5,11 @@
 //!
 //! The tests change shared node labels, so they take [`NODES`] and run one at a time.
 
+#![allow(
+    clippy::await_holding_lock,
+    reason = "NODES serialises whole tests, each on its own runtime; nothing on that runtime waits for it"
+)]
+
 mod support;
 
 use std::process::Command;
