@@ -452,6 +452,51 @@ fn up_names_a_taken_port_and_the_fix() {
     assert!(text.contains("KGF_TESTBED_PORT=<port>"), "{text}");
 }
 
+/// The numeric settings reach bash arithmetic, where `a[$(cmd)]` runs `cmd`: `up` must refuse
+/// them, naming the setting and the fix, before it runs or makes anything.
+#[test]
+fn up_refuses_a_setting_that_is_not_a_whole_number_before_it_starts_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = private_cache(dir.path());
+    let ran = dir.path().join("ran");
+    let injected = format!("a[$(touch {})]", ran.display());
+    for (name, value) in [
+        ("KGF_TESTBED_S3_WAIT", injected.as_str()),
+        ("KGF_TESTBED_S3_WAIT", "0"),
+        ("KGF_TESTBED_PORT", "65536"),
+        ("KGF_TESTBED_S3_PORT", "9000x"),
+    ] {
+        let (ok, text) = testbed(
+            &["up"],
+            &[
+                ("KGF_TESTBED_CACHE", &cache),
+                ("KGF_TESTBED_NETNS", "kgf-testbed-bad"),
+                (name, value),
+            ],
+        );
+        assert!(!ok, "{name}={value}: {text}");
+        assert!(
+            text.contains(&format!("{name} must be a whole number")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "fix: unset it for the default, or set e.g. {name}="
+            )),
+            "{text}"
+        );
+        assert!(!ran.exists(), "{name}={value} ran as a command");
+        assert!(
+            !Path::new("/run/netns/kgf-testbed-bad").exists(),
+            "{name}={value}: a namespace was made"
+        );
+        assert!(
+            !Path::new(&cache).join("state").exists(),
+            "{name}={value}: state was written"
+        );
+    }
+}
+
 /// A second bed's `down`, run when dropped too, so that a failed assertion leaves no namespace
 /// or process behind for the next run to trip over.
 struct SecondBed<'a> {
