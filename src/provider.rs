@@ -135,12 +135,26 @@ impl ClusterProvider for Kind {
     ) -> LocalBoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let spec = &profile.cluster.kind;
-            cluster::kind::down(&ctx.exec, spec, all)
+            let removed = cluster::kind::down(&ctx.exec, spec, all)
                 .await
                 .map_err(|e| {
                     StepError::context(format!("deleting kind cluster {}", spec.name), e)
                 })?;
-            ui.note(&format!("deleted kind cluster {}", spec.name));
+            ui.note(&if removed.cluster {
+                format!("deleted kind cluster {}", spec.name)
+            } else {
+                format!("no kind cluster named {}: nothing to delete", spec.name)
+            });
+            if all && spec.registry.enabled {
+                ui.note(&if removed.registry {
+                    format!(
+                        "removed registry container {} and its volume (the pushed images)",
+                        spec.registry.name
+                    )
+                } else {
+                    format!("no registry container named {}", spec.registry.name)
+                });
+            }
             Ok(())
         })
     }

@@ -7,6 +7,7 @@
 //! the CLI calls it only with `--fix`. Installing software (driver, toolkit, tools) is left to the
 //! user: the check prints the commands.
 
+mod cgroup;
 pub mod parse;
 
 use std::fmt::Write as _;
@@ -254,6 +255,11 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
         Err(_) => None,
     };
     checks.push(engine_check(exec, docker.as_ref()).await);
+    if let (Some(kind), Some(info)) = (&opts.kind, docker.as_ref())
+        && info.reachable()
+    {
+        checks.push(cgroup::check(kind, info));
+    }
     facts.docker = docker.clone();
 
     // Tools.
@@ -421,7 +427,12 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
     if opts.gpu_container_probe {
         checks.push(gpu_container_check(exec, opts, &checks, &facts).await);
     }
-    if let Some(kind) = &opts.kind {
+    // Only a cluster with GPU nodes installs the toolkit in them.
+    if let Some(kind) = &opts.kind
+        && kind
+            .nodes(kind.gpu_count(facts.gpus.len() as u32))
+            .is_ok_and(|nodes| nodes.iter().any(|n| n.has_gpus()))
+    {
         checks.push(node_toolkit_check(kind));
     }
 

@@ -120,6 +120,8 @@ pub struct DockerInfo {
     pub default_runtime: Option<String>,
     pub runtimes: Vec<String>,
     pub root_dir: Option<String>,
+    /// `1` or `2`: the cgroup version the daemon runs containers (and so kind nodes) on.
+    pub cgroup_version: Option<String>,
     /// The client's errors talking to the daemon (unreachable, permission denied).
     pub server_errors: Vec<String>,
 }
@@ -156,6 +158,7 @@ pub fn docker_info(json: &str) -> Result<DockerInfo, String> {
         default_runtime: s("DefaultRuntime"),
         runtimes,
         root_dir: s("DockerRootDir"),
+        cgroup_version: s("CgroupVersion"),
         server_errors,
     })
 }
@@ -314,6 +317,7 @@ mod tests {
         assert_eq!(info.default_runtime.as_deref(), Some("nvidia"));
         assert_eq!(info.runtimes, ["io.containerd.runc.v2", "nvidia", "runc"]);
         assert_eq!(info.root_dir.as_deref(), Some("/var/lib/docker"));
+        assert_eq!(info.cgroup_version.as_deref(), Some("2"));
     }
 
     #[test]
