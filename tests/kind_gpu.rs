@@ -1209,6 +1209,43 @@ async fn doctor_warned_about_the_node_toolkit_with_0_gpus() {
     );
 }
 
+/// The built-in `kind` profile plans no GPU: doctor checks Docker, the tools and the host's
+/// limits, and nothing of the NVIDIA setup (here absent altogether), and passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_for_the_kind_profile_checks_no_nvidia_setup() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    std::fs::remove_file(world.path("host/nvidia-smi.csv")).unwrap();
+    std::fs::remove_file(world.path("host/config.toml")).unwrap();
+    let profile = kgf_up::load::load("kind", &[]).unwrap().profile;
+    let from_profile = kgf_up::cluster::preflight_options(&profile);
+    opts.needs_gpu = from_profile.needs_gpu;
+    opts.kind = from_profile.kind;
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("NVIDIA") && !n.contains("GPU") && *n != "docker default runtime"),
+        "{names:?}"
+    );
+    for wanted in [
+        "container engine",
+        "kind",
+        "helm",
+        "kubectl",
+        "cgroup version",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    // The stand-in world has no helm; nothing else fails (inotify is only a warning).
+    assert!(
+        report.failed().all(|c| c.name == "helm"),
+        "{}",
+        report.render()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The objects kgf-up keeps in the kind cluster, against a real API server (the test bed)
 

@@ -440,7 +440,30 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
     checks.extend(inotify_checks(opts));
     checks.push(disk_check(exec, opts, docker.as_ref()).await);
 
+    if plans_no_gpu(opts) {
+        checks.retain(|c| !GPU_CHECKS.contains(&c.name));
+    }
     Report { checks, facts }
+}
+
+/// The checks of the host's NVIDIA setup, which only a cluster with GPU nodes uses.
+const GPU_CHECKS: &[&str] = &[
+    "NVIDIA GPUs",
+    "NVIDIA container toolkit",
+    "docker default runtime",
+    "GPU requests as volume mounts",
+    "GPU inside a container",
+];
+
+/// Whether a check is about the host's NVIDIA setup (the rest concern any kind cluster).
+pub fn is_gpu_check(name: &str) -> bool {
+    GPU_CHECKS.contains(&name) || name == "toolkit for kind GPU nodes"
+}
+
+/// A kind cluster planned without GPUs (`gpus.count: 0`) and no GPU validation (the built-in
+/// `kind` profile): the NVIDIA checks would be noise about software it never uses.
+fn plans_no_gpu(opts: &Options) -> bool {
+    !opts.needs_gpu && opts.kind.as_ref().is_some_and(|k| k.gpus.count == Some(0))
 }
 
 const KIND_INSTALL: &str = "curl -fsSLo kind https://kind.sigs.k8s.io/dl/v0.33.0/kind-linux-amd64 && chmod +x kind && sudo mv kind /usr/local/bin/kind";
