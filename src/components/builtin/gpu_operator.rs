@@ -67,13 +67,21 @@ async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, St
 /// (the control plane and CPU-only workers get no operands through their
 /// `nvidia.com/gpu.deploy.operands=false` label, set in the kind config); on rke2 the toolkit is
 /// pointed at rke2's containerd socket only.
+///
+/// kind's runtime path is CDI (docs/gpu.md): the device plugin writes a CDI spec into each GPU
+/// node and asks containerd (whose `enable_cdi` kgf-up sets with `nvidia-ctk`) to inject the
+/// allocated GPUs, so GPU pods need no `runtimeClassName`; only the operator's own operands use
+/// the `nvidia` runtime class. `cdi.enabled` is the operator's default since 25.10, set here so a
+/// changed default cannot silently switch the path. The NVIDIADriver CRD path ignores
+/// `driver.enabled=false`, so it is turned off with it.
 fn gpu_operator_values(provider: Provider) -> serde_json::Value {
     match provider {
         // The DCGM exporter keeps its built-in metric list: the chart names no custom metrics
         // ConfigMap by default (its `dcgmExporter.config` block is commented out since v24.9).
         Provider::Kind => json!({
-            "driver": {"enabled": false},
+            "driver": {"enabled": false, "nvidiaDriverCRD": {"enabled": false}},
             "toolkit": {"enabled": false},
+            "cdi": {"enabled": true},
         }),
         Provider::Rke2 => json!({
             "toolkit": {"env": [
@@ -165,4 +173,18 @@ async fn cluster_policy_state(kube: &Kube, c: &Component) -> Result<String, Step
             .unwrap_or("unknown")
             .to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_kind_the_host_driver_turns_off_both_driver_paths_and_cdi_is_pinned_on() {
+        let v = gpu_operator_values(Provider::Kind);
+        assert_eq!(v["driver"]["enabled"], false);
+        assert_eq!(v["driver"]["nvidiaDriverCRD"]["enabled"], false);
+        assert_eq!(v["toolkit"]["enabled"], false);
+        assert_eq!(v["cdi"]["enabled"], true);
+    }
 }
