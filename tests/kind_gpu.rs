@@ -173,6 +173,97 @@ fn kind_v0_33_config_loader_accepts_every_rendered_config() {
     );
 }
 
+/// The real nvidia-ctk (v1.20.2, built from the Go module proxy by `scripts/testbed build`) runs the
+/// exact `runtime configure` of step `kind/gpu/<node>/containerd` on a containerd config shaped
+/// like a kind node's: what it writes (the top-level file importing its drop-in, as containerd
+/// merges them) is what the step's observe wants, and a default of nvidia left by an earlier
+/// `--set-as-default` is gone after the step's configure. A real kind node's containerd (the
+/// real-node bed) is the next proof; a GPU is not needed for either.
+#[test]
+fn the_real_nvidia_ctk_writes_what_the_containerd_step_checks() {
+    let bin = PathBuf::from(
+        std::env::var_os("KGF_TESTBED_BIN")
+            .expect("run inside the test bed (scripts/testbed test), which builds nvidia-ctk"),
+    )
+    .join("nvidia-ctk");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/testbed build",
+        bin.display()
+    );
+    // The step's own command, as `plan` shows it: `docker exec NODE nvidia-ctk ARGS...`.
+    let plan = KindPlan::new(KindSpec::default(), 1).unwrap();
+    let step = plan
+        .steps(&[])
+        .into_iter()
+        .find(|s| s.id() == kind::ids::gpu_node("kgf-worker", kind::NodeTask::ContainerdRuntime))
+        .unwrap();
+    let shown = step.describe().commands[0].clone();
+    let args: Vec<String> = shown
+        .strip_prefix("docker exec kgf-worker nvidia-ctk ")
+        .unwrap_or_else(|| panic!("{shown}"))
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert!(!args.iter().any(|a| a == "--set-as-default"), "{shown}");
+    // The version line the toolkit step observes, as the real binary prints it.
+    let version = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        preflight::parse::nvidia_ctk_version(&String::from_utf8_lossy(&version.stdout)),
+        Some(preflight::parse::Version::new(1, 20, 2))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let drop_in = dir.path().join("conf.d/99-nvidia.toml");
+    std::fs::copy(fixtures().join("containerd/config.toml"), &config).unwrap();
+    let configure = |extra: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(&args)
+            .args(extra)
+            .arg(format!("--config={}", config.display()))
+            .arg(format!("--drop-in-config={}", drop_in.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nvidia-ctk failed: {out:?}");
+        // containerd reads the top-level file, then its imports over it.
+        let top = std::fs::read_to_string(&config).unwrap();
+        let imports = format!(
+            "imports = [\"{}/*.toml\"]",
+            dir.path().join("conf.d").display()
+        );
+        assert!(top.contains(&imports), "no import of the drop-in:\n{top}");
+        kind::ContainerdGpu::parse(&format!(
+            "{top}\n{}",
+            std::fs::read_to_string(&drop_in).unwrap()
+        ))
+    };
+
+    let seen = configure(&[]);
+    assert!(
+        seen.problems().is_empty(),
+        "{seen:?}: {:?}",
+        seen.problems()
+    );
+    assert_eq!(seen.default_runtime.as_deref(), Some("runc"));
+
+    // Someone ran it with --set-as-default: drifted, and the step's configure puts runc back.
+    let seen = configure(&["--set-as-default"]);
+    assert_eq!(
+        seen.problems(),
+        ["the default runtime is nvidia (every CUDA pod would see every GPU of the node)"]
+    );
+    let seen = configure(&[]);
+    assert!(
+        seen.problems().is_empty(),
+        "{seen:?}: {:?}",
+        seen.problems()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stand-in harness
 
@@ -358,7 +449,7 @@ fn hosts_write(node: &str) -> String {
 fn runtime_setup(node: &str) -> Vec<String> {
     vec![
         format!(
-            "docker exec {node} nvidia-ctk runtime configure --runtime=containerd --config-source=file"
+            "docker exec {node} nvidia-ctk runtime configure --runtime=containerd --config-source=file --cdi.enabled"
         ),
         format!("docker exec {node} systemctl restart containerd"),
     ]
@@ -483,6 +574,50 @@ async fn half_done_workstation_runs_only_the_missing_steps() {
     ];
     expected.extend(runtime_setup("kgf-worker2"));
     assert_eq!(changes(&world, &world.take_calls()), expected);
+}
+
+/// The CDI path keeps runc containerd's default: a node someone set to default to nvidia (every
+/// CUDA image's `NVIDIA_VISIBLE_DEVICES=all` would then reach every GPU of the node) is drifted,
+/// and configuring again without `--set-as-default` puts runc back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_containerd_defaults_to_nvidia_is_put_back_on_runc() {
+    let world = World::new(1);
+    let plan = KindPlan::new(KindSpec::default(), 1).unwrap();
+    let steps = plan.steps(&[]);
+    converge(&steps, &world.ctx()).await;
+    world.take_calls();
+
+    let config = "nodes/kgf-worker/fs/etc/containerd/config.toml";
+    world.write(
+        config,
+        &world.read(config).replace(
+            "default_runtime_name = \"runc\"",
+            "default_runtime_name = \"nvidia\"",
+        ),
+    );
+    let seen = converge(&steps, &world.ctx()).await;
+    let drifted: Vec<(&str, State, &str)> = seen
+        .iter()
+        .filter(|(_, s, _)| *s != State::Converged)
+        .map(|(id, s, r)| (id.as_str(), *s, r.as_str()))
+        .collect();
+    assert_eq!(
+        drifted,
+        [(
+            "kind/gpu/kgf-worker/containerd",
+            State::Drifted,
+            "containerd in kgf-worker: the default runtime is nvidia (every CUDA pod would see every GPU of the node)"
+        )]
+    );
+    assert_eq!(
+        changes(&world, &world.take_calls()),
+        runtime_setup("kgf-worker")
+    );
+    assert!(
+        !world
+            .read(config)
+            .contains("default_runtime_name = \"nvidia\"")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,7 @@ pub use crate::profile::kind as spec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub use gpu_node::NodeTask;
+pub use gpu_node::{ContainerdGpu, NodeTask};
 pub use spec::{
     DEFAULT_NODE_IMAGE, GpuLayout, GpuSpec, KIND_VERSION, KindSpec, NodeGpus, NodePlan,
     RegistrySpec, Role, ToolkitSource,
