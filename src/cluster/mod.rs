@@ -175,11 +175,15 @@ pub fn steps(
     })
 }
 
-/// Preflight for a profile: GPUs are needed when validation wants GPU nodes.
+/// Preflight for a profile: GPUs are needed when validation wants GPU nodes; the driver must run
+/// the CUDA sample validation starts and, when the pipeline uses GPUs, its image.
 pub fn preflight_options(profile: &Profile) -> crate::preflight::Options {
+    let v = &profile.validation;
     crate::preflight::Options {
-        needs_gpu: profile.validation.min_gpu_nodes > 0,
+        needs_gpu: v.min_gpu_nodes > 0,
         kind: (profile.cluster.provider == Provider::Kind).then(|| profile.cluster.kind.clone()),
+        smoke_image: (v.min_gpu_nodes > 0 && v.cuda_smoke).then(|| v.cuda_image.clone()),
+        pipeline_gpu: profile.pipeline.enabled && !profile.pipeline.cpu,
         ..Default::default()
     }
 }
