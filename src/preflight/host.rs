@@ -99,7 +99,7 @@ pub async fn registry_port(
         .await
         .unwrap_or_default();
         let holders = parse::containers_publishing(&ps, port);
-        if holders.iter().any(|h| *h == registry.name) {
+        if holders.contains(&registry.name) {
             return Some(check(
                 name,
                 Status::Ok,
