@@ -1,0 +1,141 @@
+//! A release: as the profile wants it, and as helm records its revisions.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ChartSource;
+
+/// One release as the profile wants it.
+#[derive(Clone, Debug)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+    pub chart: ChartSource,
+    /// The values kgf-up generated; written to `values_file` and compared with the deployed ones.
+    pub values: Value,
+    /// Where to write the values for helm (the run's work directory); mode 0600, as values may
+    /// hold credentials.
+    pub values_file: PathBuf,
+    /// helm's `--timeout` for the install and its `--wait`.
+    pub timeout: Duration,
+    /// Undo a failed upgrade (`--atomic` / helm 4 `--rollback-on-failure`). Off by default: the
+    /// failed pods are what the diagnosis shows, and the next `up` upgrades the failed release.
+    pub rollback_on_failure: bool,
+    /// Replace objects whose immutable fields changed (`--force` / helm 4 `--force-replace`).
+    pub force_replace: bool,
+    /// Leave the chart's `crds/` to the caller (`--skip-crds`), who applied them already.
+    pub skip_crds: bool,
+}
+
+impl Release {
+    pub fn new(
+        name: impl Into<String>,
+        namespace: impl Into<String>,
+        chart: ChartSource,
+        values: Value,
+        values_file: impl Into<PathBuf>,
+        timeout: Duration,
+    ) -> Self {
+        Release {
+            name: name.into(),
+            namespace: namespace.into(),
+            chart,
+            values,
+            values_file: values_file.into(),
+            timeout,
+            rollback_on_failure: false,
+            force_replace: false,
+            skip_crds: false,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A release's status as helm records it on its latest revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    Deployed,
+    Failed,
+    PendingInstall,
+    PendingUpgrade,
+    PendingRollback,
+    Uninstalling,
+    Uninstalled,
+    Superseded,
+    Unknown(String),
+}
+
+impl ReleaseStatus {
+    pub(super) fn parse(s: &str) -> Self {
+        match s {
+            "deployed" => ReleaseStatus::Deployed,
+            "failed" => ReleaseStatus::Failed,
+            "pending-install" => ReleaseStatus::PendingInstall,
+            "pending-upgrade" => ReleaseStatus::PendingUpgrade,
+            "pending-rollback" => ReleaseStatus::PendingRollback,
+            "uninstalling" => ReleaseStatus::Uninstalling,
+            "uninstalled" => ReleaseStatus::Uninstalled,
+            "superseded" => ReleaseStatus::Superseded,
+            other => ReleaseStatus::Unknown(other.to_string()),
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self,
+            ReleaseStatus::PendingInstall
+                | ReleaseStatus::PendingUpgrade
+                | ReleaseStatus::PendingRollback
+        )
+    }
+}
+
+impl fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReleaseStatus::Deployed => "deployed",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::PendingInstall => "pending-install",
+            ReleaseStatus::PendingUpgrade => "pending-upgrade",
+            ReleaseStatus::PendingRollback => "pending-rollback",
+            ReleaseStatus::Uninstalling => "uninstalling",
+            ReleaseStatus::Uninstalled => "uninstalled",
+            ReleaseStatus::Superseded => "superseded",
+            ReleaseStatus::Unknown(s) => s,
+        })
+    }
+}
+
+/// The latest revision of a release, from its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatestRevision {
+    pub revision: u32,
+    pub status: ReleaseStatus,
+    pub chart: String,
+    pub version: String,
+}
+
+/// One entry of `helm history -o json`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Revision {
+    pub revision: u32,
+    pub status: String,
+    #[serde(default)]
+    pub chart: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// What a [`Helm::install`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    /// The recovery done first, if the release was stuck.
+    pub recovery: Option<Recovery>,
+}
