@@ -11,6 +11,7 @@ pub mod actions;
 pub mod cli;
 pub mod cluster;
 pub mod components;
+pub mod diff;
 pub mod exec;
 pub mod fix;
 pub mod gate;

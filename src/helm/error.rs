@@ -149,7 +149,6 @@ fn split_release(release: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::step::StepError;
 
     #[test]
     fn fixes_name_the_release_as_a_command() {
@@ -165,13 +164,12 @@ mod tests {
                 .unwrap()
                 .contains("helm uninstall kuberay-operator -n kuberay")
         );
-        let step: StepError = err.into();
+        let told = crate::fix::chain(&err);
         assert!(
-            step.message.starts_with(
+            told.starts_with(
                 "uninstalling release kuberay/kuberay-operator: `helm uninstall` did not finish"
             ),
-            "{}",
-            step.message
+            "{told}"
         );
     }
 }

@@ -44,26 +44,9 @@ pub mod version;
 pub use client::Helm;
 pub use error::HelmError;
 pub use failure::InstallFailure;
+pub use observe::{Found, Observed};
 pub use recovery::{Recovery, recovery_for};
 pub use release::{Installed, LatestRevision, Release, ReleaseStatus, Revision};
 pub use source::{ChartSource, fetch_cmd};
 pub use values::{first_difference, value_changes};
 pub use version::HelmVersion;
-
-use crate::fix::Fix;
-use crate::step::{ErrorKind, StepError};
-
-impl From<HelmError> for StepError {
-    fn from(err: HelmError) -> Self {
-        let fix = err.fix();
-        let kind = match &err {
-            HelmError::BadSource { .. } | HelmError::LocalChart { .. } => ErrorKind::Input,
-            HelmError::Version { .. } | HelmError::Unsupported { .. } => ErrorKind::Preflight,
-            _ => ErrorKind::Step,
-        };
-        let mut step = StepError::new(crate::fix::chain(&err));
-        step.fix = fix;
-        step.kind = kind;
-        step
-    }
-}

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::HelmError;
+use crate::diff::{Difference, differences, shown};
 
 pub(super) fn empty_if_null(v: Value) -> Value {
     if v.is_null() {
@@ -40,16 +41,14 @@ pub(super) fn write_values(path: &Path, values: &Value) -> Result<(), HelmError>
 
 /// The first place where the deployed values differ from the wanted ones, as a sentence, or
 /// `None` when they are the same. Numbers compare by value: helm stores them as floats.
-pub fn first_difference(path: &str, deployed: &Value, wanted: &Value) -> Option<String> {
-    let mut found = Vec::new();
-    differences(path, Some(deployed), Some(wanted), &mut found);
-    let (at, d, w) = found.into_iter().next()?;
-    let here = if at.is_empty() {
+pub fn first_difference(deployed: &Value, wanted: &Value) -> Option<String> {
+    let Difference { path, old, new } = differences(deployed, wanted).into_iter().next()?;
+    let here = if path.is_empty() {
         "(top level)".to_string()
     } else {
-        at
+        path
     };
-    Some(match (d, w) {
+    Some(match (old, new) {
         (Some(d), None) => format!(
             "`{here}` is {} on the cluster but not set by kgf-up",
             show(&d)
@@ -69,55 +68,16 @@ pub fn first_difference(path: &str, deployed: &Value, wanted: &Value) -> Option<
 /// Every values key that differs, as `key: deployed → wanted` (`(unset)` where one side has
 /// none), for `plan` to list.
 pub fn value_changes(deployed: &Value, wanted: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    differences("", Some(deployed), Some(wanted), &mut found);
     let side = |v: &Option<Value>| v.as_ref().map(show).unwrap_or_else(|| "(unset)".into());
-    found
+    differences(deployed, wanted)
         .iter()
-        .map(|(at, d, w)| format!("{at}: {} → {}", side(d), side(w)))
+        .map(|d| format!("{}: {} → {}", d.path, side(&d.old), side(&d.new)))
         .collect()
-}
-
-type Difference = (String, Option<Value>, Option<Value>);
-
-fn differences(
-    path: &str,
-    deployed: Option<&Value>,
-    wanted: Option<&Value>,
-    out: &mut Vec<Difference>,
-) {
-    match (deployed, wanted) {
-        (Some(Value::Object(d)), Some(Value::Object(w))) => {
-            let mut keys: Vec<&String> = d.keys().chain(w.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let sub = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                differences(&sub, d.get(k), w.get(k), out);
-            }
-        }
-        (Some(Value::Array(d)), Some(Value::Array(w))) if d.len() == w.len() => {
-            for (i, (dv, wv)) in d.iter().zip(w).enumerate() {
-                differences(&format!("{path}[{i}]"), Some(dv), Some(wv), out);
-            }
-        }
-        (Some(Value::Number(d)), Some(Value::Number(w))) if d.as_f64() == w.as_f64() => {}
-        (d, w) if d == w => {}
-        (d, w) => out.push((path.to_string(), d.cloned(), w.cloned())),
-    }
 }
 
 /// A value for a message: compact JSON, cut at 60 characters.
 fn show(v: &Value) -> String {
-    let text = v.to_string();
-    match text.char_indices().nth(60) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text,
-    }
+    shown(v, 60)
 }
 
 #[cfg(test)]
@@ -128,9 +88,8 @@ mod tests {
     #[test]
     fn values_differences_name_the_key() {
         let deployed = json!({"operator": {"replicas": 2, "logLevel": "info"}, "tags": ["a", "b"]});
-        assert_eq!(first_difference("", &deployed, &deployed.clone()), None);
+        assert_eq!(first_difference(&deployed, &deployed.clone()), None);
         let d = first_difference(
-            "",
             &deployed,
             &json!({"operator": {"replicas": 3, "logLevel": "info"}, "tags": ["a", "b"]}),
         );
@@ -139,7 +98,6 @@ mod tests {
             "`operator.replicas` is 2 on the cluster, kgf-up wants 3"
         );
         let d = first_difference(
-            "",
             &deployed,
             &json!({"operator": {"replicas": 2}, "tags": ["a", "b"]}),
         );
@@ -148,7 +106,6 @@ mod tests {
             "`operator.logLevel` is \"info\" on the cluster but not set by kgf-up"
         );
         let d = first_difference(
-            "",
             &deployed,
             &json!({"operator": {"replicas": 2, "logLevel": "info"}, "tags": ["a", "c"]}),
         );
@@ -156,32 +113,29 @@ mod tests {
             d.unwrap(),
             "`tags[1]` is \"b\" on the cluster, kgf-up wants \"c\""
         );
-        let d = first_difference("", &json!({}), &json!({"agent": {"enabled": false}}));
+        let d = first_difference(&json!({}), &json!({"agent": {"enabled": false}}));
         assert_eq!(
             d.unwrap(),
             "`agent` is not set on the cluster, kgf-up wants {\"enabled\":false}"
         );
-        let d = first_difference("", &json!({"tags": ["a"]}), &json!({"tags": ["a", "b"]}));
+        let d = first_difference(&json!({"tags": ["a"]}), &json!({"tags": ["a", "b"]}));
         assert!(d.unwrap().starts_with("`tags` is [\"a\"]"));
     }
 
     #[test]
     fn numbers_compare_by_value_as_helm_stores_floats() {
+        assert_eq!(first_difference(&json!({"n": 1}), &json!({"n": 1.0})), None);
         assert_eq!(
-            first_difference("", &json!({"n": 1}), &json!({"n": 1.0})),
+            first_difference(&json!({"n": 1e6}), &json!({"n": 1000000})),
             None
         );
-        assert_eq!(
-            first_difference("", &json!({"n": 1e6}), &json!({"n": 1000000})),
-            None
-        );
-        assert!(first_difference("", &json!({"n": "1"}), &json!({"n": 1})).is_some());
+        assert!(first_difference(&json!({"n": "1"}), &json!({"n": 1})).is_some());
     }
 
     #[test]
     fn long_values_are_cut_in_messages() {
         let long = "x".repeat(200);
-        let d = first_difference("", &json!({"k": long}), &json!({"k": "y"})).unwrap();
+        let d = first_difference(&json!({"k": long}), &json!({"k": "y"})).unwrap();
         assert!(d.len() < 150 && d.contains('…'), "{d}");
     }
 

@@ -26,54 +26,29 @@ pub fn object_diff(
         }
         v
     }
-    let mut lines = Vec::new();
-    diff_into("", &strip(live), &strip(after), secret, &mut lines);
-    lines
+    crate::diff::differences(&strip(live), &strip(after))
+        .into_iter()
+        .map(|d| {
+            let hidden = secret && is_secret_data(&d.path);
+            let show = |v: Option<serde_json::Value>| match v {
+                None | Some(serde_json::Value::Null) => "(none)".to_string(),
+                Some(_) if hidden => "<redacted>".to_string(),
+                Some(v) => crate::diff::shown(&v, 120),
+            };
+            format!("{}: {} → {}", d.path, show(d.old), show(d.new))
+        })
+        .collect()
 }
 
-fn diff_into(
-    path: &str,
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-    secret: bool,
-    out: &mut Vec<String>,
-) {
-    use serde_json::Value;
-    if old == new {
-        return;
-    }
-    if let (Value::Object(a), Value::Object(b)) = (old, new) {
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        for k in keys {
-            let at = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            diff_into(
-                &at,
-                a.get(k).unwrap_or(&Value::Null),
-                b.get(k).unwrap_or(&Value::Null),
-                secret,
-                out,
-            );
-        }
-        return;
-    }
-    let hidden = secret && (path.starts_with("data.") || path.starts_with("stringData."));
-    let show = |v: &Value| match v {
-        Value::Null => "(none)".to_string(),
-        _ if hidden => "<redacted>".to_string(),
-        v => {
-            let text = v.to_string();
-            if text.chars().count() > 120 {
-                format!("{}…", text.chars().take(117).collect::<String>())
-            } else {
-                text
-            }
-        }
-    };
-    out.push(format!("{path}: {} → {}", show(old), show(new)));
+/// A Secret's values: its `data` and `stringData` keys, and those maps whole (a Secret that gains
+/// its first key differs at `data` itself).
+fn is_secret_data(path: &str) -> bool {
+    ["data", "stringData"].iter().any(|top| {
+        path == *top
+            || path
+                .strip_prefix(top)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    })
 }
 
 #[cfg(test)]
@@ -103,6 +78,33 @@ mod tests {
         assert_eq!(
             object_diff(&secret("b2xk"), &secret("bmV3"), true),
             ["data.password: <redacted> → <redacted>"]
+        );
+    }
+
+    #[test]
+    fn a_secret_that_gains_its_first_key_shows_no_value() {
+        let empty = serde_json::json!({"metadata": {"name": "s"}});
+        let filled = serde_json::json!({"metadata": {"name": "s"}, "data": {"password": "c2VjcmV0"},
+                                        "stringData": {"token": "plain"}});
+        let lines = object_diff(&empty, &filled, true);
+        assert_eq!(
+            lines,
+            [
+                "data: (none) → <redacted>",
+                "stringData: (none) → <redacted>"
+            ]
+        );
+        // A ConfigMap's data is not secret.
+        let shown = object_diff(&empty, &filled, false);
+        assert!(shown[0].contains("c2VjcmV0"), "{shown:?}");
+    }
+
+    #[test]
+    fn a_changed_item_of_a_list_is_named_by_its_index() {
+        let pod = |image: &str| serde_json::json!({"spec": {"containers": [{"name": "a", "image": image}]}});
+        assert_eq!(
+            object_diff(&pod("i:1"), &pod("i:2"), false),
+            ["spec.containers[0].image: \"i:1\" → \"i:2\""]
         );
     }
 }

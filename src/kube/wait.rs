@@ -15,7 +15,9 @@ use kube::runtime::wait::{Condition, await_condition, conditions};
 use serde::Serialize;
 
 use super::object::as_value;
-use super::ready::{daemonset_ready, deployment_ready, statefulset_ready, webhook_ca_injected};
+use super::ready::{
+    crd_established, daemonset_ready, deployment_ready, statefulset_ready, webhook_ca_injected,
+};
 use super::{Kube, KubeError, ObjectRef};
 
 impl Kube {
@@ -31,7 +33,7 @@ impl Kube {
                     Api::<CustomResourceDefinition>::all(c),
                     r,
                     "Established",
-                    conditions::is_crd_established(),
+                    |o: Option<&CustomResourceDefinition>| o.is_some_and(crd_established),
                     deadline,
                 )
                 .await

@@ -220,21 +220,10 @@ impl NodesStep {
                 .items
                 .iter()
                 .find(|n| n.metadata.name.as_deref() == Some(&name));
-            let ready = node
-                .and_then(|n| n.status.as_ref())
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-            match (node, ready) {
-                (None, _) => pending.push(format!("{address}: no Node {name}")),
-                (Some(_), Some(c)) if c.status == "True" => {}
-                (Some(_), Some(c)) => pending.push(format!(
-                    "{address}: Node {name} Ready={} ({})",
-                    c.status,
-                    c.message.as_deref().unwrap_or("no message")
-                )),
-                (Some(_), None) => {
-                    pending.push(format!("{address}: Node {name} has no Ready condition yet"))
-                }
+            match node.map(crate::kube::ready::node_not_ready) {
+                None => pending.push(format!("{address}: no Node {name}")),
+                Some(None) => {}
+                Some(Some(why)) => pending.push(format!("{address}: Node {name} {why}")),
             }
         }
         Ok(pending)
