@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::exec::Exec;
 use crate::fix::{Fix, chain};
-use crate::helm::HelmError;
+use crate::helm::{Found, HelmError, Observed};
 use crate::inventory::Inventory;
 use crate::kube::{Kube, Kubeconfig};
 use crate::kustomize::KustomizeError;
@@ -205,6 +205,22 @@ impl StepError {
 impl Fix for StepError {
     fn fix(&self) -> Option<String> {
         self.fix.clone()
+    }
+}
+
+/// What a release's record means for a step: not there (or gone) is missing, another chart or
+/// other values is drift, a failed or stuck revision is failed (apply upgrades or recovers it).
+impl From<Observed> for Observation {
+    fn from(seen: Observed) -> Self {
+        let reason = seen.to_string();
+        match seen.found {
+            Found::NotInstalled | Found::Gone { .. } => Observation::missing(reason),
+            Found::Failed { .. } | Found::Stuck { .. } | Found::Unknown { .. } => {
+                Observation::failed(reason)
+            }
+            Found::OtherChart { .. } | Found::OtherValues { .. } => Observation::drifted(reason),
+            Found::AsWanted { .. } => Observation::converged(reason),
+        }
     }
 }
 

@@ -193,7 +193,6 @@ pub(super) async fn ready_endpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn fullname_follows_helms_rule_and_cuts_to_the_limit() {

@@ -16,7 +16,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use super::builtin;
 use super::step::{Common, DetectValues, intended_refs, sha256};
 use crate::gate::Change;
-use crate::helm::{ChartSource, Found, Helm, HelmVersion, Observed, Release, records};
+use crate::helm::{ChartSource, Helm, HelmVersion, Release, records};
 use crate::inventory::RecordState;
 use crate::kube::{Conflicts, Kube, ObjectRef, parse_manifests};
 use crate::profile::Source;
@@ -99,7 +99,7 @@ impl HelmStep {
     async fn observe_helm(&self, ctx: &Ctx) -> StepResult<Observation> {
         let helm = self.helm(ctx).await?;
         let kube = ctx.kube().await?;
-        let seen = observation(
+        let seen = Observation::from(
             helm.observe(&self.release(ctx)?, kube.client())
                 .await
                 .map_err(StepError::from)?,
@@ -383,20 +383,6 @@ async fn release_webhooks(
         }
     }
     Ok(refs)
-}
-
-/// What a release's record means for this step: not there (or gone) is missing, another chart or
-/// other values is drift, a failed or stuck revision is failed (apply upgrades or recovers it).
-fn observation(seen: Observed) -> Observation {
-    let reason = seen.to_string();
-    match seen.found {
-        Found::NotInstalled | Found::Gone { .. } => Observation::missing(reason),
-        Found::Failed { .. } | Found::Stuck { .. } | Found::Unknown { .. } => {
-            Observation::failed(reason)
-        }
-        Found::OtherChart { .. } | Found::OtherValues { .. } => Observation::drifted(reason),
-        Found::AsWanted { .. } => Observation::converged(reason),
-    }
 }
 
 impl Step for HelmStep {

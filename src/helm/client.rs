@@ -1,28 +1,23 @@
-//! The helm client bound to one cluster: the commands it runs, install and uninstall.
+//! The helm client bound to one cluster: the commands it runs, install (recovering a stuck
+//! release first) and uninstall.
 
 use std::time::Duration;
 
+use super::failure::{NOT_FOUND, TRANSIENT};
 use super::values::write_values;
-use super::{HelmError, HelmVersion, InstallFailure, Installed, Release, Revision};
+use super::{
+    HelmError, HelmVersion, InstallFailure, Installed, Recovery, Release, ReleaseStatus, Revision,
+    recovery_for,
+};
 use crate::exec::{Cmd, Exec};
 use crate::kube::Kubeconfig;
 
 /// How long helm may run past its own `--timeout` before kgf-up stops it. Helm writes the failed
 /// release record after its deadline; stopping it before that would itself leave a pending release.
-pub(super) const GRACE: Duration = Duration::from_secs(60);
+const GRACE: Duration = Duration::from_secs(60);
 
-/// Failures of the API server connection that heal by themselves; reads retry on them.
-pub(super) const TRANSIENT: &[&str] = &[
-    "connection refused",
-    "i/o timeout",
-    "TLS handshake timeout",
-    "the server is currently unable to handle the request",
-    "etcdserver: request timed out",
-    "http2: client connection lost",
-];
-
-/// Helm's message when a release does not exist.
-const NOT_FOUND: &str = "release: not found";
+/// helm's `--timeout` for recovering a stuck release.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A detected helm client bound to one cluster.
 #[derive(Clone)]
@@ -35,6 +30,17 @@ pub struct Helm {
 }
 
 impl Helm {
+    /// Asks `program` (usually `helm`) for its version and binds it to the cluster.
+    pub async fn detect(
+        exec: Exec,
+        program: impl Into<String>,
+        kubeconfig: &Kubeconfig,
+    ) -> Result<Helm, HelmError> {
+        let program = program.into();
+        let version = super::version::detect(&exec, &program).await?;
+        Ok(Helm::new(exec, program, version, kubeconfig))
+    }
+
     /// A helm client of a known version (for `plan`, which runs nothing, and for tests).
     pub fn new(
         exec: Exec,
@@ -65,7 +71,7 @@ impl Helm {
         self.version.major >= 4
     }
 
-    pub(super) fn cmd(&self, args: &[&str], namespace: &str) -> Cmd {
+    fn cmd(&self, args: &[&str], namespace: &str) -> Cmd {
         Cmd::new(&self.program)
             .args(args.iter().copied())
             .args(["--namespace", namespace])
@@ -180,6 +186,51 @@ impl Helm {
                 source: Box::new(source),
             })?;
         Ok(Installed { recovery })
+    }
+
+    /// If the latest revision is stuck (pending-* or uninstalling), recovers it as the module
+    /// docs describe and says what it did.
+    pub async fn recover(
+        &self,
+        name: &str,
+        namespace: &str,
+    ) -> Result<Option<Recovery>, HelmError> {
+        let history = self.history(name, namespace).await?;
+        match history.last().map(|r| ReleaseStatus::parse(&r.status)) {
+            Some(status) if status.is_pending() || status == ReleaseStatus::Uninstalling => {}
+            _ => return Ok(None),
+        }
+        let Some(recovery) = recovery_for(&history) else {
+            return Ok(None);
+        };
+        tracing::warn!(target: "helm", release = %format!("{namespace}/{name}"), "{recovery}");
+        let cmd = match &recovery {
+            Recovery::Rollback { to, .. } => {
+                // No --wait: the upgrade that follows waits for the state the profile wants.
+                self.cmd(&["rollback", name, &to.to_string()], namespace)
+            }
+            Recovery::Uninstall { .. } => self.cmd(
+                &[
+                    "uninstall",
+                    name,
+                    "--wait",
+                    "--timeout",
+                    &format!("{}s", RECOVERY_TIMEOUT.as_secs()),
+                ],
+                namespace,
+            ),
+        }
+        .timeout(RECOVERY_TIMEOUT + GRACE)
+        .changes();
+        self.exec
+            .run_async(cmd)
+            .await
+            .map_err(|source| HelmError::Recover {
+                release: format!("{namespace}/{name}"),
+                recovery: recovery.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(Some(recovery))
     }
 
     /// Uninstalls release `name` and waits for its objects to go (helm keeps the CRDs of `crds/`).

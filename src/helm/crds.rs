@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::client::TRANSIENT;
+use super::failure::TRANSIENT;
 use super::{ChartSource, Helm, HelmError};
 use crate::exec::Cmd;
 

@@ -1,6 +1,20 @@
-//! Why an install or upgrade failed, classified from helm's message (helm gives no codes).
+//! What helm's messages mean (helm gives no codes): why an install or upgrade failed, which
+//! failures heal by themselves, and a release that does not exist.
 
 use std::fmt;
+
+/// Failures of the API server connection that heal by themselves; reads retry on them.
+pub(super) const TRANSIENT: &[&str] = &[
+    "connection refused",
+    "i/o timeout",
+    "TLS handshake timeout",
+    "the server is currently unable to handle the request",
+    "etcdserver: request timed out",
+    "http2: client connection lost",
+];
+
+/// Helm's message when a release does not exist.
+pub(super) const NOT_FOUND: &str = "release: not found";
 
 /// Why an install or upgrade failed, read from helm's message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

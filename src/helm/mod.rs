@@ -24,10 +24,11 @@
 //! uninstall (`uninstalling`) is finished. A `failed` release needs no recovery: `helm upgrade`
 //! upgrades a failed revision in place.
 //!
-//! One concept a file: [`version`] (detection, cached per process), [`source`] (chart sources),
-//! [`release`], [`client`] (the commands, install, uninstall), [`crds`], [`observe`] with its
-//! [`values`] diff and the release [`records`] it reads, [`recovery`], [`failure`] (classification
-//! of helm's messages) and [`error`].
+//! One concept a file, each using only those listed before it: [`version`] (detection, cached per
+//! process), [`failure`] (what helm's messages mean), [`status`] (what helm records of a
+//! revision), [`recovery`] (what to do with a stuck release), [`error`], [`source`] (chart sources), [`release`], [`values`] (the values file and
+//! its diff), [`records`] (release records read from the API), [`client`] (the commands, install,
+//! recovery, uninstall), [`crds`] and [`observe`].
 
 pub mod client;
 pub mod crds;
@@ -38,6 +39,7 @@ pub mod records;
 pub mod recovery;
 pub mod release;
 pub mod source;
+pub mod status;
 pub mod values;
 pub mod version;
 
@@ -46,7 +48,8 @@ pub use error::HelmError;
 pub use failure::InstallFailure;
 pub use observe::{Found, Observed};
 pub use recovery::{Recovery, recovery_for};
-pub use release::{Installed, LatestRevision, Release, ReleaseStatus, Revision};
+pub use release::{Installed, Release};
 pub use source::{ChartSource, fetch_cmd};
+pub use status::{LatestRevision, ReleaseStatus, Revision};
 pub use values::{first_difference, value_changes};
 pub use version::HelmVersion;

@@ -6,7 +6,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::records;
-use super::source::bare;
+use super::source::{ChartMeta, bare};
 use super::values::{empty_if_null, first_difference};
 use super::{ChartSource, Helm, HelmError, Release, ReleaseStatus};
 use crate::exec::Cmd;

@@ -1,14 +1,9 @@
 //! Recovery of a release that an interrupted or failed helm left stuck (see the module docs of
-//! [`super`]): what to do, decided from its history, and doing it.
+//! [`super`]): what to do, decided from its history alone. The client does it.
 
 use std::fmt;
-use std::time::Duration;
 
-use super::client::GRACE;
-use super::{Helm, HelmError, ReleaseStatus, Revision};
-
-/// helm's `--timeout` for recovering a stuck release.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
+use super::{ReleaseStatus, Revision};
 
 /// What [`Helm::install`] had to do before upgrading a stuck release.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,53 +69,6 @@ pub fn recovery_for(history: &[Revision]) -> Option<Recovery> {
             status: latest.status.clone(),
         },
     })
-}
-
-impl Helm {
-    /// If the latest revision is stuck (pending-* or uninstalling), recovers it as the module
-    /// docs describe and says what it did.
-    pub async fn recover(
-        &self,
-        name: &str,
-        namespace: &str,
-    ) -> Result<Option<Recovery>, HelmError> {
-        let history = self.history(name, namespace).await?;
-        match history.last().map(|r| ReleaseStatus::parse(&r.status)) {
-            Some(status) if status.is_pending() || status == ReleaseStatus::Uninstalling => {}
-            _ => return Ok(None),
-        }
-        let Some(recovery) = recovery_for(&history) else {
-            return Ok(None);
-        };
-        tracing::warn!(target: "helm", release = %format!("{namespace}/{name}"), "{recovery}");
-        let cmd = match &recovery {
-            Recovery::Rollback { to, .. } => {
-                // No --wait: the upgrade that follows waits for the state the profile wants.
-                self.cmd(&["rollback", name, &to.to_string()], namespace)
-            }
-            Recovery::Uninstall { .. } => self.cmd(
-                &[
-                    "uninstall",
-                    name,
-                    "--wait",
-                    "--timeout",
-                    &format!("{}s", RECOVERY_TIMEOUT.as_secs()),
-                ],
-                namespace,
-            ),
-        }
-        .timeout(RECOVERY_TIMEOUT + GRACE)
-        .changes();
-        self.exec
-            .run_async(cmd)
-            .await
-            .map_err(|source| HelmError::Recover {
-                release: format!("{namespace}/{name}"),
-                recovery: recovery.clone(),
-                source: Box::new(source),
-            })?;
-        Ok(Some(recovery))
-    }
 }
 
 #[cfg(test)]

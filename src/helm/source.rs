@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::HelmError;
-use super::client::TRANSIENT;
+use super::failure::TRANSIENT;
 use crate::exec::Cmd;
 
 /// Where a chart comes from.

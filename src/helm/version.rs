@@ -3,9 +3,8 @@
 
 use std::fmt;
 
-use super::{Helm, HelmError};
+use super::HelmError;
 use crate::exec::{Cmd, Exec};
-use crate::kube::Kubeconfig;
 
 /// The oldest helm kgf-up drives: `helm get metadata -o json` arrived in 3.13.
 const MIN_HELM3_MINOR: u32 = 13;
@@ -43,7 +42,7 @@ impl fmt::Display for HelmVersion {
     }
 }
 
-/// Versions found by [`Helm::detect`], per program: asked once per process, not once per release.
+/// Versions found by [`detect`], per program: asked once per process, not once per release.
 static DETECTED: std::sync::Mutex<Vec<(String, HelmVersion)>> = std::sync::Mutex::new(Vec::new());
 
 fn detected(program: &str) -> Option<HelmVersion> {
@@ -55,35 +54,32 @@ fn detected(program: &str) -> Option<HelmVersion> {
         .map(|(_, v)| *v)
 }
 
-impl Helm {
-    /// Asks `program` (usually `helm`) for its version and binds it to the cluster.
-    pub async fn detect(
-        exec: Exec,
-        program: impl Into<String>,
-        kubeconfig: &Kubeconfig,
-    ) -> Result<Helm, HelmError> {
-        let program = program.into();
-        if let Some(version) = detected(&program) {
-            return Ok(Helm::new(exec, program, version, kubeconfig));
+/// The version of `program` (usually `helm`), asked once per process and program; an
+/// unsupported version is an error naming what it printed.
+pub(super) async fn detect(exec: &Exec, program: &str) -> Result<HelmVersion, HelmError> {
+    if let Some(version) = detected(program) {
+        return Ok(version);
+    }
+    let out = exec
+        .run_async(Cmd::new(program).args(["version", "--template", "{{.Version}}"]))
+        .await
+        .map_err(|source| HelmError::Version {
+            program: program.to_string(),
+            source: Box::new(source),
+        })?;
+    let found = out.stdout.trim().to_string();
+    match HelmVersion::parse(&found).filter(|v| v.supported()) {
+        Some(version) => {
+            DETECTED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((program.to_string(), version));
+            Ok(version)
         }
-        let out = exec
-            .run_async(Cmd::new(&program).args(["version", "--template", "{{.Version}}"]))
-            .await
-            .map_err(|source| HelmError::Version {
-                program: program.clone(),
-                source: Box::new(source),
-            })?;
-        let found = out.stdout.trim().to_string();
-        match HelmVersion::parse(&found).filter(|v| v.supported()) {
-            Some(version) => {
-                DETECTED
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((program.clone(), version));
-                Ok(Helm::new(exec, program, version, kubeconfig))
-            }
-            None => Err(HelmError::Unsupported { program, found }),
-        }
+        None => Err(HelmError::Unsupported {
+            program: program.to_string(),
+            found,
+        }),
     }
 }
 

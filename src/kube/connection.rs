@@ -1,16 +1,15 @@
-//! The connection: a client from a kubeconfig's context, the service-proxy client without retries,
-//! and kinds resolved through discovery (cached per connection).
+//! The connection: a client from a kubeconfig's context, and the service-proxy client without
+//! retries.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::discovery::{ApiCapabilities, Scope};
+use kube::discovery::ApiCapabilities;
 use kube::{Client, Config};
 use tokio::sync::Mutex;
 
-use super::{KubeError, ObjectRef};
+use super::KubeError;
 use crate::gate::Gate;
 
 /// Where the cluster's API is: a kubeconfig file and the context to use in it.
@@ -47,7 +46,8 @@ pub struct Kube {
     /// service proxy a 503 is the answer (no ready pod behind the Service) and must be heard.
     proxy: Client,
     url: String,
-    kinds: std::sync::Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>,
+    pub(super) kinds:
+        std::sync::Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>,
     pub(super) gate: Gate,
 }
 
@@ -100,53 +100,5 @@ impl Kube {
 
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// Resolves a kind through discovery (cached; a miss asks the server again, so kinds of CRDs
-    /// applied earlier in this run are found).
-    pub(super) async fn resolve(
-        &self,
-        r: &ObjectRef,
-    ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
-        let gvk = r.gvk();
-        if let Some(hit) = self.kinds.lock().await.get(&gvk) {
-            return Ok(hit.clone());
-        }
-        match kube::discovery::pinned_kind(&self.client, &gvk).await {
-            Ok(found) => {
-                self.kinds.lock().await.insert(gvk, found.clone());
-                Ok(found)
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(KubeError::UnknownKind {
-                api_version: r.api_version.clone(),
-                kind: r.kind.clone(),
-            }),
-            Err(kube::Error::Discovery(_)) => Err(KubeError::UnknownKind {
-                api_version: r.api_version.clone(),
-                kind: r.kind.clone(),
-            }),
-            Err(source) => Err(KubeError::Api {
-                action: "discovering",
-                object: format!("{} {}", r.api_version, r.kind),
-                source,
-            }),
-        }
-    }
-
-    pub(super) async fn api_for(
-        &self,
-        r: &ObjectRef,
-    ) -> Result<(Api<DynamicObject>, Option<String>), KubeError> {
-        let (ar, caps) = self.resolve(r).await?;
-        Ok(match caps.scope {
-            Scope::Namespaced => {
-                let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
-                (
-                    Api::namespaced_with(self.client.clone(), &ns, &ar),
-                    Some(ns),
-                )
-            }
-            Scope::Cluster => (Api::all_with(self.client.clone(), &ar), None),
-        })
     }
 }

@@ -7,7 +7,7 @@
 //! asks the API server for a server-side dry run instead and records what would change, field by
 //! field. This module must not decide what to apply.
 //!
-//! One concept a file: [`connection`] (client, discovery), [`object`] (references), [`manifest`]
+//! One concept a file: [`connection`] (the clients), [`object`] (references), [`discovery`], [`manifest`]
 //! (parsing), [`apply`] (server-side apply and its dry-run [`diff`]), [`delete`], [`wait`] (watches
 //! with deadlines), [`ready`] (readiness rules per kind), [`nodes`], [`diagnose`] (what a failed
 //! wait prints) and [`error`].
@@ -17,6 +17,7 @@ pub mod connection;
 pub mod delete;
 pub mod diagnose;
 pub mod diff;
+pub mod discovery;
 pub mod error;
 pub mod manifest;
 pub mod nodes;

@@ -1,15 +1,11 @@
-//! One object's identity: the reference kgf-up records in its inventory, as written in a manifest
-//! and as the server scopes it, and whether it exists.
+//! One object's identity: the reference kgf-up records in its inventory, as written in a manifest.
 
 use std::fmt;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::core::GroupVersionKind;
-use kube::discovery::Scope;
 use serde::{Deserialize, Serialize};
-
-use super::{Kube, KubeError};
 
 /// A reference to one object, as kgf-up records it in the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,39 +51,6 @@ impl ObjectRef {
             None => (String::new(), self.api_version.clone()),
         };
         GroupVersionKind::gvk(&group, &version, &self.kind)
-    }
-}
-
-impl Kube {
-    /// The reference an object will have once applied (namespace defaulted for namespaced kinds).
-    pub async fn reference(
-        &self,
-        obj: &DynamicObject,
-        default_namespace: &str,
-    ) -> Result<ObjectRef, KubeError> {
-        let mut r = written_ref(obj, default_namespace);
-        let (_, caps) = self.resolve(&r).await?;
-        if caps.scope == Scope::Cluster {
-            r.namespace = None;
-        }
-        Ok(r)
-    }
-
-    /// Whether the object exists (a read).
-    pub async fn exists(&self, r: &ObjectRef) -> Result<bool, KubeError> {
-        let (api, _) = match self.api_for(r).await {
-            Ok(a) => a,
-            Err(KubeError::UnknownKind { .. }) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        api.get_opt(&r.name)
-            .await
-            .map(|o| o.is_some())
-            .map_err(|source| KubeError::Api {
-                action: "reading",
-                object: r.to_string(),
-                source,
-            })
     }
 }
 
