@@ -6,24 +6,15 @@
 pub mod existing;
 pub mod kind;
 pub mod rke2;
+mod shared;
 pub mod sim;
 
-use std::path::PathBuf;
 use std::sync::Arc;
+
+pub use shared::{Overrides, id, state_dir};
 
 use crate::profile::{Profile, Provider};
 use crate::step::{DynStep, StepId};
-
-/// `--kubeconfig` / `--context` from the command line.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-}
-
-pub fn id() -> StepId {
-    StepId::new("cluster", "")
-}
 
 /// What the host told preflight, for the decisions planning makes (facts before decisions).
 #[derive(Clone, Debug, Default)]
@@ -157,13 +148,4 @@ pub fn preflight_options(profile: &Profile) -> crate::preflight::Options {
         kind: (profile.cluster.provider == Provider::Kind).then(|| profile.cluster.kind.clone()),
         ..Default::default()
     }
-}
-
-/// Where kgf-up keeps per-cluster state (kubeconfigs it made): `$XDG_STATE_HOME/kgf-up/<name>`.
-pub fn state_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("kgf-up").join(name)
 }

@@ -1,8 +1,8 @@
 //! Component health for `kgf-up verify`: the checks each built-in component's own definition of
-//! working is made of (Deployments Available, CRDs Established, ready endpoints, conditions), and
-//! the dispatch to it; a custom component is healthy when every Deployment in its namespace is
-//! Available. The answer is one "healthy because…" line or a [`StepError`] with the fix and a
-//! diagnosis.
+//! working is made of (Deployments Available, CRDs Established, ready endpoints), judged by the
+//! readiness rules of [`crate::kube::ready`]; a custom component is healthy when every Deployment
+//! in its namespace is Available. The answer is one "healthy because…" line or a [`StepError`]
+//! with the fix and a diagnosis.
 //!
 //! Reads only, except two probes on real clusters (in `builtin`): a server-side dry-run
 //! Certificate (nothing is stored) and a one-worker RayCluster that is removed again; both go
@@ -15,32 +15,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
-use super::{Component, builtin};
+use super::component::Component;
 use crate::kube::Kube;
 use crate::kube::ready::{count_ready, crd_established, deployment_unavailable};
 use crate::step::StepError;
 
 /// The probe objects' name, so a user can tell them apart and a failed run's leftovers are obvious.
 pub(super) const PROBE: &str = "kgf-up-verify";
-
-/// Checks that `component` works; `pods_run` is false on the `sim` provider, whose pods never run a
-/// container, so probes that need a serving pod are skipped there with a "simulated" note.
-pub async fn verify(
-    kube: &Kube,
-    component: &Component,
-    pods_run: bool,
-) -> Result<String, StepError> {
-    match builtin::find(&component.name) {
-        Some(b) => (b.verify)(kube, component, pods_run).await,
-        None => {
-            let n = all_deployments_available(kube, component).await?;
-            Ok(format!(
-                "all {n} Deployments in {} Available",
-                component.namespace
-            ))
-        }
-    }
-}
 
 /// The name helm charts give their main objects: the release name when it already contains the
 /// chart's name, otherwise `release-chart`, cut to `max` characters (63 for most charts;
@@ -99,7 +80,10 @@ pub(super) async fn deployments_available(
 }
 
 /// A custom component has no named workloads: every Deployment in its namespace must be Available.
-async fn all_deployments_available(kube: &Kube, c: &Component) -> Result<usize, StepError> {
+pub(super) async fn all_deployments_available(
+    kube: &Kube,
+    c: &Component,
+) -> Result<usize, StepError> {
     let api: Api<Deployment> = Api::namespaced(kube.client(), &c.namespace);
     let list = api
         .list(&ListParams::default())

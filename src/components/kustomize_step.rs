@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 
-use super::local_path;
+use super::component::local_path;
 use super::step::{Common, TAKE_OVER, Transform, fresh_record, intended_refs, same_object, sha256};
 use crate::inventory::{self, RecordState};
 use crate::kube::{Conflicts, Kube, ObjectRef, parse_manifests};

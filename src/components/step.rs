@@ -1,7 +1,7 @@
 //! What the two component steps share: the component, where its sources are, what it needs, and
 //! its inventory record (written before a change and again when it is done, so an interrupted
 //! `up` is finished by the next one and `down` removes exactly what was made).
-//! [`super::helm_step`] installs charts, [`super::kustomize_step`] applies kustomizations.
+//! The helm step installs charts, the kustomize step applies kustomizations; both stand on this.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,11 +11,11 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject};
 use sha2::{Digest, Sha256};
 
-use super::Component;
+use super::component::Component;
 use crate::inventory::{self, Record, RecordState};
 use crate::kube::{Kube, ObjectRef, written_ref};
 use crate::profile::{Source, Tools};
-use crate::step::{Ctx, Description, DynStep, StepError, StepId, StepResult};
+use crate::step::{Ctx, Description, StepError, StepId, StepResult};
 
 /// An annotation a transform puts on objects whose fields kgf-up takes over from any other field
 /// manager (a stale `kfp-launcher` someone else made in a namespace that runs pipelines).
@@ -30,21 +30,6 @@ pub type Transform = Arc<
 
 /// Values found during the run; `None` when there is nothing to add.
 pub type DetectValues = Arc<dyn Fn() -> StepResult<Option<serde_json::Value>> + Send + Sync>;
-
-/// The step that installs `common`'s component: a helm release, or a kustomization.
-/// `detected` (values found during the run) applies to charts, `transform` to kustomizations.
-pub fn step(
-    common: Common,
-    detected: Option<DetectValues>,
-    transform: Option<Transform>,
-) -> DynStep {
-    match common.component.source {
-        Source::Kustomize { .. } => {
-            Arc::new(super::kustomize_step::KustomizeStep::new(common, transform))
-        }
-        _ => Arc::new(super::helm_step::HelmStep::new(common, detected)),
-    }
-}
 
 pub struct Common {
     pub component: Component,
