@@ -27,7 +27,7 @@ pub use builtin::is_built_in;
 pub use component::{
     Component, ComponentError, Manifest, chart_source, deep_merge, local_path, pods_run,
 };
-pub use step::{Common, DetectValues, TAKE_OVER, Transform};
+pub use step::{Common, DetectValues, Rewrite, TAKE_OVER, Transform};
 pub use verify::verify;
 
 /// The step that installs `common`'s component: a helm release, or a kustomization.

@@ -21,8 +21,16 @@ use crate::step::{Ctx, Description, StepError, StepId, StepResult};
 /// manager (a stale `kfp-launcher` someone else made in a namespace that runs pipelines).
 pub const TAKE_OVER: &str = "kgf-up.io/take-over";
 
+/// What kgf-up changes in a kustomization's rendered objects before applying them.
+#[derive(Clone)]
+pub struct Transform {
+    pub rewrite: Rewrite,
+    /// What the rewrite changes, one line per object, for `plan` (offline too); no secret values.
+    pub changes: Vec<String>,
+}
+
 /// Rewrites rendered objects; may read the cluster (a Secret's keys).
-pub type Transform = Arc<
+pub type Rewrite = Arc<
     dyn for<'a> Fn(&'a Ctx, Vec<DynamicObject>) -> BoxFuture<'a, StepResult<Vec<DynamicObject>>>
         + Send
         + Sync,
