@@ -20,7 +20,7 @@ pub mod object_store;
 pub mod rke2;
 pub mod spans;
 
-pub use errors::SpecError;
+pub use errors::{SpecError, kind_of};
 
 /// The built-in profiles, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
@@ -800,17 +800,6 @@ fn set_path(
     }
     *node = value;
     Ok(())
-}
-
-pub fn kind_of(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Number(_) => "number",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "list",
-        serde_json::Value::Object(_) => "mapping",
-    }
 }
 
 pub fn is_dns_label(s: &str) -> bool {

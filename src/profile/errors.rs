@@ -277,3 +277,15 @@ fn type_words(ty: &str) -> String {
         .map(|(_, w)| w.to_string())
         .unwrap_or_else(|| format!("a value of type {ty}"))
 }
+
+/// A value's kind in the profile's words, for messages.
+pub fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "list",
+        serde_json::Value::Object(_) => "mapping",
+    }
+}
