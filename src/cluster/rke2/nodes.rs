@@ -200,13 +200,7 @@ impl NodesStep {
     /// Hosts whose Node is missing or not Ready, with why.
     async fn not_ready(&self, ctx: &Ctx) -> Result<Vec<String>, Rke2Error> {
         let kc = ctx.kubeconfig().map_err(|e| Rke2Error::Api(e.message))?;
-        let file = kube::config::Kubeconfig::read_from(&kc.path)
-            .map_err(|e| Rke2Error::Api(e.to_string()))?;
-        let options = kube::config::KubeConfigOptions {
-            context: kc.context.clone(),
-            ..Default::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(file, &options)
+        let config = crate::kube::config(kc)
             .await
             .map_err(|e| Rke2Error::Api(e.to_string()))?;
         let client = kube::Client::try_from(config).map_err(|e| Rke2Error::Api(e.to_string()))?;
