@@ -54,7 +54,10 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     // Facts before decisions: on kind, how many GPUs the host has decides the nodes.
     let mut facts = cluster::Facts::default();
     let mut report = None;
-    if let Some(options) = provider.host_checks(&s.loaded.profile) {
+    if let Some(mut options) = provider.host_checks(&s.loaded.profile) {
+        // A container like a kind node must list the GPUs: worth its seconds before `up` and
+        // in `doctor`, not on every verb.
+        options.gpu_container_probe = matches!(s.verb, Verb::Up { .. });
         let checked = preflight::run(&exec, &options).await;
         facts.gpus = checked.facts.gpus.len() as u32;
         report = Some(checked);
@@ -99,7 +102,8 @@ pub async fn run(options: Options) -> Result<(), Failure> {
 async fn doctor(s: &Settings, fix: bool) -> Result<(), Failure> {
     let exec = exec_for(&s.verb);
     let provider = provider::of(s.loaded.profile.cluster.provider);
-    if let Some(options) = provider.host_checks(&s.loaded.profile) {
+    if let Some(mut options) = provider.host_checks(&s.loaded.profile) {
+        options.gpu_container_probe = true;
         let checked = preflight::run(&exec, &options).await;
         return doctor::doctor(&exec, checked, &options, fix, s.interactive, s.yes, s.json).await;
     }

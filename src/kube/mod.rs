@@ -9,7 +9,7 @@
 //!
 //! One concept a file: [`connection`] (the clients), [`object`] (references), [`discovery`], [`manifest`]
 //! (parsing), [`apply`] (server-side apply and its dry-run [`diff`]), [`delete`], [`wait`] (watches
-//! with deadlines), [`ready`] (readiness rules per kind), [`nodes`], [`diagnose`] (what a failed
+//! with deadlines), [`ready`] (readiness rules per kind), [`diagnose`] (what a failed
 //! wait prints) and [`error`].
 
 pub mod apply;
@@ -20,7 +20,6 @@ pub mod diff;
 pub mod discovery;
 pub mod error;
 pub mod manifest;
-pub mod nodes;
 pub mod object;
 pub mod ready;
 pub mod wait;
