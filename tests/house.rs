@@ -640,23 +640,11 @@ fn listed(set: impl IntoIterator<Item = String>) -> String {
     set.into_iter().collect::<Vec<_>>().join("\n  ")
 }
 
-/// Folders whose circles are being taken apart by work in flight (issue 28: the kind provider's
-/// `mod.rs`, which its children use while it builds their steps, is being reshaped by the GPU and
-/// kind work first). Nothing may be added here; the entry goes when that work lands.
-const IN_FLIGHT: &[&str] = &["cluster/kind/"];
-
 #[test]
 fn the_files_use_each_other_in_no_circle_at_any_depth() {
     let graph = read_crate(&src()).graph();
     assert!(graph.len() > 60, "the source was found: {graph:?}");
-    let found: BTreeSet<String> = cycles(&graph)
-        .into_iter()
-        .filter(|c| {
-            !IN_FLIGHT
-                .iter()
-                .any(|dir| c.split(" → ").all(|f| f.starts_with(dir)))
-        })
-        .collect();
+    let found = cycles(&graph);
     assert!(
         found.is_empty(),
         "files that use each other in a circle:\n  {}",
