@@ -217,6 +217,19 @@ pub enum Verb {
     },
 }
 
+/// The process's arguments as options. On `--help`, `--version` or an argument clap refuses, what
+/// clap says is printed and the exit code comes back instead: 0 for help and version, 2 for bad
+/// input.
+pub fn parse() -> Result<Options, u8> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli.options()),
+        Err(e) => {
+            let _ = e.print();
+            Err(if e.use_stderr() { 2 } else { 0 })
+        }
+    }
+}
+
 impl Cli {
     /// The options this command line gives; no verb is `up`.
     pub fn options(self) -> Options {

@@ -5,21 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-
 use kgf_up::actions::{self, Failure};
-use kgf_up::cli::Cli;
+use kgf_up::cli;
 use kgf_up::cluster;
 use kgf_up::secret::redact;
 use kgf_up::ui::say;
 
 fn main() -> ExitCode {
-    let options = match Cli::try_parse() {
-        Ok(cli) => cli.options(),
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+    let options = match cli::parse() {
+        Ok(options) => options,
+        Err(code) => return ExitCode::from(code),
     };
     let log_file = match open_log(options.log_file.as_deref()) {
         Ok((path, file)) => {

@@ -677,6 +677,30 @@ fn the_adapters_know_nothing_of_the_layers_above_them() {
     );
 }
 
+#[test]
+fn clap_is_used_only_in_cli() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(src()).unwrap().display().to_string();
+        if rel == "cli.rs" {
+            continue;
+        }
+        let toks = tokens(&std::fs::read_to_string(&file).unwrap());
+        let named = parse(&toks, &module_of(Path::new(&rel)));
+        for n in named.named {
+            if matches!(
+                n.path.first().map(String::as_str),
+                Some("clap" | "clap_complete")
+            ) {
+                found.push(format!("{rel}: {}", n.path.join("::")));
+            }
+        }
+    }
+    assert!(found.is_empty(), "clap outside cli:\n  {}", listed(found));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checker, checked
 
