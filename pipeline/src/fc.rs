@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, Examples, Labels};
 use crate::error::{StepError, model};
+use crate::evaluate::{self, Call, FusionScores, Truth};
 use crate::gc::{self, CONFIG, HISTORY, Sentences, WEIGHTS};
 use crate::metrics::{self, Metrics};
 use crate::model::{FcConfig, FusionClassifier};
@@ -204,7 +205,41 @@ fn load(dir: &Path, dev: &Device) -> Result<FusionClassifier, StepError> {
     Ok(fc)
 }
 
-/// Runs `test-fc`: read-level metrics of the FC on the test split (score = P(not chimeric)).
+/// The test figures of the FC: the binary read metrics (confusion matrix and ROC curve for the
+/// KFP UI), the fusion caller's figures at the read and the event level, and every read's call.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FcReport {
+    pub reads: Metrics,
+    pub fusion: FusionScores,
+    #[serde(skip)]
+    pub calls: Vec<Call>,
+    #[serde(skip)]
+    pub truth: Vec<Truth>,
+}
+
+/// What is true of each read of an FC split.
+pub fn truth(ex: &Examples) -> Vec<Truth> {
+    (0..ex.len())
+        .map(|i| Truth {
+            chimeric: ex.labels[i] == 0,
+            event: ex.groups[i],
+            pair: ex.partners[i],
+        })
+        .collect()
+}
+
+/// The two genes with the highest mean probability of a read (`mean`: one per gene).
+pub fn top_two(mean: &[f32]) -> [u16; 2] {
+    let mut order: Vec<usize> = (0..mean.len()).collect();
+    order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+    [
+        order[0] as u16,
+        order.get(1).copied().unwrap_or(order[0]) as u16,
+    ]
+}
+
+/// Runs `test-fc`: the FC over the test split's reads (held-out fusion events), scored per read
+/// and per event.
 pub fn test(
     test_dir: &Path,
     labels_dir: &Path,
@@ -212,7 +247,7 @@ pub fn test(
     fc_model: &Path,
     batch: usize,
     dev: &Device,
-) -> Result<Metrics, StepError> {
+) -> Result<FcReport, StepError> {
     let labels = dataset::read_labels(labels_dir)?;
     let ex = dataset::load_fc(test_dir, &labels)?;
     let f = features("test-fc", gc_model, &ex, &labels, batch, dev)?;
@@ -238,11 +273,23 @@ pub fn test(
         }
     }
     let pred: Vec<u32> = scores.chunks(2).map(|s| u32::from(s[1] >= 0.5)).collect();
-    Ok(metrics::compute(
-        &f.labels,
-        &pred,
-        &scores,
-        &labels.fc_labels,
-        &ex.groups,
-    ))
+    let genes = labels.genes.len();
+    let means = gc::read_means(&f.values, labels.sentences(), genes);
+    let calls: Vec<Call> = pred
+        .iter()
+        .zip(scores.chunks(2))
+        .zip(means.chunks(genes))
+        .map(|((&p, s), mean)| Call {
+            chimeric: p == 0,
+            score: s[0],
+            pair: Some(top_two(mean)),
+        })
+        .collect();
+    let truth = truth(&ex);
+    Ok(FcReport {
+        reads: metrics::compute(&f.labels, &pred, &scores, &labels.fc_labels, &ex.groups),
+        fusion: evaluate::score(&truth, &calls),
+        calls,
+        truth,
+    })
 }

@@ -127,6 +127,7 @@ pub fn first(ex: Examples, limit: Option<usize>) -> Examples {
             tokens: ex.tokens[..n * ex.kmers].to_vec(),
             labels: ex.labels[..n].to_vec(),
             groups: ex.groups[..n.min(ex.groups.len())].to_vec(),
+            partners: ex.partners[..n.min(ex.partners.len())].to_vec(),
         },
         _ => ex,
     }
@@ -310,14 +311,53 @@ fn percent(part: usize, whole: usize) -> f64 {
     100.0 * part as f64 / whole.max(1) as f64
 }
 
-/// Runs `test-gc`: sentence-level metrics of the GC on the test split.
+/// The test figures of the GC: per read (the gene of its highest mean probability over its
+/// sentences, what `serve` and the FC's partner call use) and per sentence beside it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GcReport {
+    pub reads: Metrics,
+    pub sentences: Metrics,
+}
+
+/// Each read's mean gene probabilities over its sentences (`probs`: `per_read` rows of
+/// `genes` per read), `genes` per read.
+pub fn read_means(probs: &[f32], per_read: usize, genes: usize) -> Vec<f32> {
+    probs
+        .chunks(per_read * genes)
+        .flat_map(|read| {
+            let mut mean = vec![0f32; genes];
+            for sentence in read.chunks(genes) {
+                for (m, p) in mean.iter_mut().zip(sentence) {
+                    *m += p / per_read as f32;
+                }
+            }
+            mean
+        })
+        .collect()
+}
+
+/// The index of the largest value of each row of `width`.
+pub fn argmax_rows(values: &[f32], width: usize) -> Vec<u32> {
+    values
+        .chunks(width)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as u32)
+        })
+        .collect()
+}
+
+/// Runs `test-gc` on the test split's reads (drawn independently from the panel, with
+/// sequencer errors; each read its own group in the intervals).
 pub fn test(
     test_dir: &Path,
     labels_dir: &Path,
     model_dir: &Path,
     batch: usize,
     dev: &Device,
-) -> Result<Metrics, StepError> {
+) -> Result<GcReport, StepError> {
     let labels = dataset::read_labels(labels_dir)?;
     let ex = dataset::load_gc(test_dir, &labels)?;
     let (gc, _vm) = load(model_dir, dev)?;
@@ -326,24 +366,26 @@ pub fn test(
     let probs = probabilities(&gc, &s, batch, dev, Some("test-gc"))
         .map_err(model("testing the gene classifier"))?;
     let c = gc.cfg.classes;
-    let truth: Vec<u32> = (0..s.len()).map(|i| ex.labels[i / s.per_read]).collect();
-    let pred: Vec<u32> = probs
-        .chunks(c)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i as u32)
-        })
-        .collect();
-    let groups: Vec<u64> = (0..s.len()).map(|i| ex.groups[i / s.per_read]).collect();
-    Ok(metrics::compute(
-        &truth,
-        &pred,
+    let per_sentence =
+        |v: &[u32]| -> Vec<u32> { (0..s.len()).map(|i| v[i / s.per_read]).collect() };
+    let u64s: Vec<u32> = (0..ex.len() as u32).collect();
+    let sentence_groups: Vec<u64> = per_sentence(&u64s).into_iter().map(u64::from).collect();
+    let sentences = metrics::compute(
+        &per_sentence(&ex.labels),
+        &argmax_rows(&probs, c),
         &probs,
         &labels.genes,
-        &groups,
-    ))
+        &sentence_groups,
+    );
+    let means = read_means(&probs, s.per_read, c);
+    let reads = metrics::compute(
+        &ex.labels,
+        &argmax_rows(&means, c),
+        &means,
+        &labels.genes,
+        &ex.groups,
+    );
+    Ok(GcReport { reads, sentences })
 }
 
 #[cfg(test)]

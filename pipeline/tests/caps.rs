@@ -2,21 +2,12 @@
 //! benchmarks rely on), and the history records steps and the training time apart from
 //! validation.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 fn kgf_step(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kgf-step"))
-        .args(args)
-        .args(["--preset", "tiny", "--seed", "5", "--device", "cpu"])
-        .output()
-        .expect("kgf-step runs");
-    assert!(
-        out.status.success(),
-        "kgf-step {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::tiny_step(5, args);
 }
 
 #[test]

@@ -131,7 +131,7 @@ fn serve_answers_every_v2_path_and_classifies_reads() {
     let tested: Value =
         serde_json::from_slice(&std::fs::read(model_dir().join("fc-test/metrics.json")).unwrap())
             .unwrap();
-    let accuracy = tested["accuracy"].as_f64().unwrap();
+    let accuracy = tested["reads"]["accuracy"].as_f64().unwrap();
     assert!(
         (correct as f64 / scored.len() as f64 - accuracy).abs() < 1e-9,
         "served accuracy {correct}/{} vs test-fc's {accuracy}",
