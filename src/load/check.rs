@@ -569,7 +569,7 @@ fn rke2(input: &Input<'_>) -> Result<(), ProfileError> {
         return Err(input.at(
             at,
             "cluster.rke2.hosts is empty: rke2 needs at least one host with role: server".into(),
-            "list your machines under cluster.rke2.hosts (README: VMs with rke2)",
+            "list your machines under cluster.rke2.hosts (docs/rke2.md)",
         ));
     }
     if r.hosts.len() > MAX_HOSTS {
