@@ -406,6 +406,9 @@ pub struct GcFlags {
     pub gc_heads: Option<usize>,
     #[arg(long)]
     pub gc_intermediate: Option<usize>,
+    /// Local attention: the positions on each side a position sees, in every layer.
+    #[arg(long)]
+    pub gc_window: Option<usize>,
     #[arg(long)]
     pub gc_dropout: Option<f64>,
 }
@@ -471,7 +474,7 @@ pub struct TestFlags {
     /// Directory for the confusion matrix / ROC curve (a KFP system.ClassificationMetrics artifact).
     #[arg(long)]
     pub classification_out: Option<PathBuf>,
-    /// Sentences (GC) or reads (FC) per forward pass; the preset's batch size by default.
+    /// Reads per forward pass of the GC; the preset's batch size by default.
     #[arg(long)]
     pub batch_size: Option<usize>,
 }
@@ -511,6 +514,7 @@ fn apply_gc(p: &mut Preset, f: &GcFlags) {
     set!(p.gc.layers, f.gc_layers);
     set!(p.gc.heads, f.gc_heads);
     set!(p.gc.intermediate, f.gc_intermediate);
+    set!(p.gc.window, f.gc_window);
     set!(p.gc.dropout, f.gc_dropout);
 }
 
@@ -592,11 +596,11 @@ fn report_test(
     Ok(())
 }
 
-/// test-gc's scalars: the per-read metrics, and the per-sentence ones prefixed `sentence_`.
+/// test-gc's scalars: the per-read metrics, and the per-position ones prefixed `position_`.
 fn gc_scalars(r: &gc::GcReport) -> BTreeMap<String, f64> {
     let mut s = report::scalars(&r.reads);
-    for (k, v) in report::scalars(&r.sentences) {
-        s.insert(format!("sentence_{k}"), v);
+    for (k, v) in report::scalars(&r.positions) {
+        s.insert(format!("position_{k}"), v);
     }
     s
 }
@@ -768,7 +772,7 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             let r = gc::test(&test.test, &test.labels, &test.model, batch, &dev)?;
             report_test(&common, &r, &r.reads, &gc_scalars(&r), &test)?;
             eprintln!("test-gc: per read: {}", summary_line(&r.reads));
-            eprintln!("test-gc: per sentence: {}", summary_line(&r.sentences));
+            eprintln!("test-gc: per position: {}", summary_line(&r.positions));
             Ok(())
         }
         Command::TrainFc {
@@ -809,13 +813,14 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             let dev = device(&common)?;
             let batch = test
                 .batch_size
-                .unwrap_or(preset(common.preset.into()).fc_train.batch_size);
+                .unwrap_or(preset(common.preset.into()).gc_train.batch_size);
             let r = fc::test(
                 &test.test,
                 &test.labels,
                 &gc_model,
                 &test.model,
                 batch,
+                classify::DEFAULT_THRESHOLD,
                 &dev,
             )?;
             if let Some(path) = &event_f1_out {
@@ -956,8 +961,8 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
         1.0 / labels.genes.len() as f64
     );
     eprintln!(
-        "test-gc: per sentence: {}",
-        summary_line(&gc_metrics.sentences)
+        "test-gc: per position: {}",
+        summary_line(&gc_metrics.positions)
     );
     let fc_history = fc::train(&fc::TrainFc {
         train: &data.train,
@@ -976,7 +981,8 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
         &data.labels,
         &gc_model,
         &fc_model,
-        p.fc_train.batch_size,
+        p.gc_train.batch_size,
+        classify::DEFAULT_THRESHOLD,
         &dev,
     )?;
     report::write_json(&out.join("fc-test"), "metrics.json", &fc_metrics)?;

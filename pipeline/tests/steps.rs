@@ -99,9 +99,9 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
         &executor_input,
     ]);
     let gc_report = json(&d.join("gc-test/metrics.json"));
-    // Per read (the figure that matters), with the per-sentence figures beside it.
+    // Per read (the figure that matters), with the per-position figures beside it.
     let gc_metrics = &gc_report["reads"];
-    assert!(gc_report["sentences"]["accuracy"].is_number());
+    assert!(gc_report["positions"]["accuracy"].is_number());
     // The line kgf-up reads back from the pod log after a run on a cluster.
     let line = stdout
         .lines()
@@ -110,8 +110,8 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
     let printed: Value = serde_json::from_str(line).unwrap();
     assert_eq!(printed["accuracy"], gc_metrics["accuracy"]);
     assert_eq!(
-        printed["sentence_accuracy"],
-        gc_report["sentences"]["accuracy"]
+        printed["position_accuracy"],
+        gc_report["positions"]["accuracy"]
     );
     // Every metric carries its interval: in metrics.json and on the line kgf-up reads.
     let intervals = &gc_metrics["intervals"]["values"];
@@ -137,29 +137,14 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
     let accuracy = gc_metrics["accuracy"].as_f64().unwrap();
     let chance = 1.0 / genes as f64;
     assert_eq!(genes, 4);
-    // The bars are what the tiny preset supports on every seed tried, not on this one alone
-    // (README, seeds 1-13). Balanced accuracy's chance is 1/genes whatever the test split's
-    // gene mix; plain accuracy's is the commonest gene's share of the test sentences (0.28-0.44
-    // on tiny), so accuracy is held to that, not to 1/genes. Over seeds 1-13 the balanced
-    // accuracy is 0.38-0.83 and accuracy beats the commonest gene's share by 0.09-0.46; the
-    // interval's lower bound is above chance on every seed too, but by as little as 0.007 (7-10
-    // test blocks), too little to hold on every CPU, so it is reported, not asserted.
+    // The bars are what the tiny preset supports on every seed measured, not on this one alone
+    // (docs/testing.md): over seeds 1-4 and 7 the per-read accuracy (chance 0.25; the test reads
+    // are drawn per gene, so the commonest gene's share is 0.25 too) is 0.895-0.965 and the balanced
+    // accuracy the same; the bars leave 0.095 below the worst seed.
     let balanced = gc_metrics["balanced_accuracy"].as_f64().unwrap();
     assert!(
-        balanced > chance + 0.05,
-        "GC balanced accuracy {balanced} is not above chance {chance} by 0.05"
-    );
-    let largest = gc_metrics["per_class"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["support"].as_u64().unwrap())
-        .max()
-        .unwrap();
-    let majority = largest as f64 / gc_metrics["samples"].as_u64().unwrap() as f64;
-    assert!(
-        accuracy > majority + 0.05,
-        "GC accuracy {accuracy} is not above always answering the commonest gene ({majority}) by 0.05"
+        accuracy > 0.8 && balanced > 0.8,
+        "GC per-read accuracy {accuracy} / balanced accuracy {balanced}: not above 0.8 (chance {chance})"
     );
     let kfp = json(&exec_out);
     assert_eq!(
@@ -221,16 +206,17 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
         calls.lines().count() as u64,
         fusion["reads"]["reads"].as_u64().unwrap() + 1
     );
-    // On held-out fusion events the tiny FC's ROC-AUC is held above chance by a margin every
-    // seed measured clears (docs/benchmarks.md), its balanced accuracy above chance.
+    // On held-out fusion events (5-18 of them, 2-3 chimeric reads each: too few for event
+    // figures to be asserted) the tiny FC's ROC-AUC over seeds 1-4 and 7 is 0.70-0.94 and its
+    // balanced accuracy 0.64-0.87 (chance 0.5 for both): the bars leave room below the worst seed.
     let fc_value = |name: &str| fc_metrics[name].as_f64().unwrap();
     let auc = fc_value("roc_auc");
-    assert!(
-        auc > 0.55,
-        "FC ROC-AUC {auc} is not above chance 0.5 by 0.05"
-    );
+    assert!(auc > 0.6, "FC ROC-AUC {auc} is not above 0.6 (chance 0.5)");
     let bal = fc_value("balanced_accuracy");
-    assert!(bal > 0.5, "FC balanced accuracy {bal} is not above chance");
+    assert!(
+        bal > 0.55,
+        "FC balanced accuracy {bal} is not above 0.55 (chance 0.5)"
+    );
     assert!(fc_metrics["roc_curve"].as_array().unwrap().len() > 2);
 
     // `all` with the same seed reproduces the step-by-step results exactly.
