@@ -40,9 +40,12 @@ pub(super) async fn status(
     }
     let access = crate::proof::access(profile);
     if !ui.is_json() && !access.is_empty() {
-        println!("\nWhere things are:");
+        outln("\nWhere things are:")?;
         for a in access {
-            println!("  {:<34} {}\n  {:<34} $ {}", a.what, a.at, "", a.command);
+            outln(&format!(
+                "  {:<34} {}\n  {:<34} $ {}",
+                a.what, a.at, "", a.command
+            ))?;
         }
     }
     if all_converged && unobserved == 0 {
