@@ -213,7 +213,7 @@ fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converg
         dir.path(),
         "n",
         &format!(
-            "  stuck:\n    source: {{kustomize: {{paths: [{}]}}}}\n    namespace: kgf-n-stuck\n    timeout: 5s\n  \
+            "  stuck:\n    source: {{kustomize: {{paths: [{}]}}}}\n    namespace: kgf-n-stuck\n    timeout: 15s\n  \
                after-stuck:\n    source: {{chart: {{path: {}}}}}\n    namespace: kgf-n-after\n    needs: [stuck]\n",
             fixture("engine/never-ready").display(),
             fixture("testbed/chart").display()
@@ -230,7 +230,7 @@ fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converg
         "failed within its deadline"
     );
     assert!(
-        all.contains("timed out after 5s waiting for Deployment kgf-n-stuck/stuck"),
+        all.contains("timed out after 15s waiting for Deployment kgf-n-stuck/stuck"),
         "{all}"
     );
     assert!(
