@@ -56,7 +56,29 @@ fn golden_cases() -> Vec<(String, KindSpec, u32)> {
         ..KindSpec::default()
     };
     cases.push(("one-worker-2gpu-2cpu.yaml".into(), spec, 2));
+    cases.push(("networking-and-patches.yaml".into(), networking_spec(), 1));
     cases
+}
+
+/// Every `networking` key, the cgroup v1 kubeadm patch (two documents, one indented so it
+/// renders quoted) and a containerd patch: the shape the real-node bed uses.
+fn networking_spec() -> KindSpec {
+    let mut spec = KindSpec {
+        workers: 1,
+        ..KindSpec::default()
+    };
+    spec.networking.pod_subnet = Some("198.18.0.0/16".into());
+    spec.networking.service_subnet = Some("198.19.0.0/16".into());
+    spec.networking.api_server_address = Some("127.0.0.1".into());
+    spec.networking.api_server_port = Some(36443);
+    spec.kubeadm_config_patches = vec![
+        "kind: KubeletConfiguration\nfailCgroupV1: false\n".into(),
+        "  kind: ClusterConfiguration\n  apiServer:\n    certSANs: [\"kgf.test\"]\n".into(),
+    ];
+    spec.containerd_config_patches = vec![
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\"\n".into(),
+    ];
+    spec
 }
 
 /// The GPU operator marks every kind node a GPU node (they share the host's PCI view), so each
@@ -154,6 +176,27 @@ fn kind_v0_33_config_loader_accepts_every_rendered_config() {
         stdout.contains("worker-per-gpu-4gpu.yaml: cluster \"kgf\", 5 nodes (4 workers)"),
         "{stdout}"
     );
+
+    // The patches reach kind's kubeadm and containerd configs as kind merges them.
+    let patched = fixtures().join("networking-and-patches.yaml");
+    let run = std::process::Command::new(&bin)
+        .arg("-kubeadm")
+        .arg(&patched)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    for want in [
+        "pods 198.18.0.0/16, services 198.19.0.0/16, 2 kubeadm and 2 containerd patches",
+        "\nfailCgroupV1: false\n",
+        "  podSubnet: 198.18.0.0/16\n",
+        "  serviceSubnet: 198.19.0.0/16\n",
+        "- kgf.test\n",
+        "snapshotter = \"native\"",
+        "config_path = \"/etc/containerd/certs.d\"",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in:\n{stdout}");
+    }
 
     // The checker itself must be able to say no.
     let broken = out_dir.path().join("broken.yaml");

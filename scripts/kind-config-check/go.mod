@@ -1,7 +1,8 @@
-// Its module path sits under sigs.k8s.io/kind/ on purpose: Go lets only packages below
-// sigs.k8s.io/kind/pkg/ import kind's internal config loader, and that loader (strict v1alpha4
-// decoding, defaulting, conversion, Validate) is exactly what `kind create cluster` runs first.
-module sigs.k8s.io/kind/pkg/kgfupconfigcheck
+// Its module path sits under sigs.k8s.io/kind/pkg/cluster/ on purpose: Go lets only packages
+// below sigs.k8s.io/kind/pkg/ import kind's internal config loader (strict v1alpha4 decoding,
+// defaulting, conversion, Validate: what `kind create cluster` runs first), and only packages
+// below sigs.k8s.io/kind/pkg/cluster/ import the kubeadm config template kind patches.
+module sigs.k8s.io/kind/pkg/cluster/kgfupconfigcheck
 
 go 1.26
 

@@ -462,6 +462,14 @@ fn kind(input: &Input<'_>) -> Result<(), ProfileError> {
             "set a free port such as 5001, or registry: {enabled: false}",
         ));
     }
+    // The fewest nodes the profile can give (GPU workers depend on the host, and are checked
+    // again once preflight has counted the GPUs).
+    let explicit_workers = match &k.gpus.layout {
+        GpuLayout::Explicit(lists) => lists.len(),
+        _ => 0,
+    };
+    k.check_keys(1 + k.workers as usize + explicit_workers)
+        .map_err(|e| input.at(&format!("cluster.kind.{}", e.key), e.message, e.fix))?;
     k.validate().map_err(|e| {
         input.at(
             "cluster.kind",
@@ -569,7 +577,7 @@ fn rke2(input: &Input<'_>) -> Result<(), ProfileError> {
         return Err(input.at(
             at,
             "cluster.rke2.hosts is empty: rke2 needs at least one host with role: server".into(),
-            "list your machines under cluster.rke2.hosts (README: VMs with rke2)",
+            "list your machines under cluster.rke2.hosts (docs/rke2.md)",
         ));
     }
     if r.hosts.len() > MAX_HOSTS {

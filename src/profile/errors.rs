@@ -91,7 +91,9 @@ fn sentence_of(e: &Error) -> (String, Option<String>) {
         Error::ExternallyTaggedEnumExpectedScalarOrMapping { .. }
         | Error::ExpectedStringKeyForExternallyTaggedEnum { .. } => (
             "expected a mapping with one key that names the kind of value here".into(),
-            fix("see the README for the keys this field takes, e.g. `env: NAME` or `helm: {...}`"),
+            fix(
+                "see docs/profiles.md for the keys this field takes, e.g. `env: NAME` or `helm: {...}`",
+            ),
         ),
         Error::DuplicateMappingKey { key, .. } => (
             match key {

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::SpecError;
 
+mod networking;
+mod patches;
+pub use networking::{Cidr, NetworkingSpec, parse_cidr};
+pub use patches::{MAX_PATCH_BYTES, MAX_PATCHES};
+
 /// The kind release the pinned node image belongs to (what preflight asks `kind version` for).
 pub const KIND_VERSION: &str = "v0.33.0";
 
@@ -42,6 +47,39 @@ pub struct KindSpec {
     /// Make `kind-<name>` the current context of the user's kubeconfig (kind's own
     /// `kind export kubeconfig`); other contexts are never touched.
     pub select_context: bool,
+    /// Subnets and the API server's address and port (kind's `networking`).
+    pub networking: NetworkingSpec,
+    /// YAML merge patches kind applies to every node's kubeadm config (kind's
+    /// `kubeadmConfigPatches`), e.g. `failCgroupV1: false` for a cgroup v1 host.
+    pub kubeadm_config_patches: Vec<String>,
+    /// TOML merged into every node's containerd config after kgf-up's registry patch (kind's
+    /// `containerdConfigPatches`).
+    pub containerd_config_patches: Vec<String>,
+}
+
+/// A value of `cluster.kind` that kind would refuse or silently ignore: the key (relative to
+/// `cluster.kind`, list items by index: `kubeadm_config_patches.0`), what is wrong, the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl KeyError {
+    fn new(key: &str, message: String, fix: impl Into<String>) -> Self {
+        KeyError {
+            key: key.to_string(),
+            message,
+            fix: fix.into(),
+        }
+    }
+}
+
+impl From<KeyError> for SpecError {
+    fn from(e: KeyError) -> Self {
+        SpecError(format!("{} (fix: {})", e.message, e.fix))
+    }
 }
 
 impl Default for KindSpec {
@@ -55,6 +93,9 @@ impl Default for KindSpec {
             toolkit: ToolkitSource::default(),
             recreate: false,
             select_context: true,
+            networking: NetworkingSpec::default(),
+            kubeadm_config_patches: Vec::new(),
+            containerd_config_patches: Vec::new(),
         }
     }
 }
@@ -166,7 +207,31 @@ impl KindSpec {
         self.gpus.count.unwrap_or(detected)
     }
 
-    /// Checks what can be checked without the host: the name, the image, explicit GPU lists.
+    /// The checks of networking and patches for a cluster of `nodes` nodes, each naming its key
+    /// (load-time checks pass the fewest nodes the profile can give: GPU workers come later).
+    pub fn check_keys(&self, nodes: usize) -> Result<(), KeyError> {
+        let within = |e: KeyError| KeyError {
+            key: format!("networking.{}", e.key),
+            ..e
+        };
+        self.networking.check(nodes).map_err(within)?;
+        if self.registry.enabled && self.networking.api_server_port == Some(self.registry.host_port)
+        {
+            return Err(KeyError::new(
+                "networking.api_server_port",
+                format!(
+                    "api_server_port {} is also the registry's host_port",
+                    self.registry.host_port
+                ),
+                "give the API server and the registry different ports",
+            ));
+        }
+        patches::check_kubeadm(&self.kubeadm_config_patches)?;
+        patches::check_containerd(&self.containerd_config_patches)
+    }
+
+    /// Checks what can be checked without the host: the name, the image, explicit GPU lists,
+    /// networking and patches.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.name.is_empty()
             || !self
@@ -207,6 +272,7 @@ impl KindSpec {
                 }
             }
         }
+        self.check_keys(1 + self.workers as usize)?;
         Ok(())
     }
 
@@ -254,6 +320,13 @@ impl KindSpec {
                 gpus,
             });
         }
+        // GPU workers are known only now: the pod subnet must hold a range for each.
+        self.networking.check(nodes.len()).map_err(|e| {
+            SpecError::from(KeyError {
+                key: format!("networking.{}", e.key),
+                ..e
+            })
+        })?;
         Ok(nodes)
     }
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::KindError;
-use super::spec::{KindSpec, NodeGpus, NodePlan, Role};
+use super::spec::{KindSpec, NetworkingSpec, NodeGpus, NodePlan, Role};
 
 /// Where the NVIDIA container runtime looks for GPU requests given as volume mounts: a mount of
 /// `/dev/null` at `<dir>/<index|all>` asks for that GPU (needs
@@ -40,6 +40,7 @@ pub fn render_nodes(spec: &KindSpec, nodes: &[NodePlan]) -> String {
     out.push_str("# Rendered by kgf-up from the profile's cluster.kind section.\n");
     out.push_str("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n");
     let _ = writeln!(out, "name: {}", spec.name);
+    networking(&mut out, &spec.networking);
     out.push_str("nodes:\n");
     for node in nodes {
         let role = match node.role {
@@ -69,10 +70,64 @@ pub fn render_nodes(spec: &KindSpec, nodes: &[NodePlan]) -> String {
             );
         }
     }
+    if !spec.kubeadm_config_patches.is_empty() {
+        out.push_str("kubeadmConfigPatches:\n");
+        for patch in &spec.kubeadm_config_patches {
+            list_item(&mut out, patch);
+        }
+    }
     out.push_str("containerdConfigPatches:\n- |-\n");
     out.push_str("  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n");
     let _ = writeln!(out, "    config_path = \"{CERTS_DIR}\"");
+    // The profile's patches merge after the registry's, so they may change what it sets.
+    for patch in &spec.containerd_config_patches {
+        list_item(&mut out, patch);
+    }
     out
+}
+
+/// `networking:` with the keys the profile sets; nothing when it sets none, so a profile
+/// without the section renders (and records) exactly what it did before the section existed.
+fn networking(out: &mut String, net: &NetworkingSpec) {
+    if net.is_empty() {
+        return;
+    }
+    out.push_str("networking:\n");
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
+    if let Some(address) = &net.api_server_address {
+        let _ = writeln!(out, "  apiServerAddress: {}", quoted(address));
+    }
+    if let Some(port) = net.api_server_port {
+        let _ = writeln!(out, "  apiServerPort: {port}");
+    }
+    if let Some(subnet) = &net.pod_subnet {
+        let _ = writeln!(out, "  podSubnet: {}", quoted(subnet));
+    }
+    if let Some(subnet) = &net.service_subnet {
+        let _ = writeln!(out, "  serviceSubnet: {}", quoted(subnet));
+    }
+}
+
+/// One patch as an item of a YAML list: a literal block (`|-`, readable in `plan` and in the
+/// recorded config) whose lines are the patch's, or, when the patch's first line is indented
+/// (which a block would take for its own indentation), a double-quoted string. Trailing line
+/// breaks are dropped: they mean nothing to YAML or TOML. The patch holds only what
+/// [`crate::profile::kind`] lets through (no control characters but tab and line feed).
+fn list_item(out: &mut String, patch: &str) {
+    let body = patch.trim_end_matches('\n');
+    let first = body.split('\n').find(|l| !l.is_empty()).unwrap_or("");
+    if first.starts_with([' ', '\t']) {
+        let _ = writeln!(out, "- {}", serde_json::Value::from(body));
+        return;
+    }
+    out.push_str("- |-\n");
+    for line in body.split('\n') {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +156,76 @@ mod tests {
         // ... and the GPU operator puts no operand on it.
         assert!(control_plane.contains("nvidia.com/gpu.deploy.operands: \"false\""));
         assert_eq!(text.matches("nvidia.com/gpu.present").count(), 4);
+    }
+
+    fn with_keys() -> KindSpec {
+        let mut spec = KindSpec::default();
+        spec.networking.pod_subnet = Some("198.18.0.0/16".into());
+        spec.networking.service_subnet = Some("198.19.0.0/16".into());
+        spec.networking.api_server_address = Some("127.0.0.1".into());
+        spec.networking.api_server_port = Some(36443);
+        spec.kubeadm_config_patches =
+            vec!["kind: KubeletConfiguration\nfailCgroupV1: false\n".into()];
+        spec.containerd_config_patches = vec![
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\"\n"
+                .into(),
+        ];
+        spec
+    }
+
+    #[test]
+    fn networking_and_patches_render_as_kind_s_keys() {
+        let text = render(&with_keys(), 0).unwrap();
+        assert!(
+            text.contains(
+                "name: kgf\nnetworking:\n  apiServerAddress: \"127.0.0.1\"\n  apiServerPort: 36443\n  podSubnet: \"198.18.0.0/16\"\n  serviceSubnet: \"198.19.0.0/16\"\nnodes:\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kubeadmConfigPatches:\n- |-\n  kind: KubeletConfiguration\n  failCgroupV1: false\ncontainerdConfigPatches:\n"
+            ),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(
+            value["containerdConfigPatches"].as_array().unwrap().len(),
+            2
+        );
+        assert_eq!(
+            value["containerdConfigPatches"][1],
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\""
+        );
+    }
+
+    #[test]
+    fn without_the_new_keys_the_config_is_what_it_always_was() {
+        let text = render(&KindSpec::default(), 1).unwrap();
+        assert!(!text.contains("networking:") && !text.contains("kubeadmConfigPatches"));
+        assert_eq!(text.matches("- |-").count(), 1);
+    }
+
+    proptest::proptest! {
+        /// Whatever text validation lets through comes back out of the rendered YAML unchanged
+        /// (but for trailing line breaks), however it is indented or quoted.
+        #[test]
+        fn any_patch_text_survives_the_rendered_yaml(
+            patch in "[ \t\na-z:#'\"\\|>&*!%@`{}\\[\\],.-]{1,80}"
+        ) {
+            let spec = KindSpec {
+                kubeadm_config_patches: vec![patch.clone()],
+                containerd_config_patches: vec![patch.clone()],
+                ..KindSpec::default()
+            };
+            // render_nodes: the text need not be a valid patch to be carried intact.
+            let nodes = KindSpec::default().nodes(0).unwrap();
+            let value: serde_json::Value =
+                serde_saphyr::from_str(&render_nodes(&spec, &nodes)).unwrap();
+            let want = patch.trim_end_matches('\n');
+            proptest::prop_assert_eq!(&value["kubeadmConfigPatches"][0], want);
+            proptest::prop_assert_eq!(&value["containerdConfigPatches"][1], want);
+        }
     }
 
     #[test]

@@ -138,6 +138,29 @@ mod tests {
     }
 
     #[test]
+    fn changed_subnets_and_patches_are_drift() {
+        let old = render(&KindSpec::default(), 0).unwrap();
+        let mut spec = KindSpec::default();
+        spec.networking.pod_subnet = Some("198.18.0.0/16".into());
+        spec.kubeadm_config_patches =
+            vec!["kind: KubeletConfiguration\nfailCgroupV1: false".into()];
+        let new = render(&spec, 0).unwrap();
+        assert_eq!(
+            diff(&old, &new).unwrap(),
+            [
+                "kubeadmConfigPatches: (absent) → [\"kind: KubeletConfiguration\\nfailCgroupV1: false\"]",
+                "networking: (absent) → {\"podSubnet\":\"198.18.0.0/16\"}",
+            ]
+        );
+        let mut other = spec.clone();
+        other.networking.pod_subnet = Some("198.20.0.0/16".into());
+        assert_eq!(
+            diff(&new, &render(&other, 0).unwrap()).unwrap(),
+            ["networking.podSubnet: \"198.18.0.0/16\" → \"198.20.0.0/16\""]
+        );
+    }
+
+    #[test]
     fn the_manifest_round_trips_through_recorded() {
         let m = manifest("kind: Cluster\n");
         assert_eq!(recorded(&m), Some("kind: Cluster\n"));

@@ -1,8 +1,8 @@
 //! The built-in components, one file each: its pinned source, namespace and order, its values per
 
 //! provider, kgf-up's own manifests and extras that come with it, and its health check for
-//! `kgf-up verify`. Pins are checked against upstream release notes; the README's versions table
-//! lists them.
+//! `kgf-up verify`. Pins are checked against upstream release notes; docs/versions.md lists
+//! them.
 
 pub mod cert_manager;
 pub mod gpu_operator;
