@@ -109,7 +109,13 @@ pub fn build(
         steps.push(components::step(common, detected, transform));
     }
     let after: Vec<StepId> = names.iter().map(|n| StepId::new("component", n)).collect();
-    steps.extend(validate::steps(profile, &gpu_nodes, &ready, &after));
+    steps.extend(validate::steps(
+        profile,
+        &gpu_nodes,
+        &ready,
+        &after,
+        validate::Smoke::PastPassCounts,
+    ));
     if profile.pipeline.enabled {
         let kfp: Vec<StepId> = after
             .iter()

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::fix::Fix;
 
 mod errors;
+pub mod gpu;
 pub mod kind;
 pub mod object_store;
 pub mod rke2;
@@ -58,6 +59,9 @@ pub struct Profile {
     /// and need a `source`.
     #[serde(default)]
     pub components: BTreeMap<String, ComponentSpec>,
+    /// How the GPUs are shared (time-slicing) or partitioned (MIG).
+    #[serde(default, skip_serializing_if = "gpu::GpuSharing::is_default")]
+    pub gpu: gpu::GpuSharing,
     #[serde(default)]
     pub validation: Validation,
     #[serde(default)]

@@ -216,6 +216,97 @@ fn kind_v0_33_config_loader_accepts_every_rendered_config() {
     );
 }
 
+/// The real nvidia-ctk (v1.20.2, built from the Go module proxy by `scripts/testbed build`) runs the
+/// exact `runtime configure` of step `kind/gpu/<node>/containerd` on a containerd config shaped
+/// like a kind node's: what it writes (the top-level file importing its drop-in, as containerd
+/// merges them) is what the step's observe wants, and a default of nvidia left by an earlier
+/// `--set-as-default` is gone after the step's configure. A real kind node's containerd (the
+/// real-node bed) is the next proof; a GPU is not needed for either.
+#[test]
+fn the_real_nvidia_ctk_writes_what_the_containerd_step_checks() {
+    let bin = PathBuf::from(
+        std::env::var_os("KGF_TESTBED_BIN")
+            .expect("run inside the test bed (scripts/testbed test), which builds nvidia-ctk"),
+    )
+    .join("nvidia-ctk");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/testbed build",
+        bin.display()
+    );
+    // The step's own command, as `plan` shows it: `docker exec NODE nvidia-ctk ARGS...`.
+    let plan = KindPlan::new(KindSpec::default(), 1).unwrap();
+    let step = plan
+        .steps(&[])
+        .into_iter()
+        .find(|s| s.id() == kind::ids::gpu_node("kgf-worker", kind::NodeTask::ContainerdRuntime))
+        .unwrap();
+    let shown = step.describe().commands[0].clone();
+    let args: Vec<String> = shown
+        .strip_prefix("docker exec kgf-worker nvidia-ctk ")
+        .unwrap_or_else(|| panic!("{shown}"))
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert!(!args.iter().any(|a| a == "--set-as-default"), "{shown}");
+    // The version line the toolkit step observes, as the real binary prints it.
+    let version = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        preflight::parse::nvidia_ctk_version(&String::from_utf8_lossy(&version.stdout)),
+        Some(preflight::parse::Version::new(1, 20, 2))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let drop_in = dir.path().join("conf.d/99-nvidia.toml");
+    std::fs::copy(fixtures().join("containerd/config.toml"), &config).unwrap();
+    let configure = |extra: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(&args)
+            .args(extra)
+            .arg(format!("--config={}", config.display()))
+            .arg(format!("--drop-in-config={}", drop_in.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nvidia-ctk failed: {out:?}");
+        // containerd reads the top-level file, then its imports over it.
+        let top = std::fs::read_to_string(&config).unwrap();
+        let imports = format!(
+            "imports = [\"{}/*.toml\"]",
+            dir.path().join("conf.d").display()
+        );
+        assert!(top.contains(&imports), "no import of the drop-in:\n{top}");
+        kind::ContainerdGpu::parse(&format!(
+            "{top}\n{}",
+            std::fs::read_to_string(&drop_in).unwrap()
+        ))
+    };
+
+    let seen = configure(&[]);
+    assert!(
+        seen.problems().is_empty(),
+        "{seen:?}: {:?}",
+        seen.problems()
+    );
+    assert_eq!(seen.default_runtime.as_deref(), Some("runc"));
+
+    // Someone ran it with --set-as-default: drifted, and the step's configure puts runc back.
+    let seen = configure(&["--set-as-default"]);
+    assert_eq!(
+        seen.problems(),
+        ["the default runtime is nvidia (every CUDA pod would see every GPU of the node)"]
+    );
+    let seen = configure(&[]);
+    assert!(
+        seen.problems().is_empty(),
+        "{seen:?}: {:?}",
+        seen.problems()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stand-in harness
 
@@ -333,7 +424,7 @@ fn is_read(call: &[String]) -> bool {
         ["kind", "get", ..] | ["kind", "version"] => true,
         ["kubectl", "get", ..] | ["kubectl", "wait", ..] | ["kubectl", "version", ..] => true,
         ["kubectl", "config", "current-context"] => true,
-        ["docker", "info", ..] | ["docker", "inspect", ..] => true,
+        ["docker", "info", ..] | ["docker", "inspect", ..] | ["docker", "ps", ..] => true,
         ["docker", "exec", _, rest @ ..] => matches!(
             rest,
             ["cat", _]
@@ -401,7 +492,7 @@ fn hosts_write(node: &str) -> String {
 fn runtime_setup(node: &str) -> Vec<String> {
     vec![
         format!(
-            "docker exec {node} nvidia-ctk runtime configure --runtime=containerd --config-source=file"
+            "docker exec {node} nvidia-ctk runtime configure --runtime=containerd --config-source=file --cdi.enabled"
         ),
         format!("docker exec {node} systemctl restart containerd"),
     ]
@@ -526,6 +617,50 @@ async fn half_done_workstation_runs_only_the_missing_steps() {
     ];
     expected.extend(runtime_setup("kgf-worker2"));
     assert_eq!(changes(&world, &world.take_calls()), expected);
+}
+
+/// The CDI path keeps runc containerd's default: a node someone set to default to nvidia (every
+/// CUDA image's `NVIDIA_VISIBLE_DEVICES=all` would then reach every GPU of the node) is drifted,
+/// and configuring again without `--set-as-default` puts runc back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_containerd_defaults_to_nvidia_is_put_back_on_runc() {
+    let world = World::new(1);
+    let plan = KindPlan::new(KindSpec::default(), 1).unwrap();
+    let steps = plan.steps(&[]);
+    converge(&steps, &world.ctx()).await;
+    world.take_calls();
+
+    let config = "nodes/kgf-worker/fs/etc/containerd/config.toml";
+    world.write(
+        config,
+        &world.read(config).replace(
+            "default_runtime_name = \"runc\"",
+            "default_runtime_name = \"nvidia\"",
+        ),
+    );
+    let seen = converge(&steps, &world.ctx()).await;
+    let drifted: Vec<(&str, State, &str)> = seen
+        .iter()
+        .filter(|(_, s, _)| *s != State::Converged)
+        .map(|(id, s, r)| (id.as_str(), *s, r.as_str()))
+        .collect();
+    assert_eq!(
+        drifted,
+        [(
+            "kind/gpu/kgf-worker/containerd",
+            State::Drifted,
+            "containerd in kgf-worker: the default runtime is nvidia (every CUDA pod would see every GPU of the node)"
+        )]
+    );
+    assert_eq!(
+        changes(&world, &world.take_calls()),
+        runtime_setup("kgf-worker")
+    );
+    assert!(
+        !world
+            .read(config)
+            .contains("default_runtime_name = \"nvidia\"")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -750,16 +885,33 @@ fn workstation(world: &World) -> Options {
     );
     world.write("host/sys/fs/inotify/max_user_watches", "65536\n");
     world.write("host/sys/fs/inotify/max_user_instances", "128\n");
+    world.write("host/sys/kernel/osrelease", "6.8.0-87-generic\n");
+    world.write("host/dev/null", "");
+    // The registry check binds the port for real: one that is free now.
+    let mut kind = KindSpec::default();
+    kind.registry.host_port = free_port();
     Options {
         needs_gpu: true,
-        kind: Some(KindSpec::default()),
+        kind: Some(kind),
         proc_sys: world.path("host/sys"),
         toolkit_config: world.path("host/config.toml"),
         sysctl_conf: world.path("host/99-kgf-up-inotify.conf"),
         gpu_container_probe: false,
+        dev: world.path("host/dev"),
+        smoke_image: Some(kgf_up::profile::Validation::default().cuda_image),
+        pipeline_gpu: true,
         min_free_gib: 1,
         root: true,
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (the kernel's pick).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn by_name<'a>(report: &'a preflight::Report, name: &str) -> &'a preflight::Check {
@@ -813,6 +965,45 @@ async fn doctor_on_a_fresh_gpu_workstation_names_each_problem_and_its_fix() {
     assert_eq!(
         mounts.fix.as_ref().unwrap().shown,
         "nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place && systemctl restart docker"
+    );
+    let envvar = by_name(&report, "GPUs only by request");
+    assert_eq!(
+        (envvar.status, envvar.found.as_str()),
+        (Status::Warn, "true (the default)")
+    );
+    assert_eq!(
+        envvar.fix.as_ref().unwrap().shown,
+        "nvidia-ctk config --set accept-nvidia-visible-devices-envvar-when-unprivileged=false --in-place"
+    );
+    // Driver 570 runs the CUDA 12.5 sample, not the pipeline's CUDA 13 image.
+    let driver = by_name(&report, "driver for the CUDA images");
+    assert_eq!(driver.status, Status::Warn);
+    assert_eq!(
+        driver.found,
+        "driver 570.172.08: runs the CUDA sample verify runs (nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04); too old for the pipeline's model steps on the GPU"
+    );
+    assert!(
+        driver
+            .needed
+            .contains("580.65.6 or later for the pipeline's model steps on the GPU (CUDA 13)"),
+        "{}",
+        driver.needed
+    );
+    assert!(driver.fix.as_ref().unwrap().shown.contains("nvidia:580"));
+    let host = by_name(&report, "not WSL2");
+    assert_eq!(
+        (host.status, host.found.as_str()),
+        (Status::Ok, "kernel 6.8.0-87-generic")
+    );
+    let resources = by_name(&report, "docker CPUs and memory");
+    assert_eq!(
+        (resources.status, resources.found.as_str()),
+        (Status::Ok, "32 CPUs, 125 GiB")
+    );
+    let port = opts.kind.as_ref().unwrap().registry.host_port;
+    assert_eq!(
+        by_name(&report, "registry host port").found,
+        format!("{port} free")
     );
     assert_eq!(by_name(&report, "inotify watches").status, Status::Warn);
     assert_eq!(
@@ -915,6 +1106,7 @@ async fn doctor_fix_applies_each_host_fix_once_and_restarts_docker_once() {
         [
             "docker default runtime",
             "GPU requests as volume mounts",
+            "GPUs only by request",
             "inotify watches"
         ]
     );
@@ -926,6 +1118,7 @@ async fn doctor_fix_applies_each_host_fix_once_and_restarts_docker_once() {
         [
             "nvidia-ctk runtime configure --runtime=docker --set-as-default".to_string(),
             "nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place".to_string(),
+            "nvidia-ctk config --set accept-nvidia-visible-devices-envvar-when-unprivileged=false --in-place".to_string(),
             format!("sysctl --load {conf}"),
             "systemctl restart docker".to_string(),
         ]
@@ -950,6 +1143,7 @@ async fn doctor_fix_applies_each_host_fix_once_and_restarts_docker_once() {
     for name in [
         "docker default runtime",
         "GPU requests as volume mounts",
+        "GPUs only by request",
         "inotify watches",
         "inotify instances",
     ] {
@@ -992,6 +1186,190 @@ async fn doctor_without_docker_daemon_or_driver_says_what_to_do() {
         "unknown (docker not reachable)"
     );
     assert!(report.facts.gpus.is_empty());
+}
+
+/// A host whose only problem is a warning (inotify limits, the toolkit handing GPUs to any
+/// container that names them) is fixed by `--fix` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_fix_fixes_a_host_whose_only_problems_are_warnings() {
+    let world = World::new(2);
+    let opts = workstation(&world);
+    let exec = Exec::new();
+    // docker already on the nvidia runtime, volume mounts accepted.
+    for args in [
+        &[
+            "runtime",
+            "configure",
+            "--runtime=docker",
+            "--set-as-default",
+        ][..],
+        &[
+            "config",
+            "--set",
+            "accept-nvidia-visible-devices-as-volume-mounts=true",
+            "--in-place",
+        ],
+    ] {
+        let out = std::process::Command::new("nvidia-ctk")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    // helm installed (the only tool the stand-ins lack).
+    world.write("bin/helm", "#!/bin/sh\necho v3.22.0+g1a2b3c4\n");
+    std::fs::set_permissions(
+        world.path("bin/helm"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        world.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    // SAFETY: the world holds ENV; its drop restores PATH.
+    unsafe { std::env::set_var("PATH", path) };
+    let report = preflight::run(&exec, &opts).await;
+    let not_ok: Vec<(&str, Status)> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .map(|c| (c.name, c.status))
+        .collect();
+    assert_eq!(
+        not_ok,
+        [
+            ("driver for the CUDA images", Status::Warn),
+            ("GPUs only by request", Status::Warn),
+            ("toolkit for kind GPU nodes", Status::Warn),
+            ("inotify watches", Status::Warn),
+            ("inotify instances", Status::Warn),
+        ]
+    );
+    assert_eq!(report.status(), Status::Warn);
+    assert!(report.auto_fixable());
+    world.take_calls();
+    let fixed = preflight::apply_fixes(&exec, &report, true, &mut |_| true)
+        .await
+        .unwrap();
+    assert_eq!(fixed, ["GPUs only by request", "inotify watches"]);
+    let calls: Vec<String> = world.take_calls().iter().map(|c| c.join(" ")).collect();
+    assert!(
+        !calls.iter().any(|c| c.contains("restart docker")),
+        "neither fix needs docker restarted: {calls:?}"
+    );
+    let after = preflight::run(&exec, &opts).await;
+    assert!(!after.auto_fixable(), "{}", after.render());
+}
+
+/// WSL2 (a `microsoft` kernel, `/dev/dxg`) cannot hand GPUs to kind nodes: refused with a
+/// sentence saying so when the profile needs GPUs, a warning when it does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_refuses_wsl2_with_a_clear_sentence() {
+    let world = World::new(1);
+    let opts = workstation(&world);
+    world.write(
+        "host/sys/kernel/osrelease",
+        "5.15.153.1-microsoft-standard-WSL2\n",
+    );
+    world.write("host/dev/dxg", "");
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let wsl = by_name(&report, "not WSL2");
+    assert_eq!(wsl.status, Status::Fail);
+    assert_eq!(
+        wsl.found,
+        format!(
+            "WSL2 (kernel 5.15.153.1-microsoft-standard-WSL2, {} present)",
+            world.path("host/dev/dxg").display()
+        )
+    );
+    assert!(
+        wsl.fix
+            .as_ref()
+            .unwrap()
+            .shown
+            .starts_with("kgf-up does not support GPUs on WSL2: run it on a native Linux machine"),
+        "{:?}",
+        wsl.fix
+    );
+    assert_eq!(report.status(), Status::Fail);
+    // /dev/dxg alone is enough; a profile without GPUs is only warned.
+    world.write("host/sys/kernel/osrelease", "6.6.87.2\n");
+    let report = preflight::run(
+        &Exec::new(),
+        &Options {
+            needs_gpu: false,
+            ..opts
+        },
+    )
+    .await;
+    assert_eq!(by_name(&report, "not WSL2").status, Status::Warn);
+}
+
+/// The registry's port is read before the cluster exists: free, kgf-up's own registry (reused),
+/// another container, or another process (a real listener here).
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_registry_port_before_the_cluster_exists() {
+    let world = World::new(1);
+    let mut opts = workstation(&world);
+    let port = opts.kind.as_ref().unwrap().registry.host_port;
+    let check = |report: &preflight::Report| {
+        let c = by_name(report, "registry host port");
+        (
+            c.status,
+            c.found.clone(),
+            c.fix.as_ref().map(|f| f.shown.clone()),
+        )
+    };
+
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (status, found, fix) = check(&preflight::run(&Exec::new(), &opts).await);
+    assert_eq!(status, Status::Fail);
+    assert_eq!(
+        found,
+        format!("another process listens on 127.0.0.1:{port}")
+    );
+    assert!(
+        fix.unwrap()
+            .starts_with("set cluster.kind.registry.host_port to a free port"),
+    );
+    drop(listener);
+
+    // kgf-up's registry container publishes it (from an earlier `up`): reused.
+    let binding = format!("127.0.0.1:{port}");
+    world.write("containers/kind-registry/image", "registry:3");
+    world.write("containers/kind-registry/binding", &binding);
+    world.write("containers/kind-registry/running", "true");
+    world.write("containers/kind-registry/networks", "bridge");
+    let (status, found, _) = check(&preflight::run(&Exec::new(), &opts).await);
+    assert_eq!(
+        (status, found),
+        (
+            Status::Ok,
+            format!("{port} published by kind-registry (kgf-up reuses it)")
+        )
+    );
+
+    // Another container holds it.
+    opts.kind.as_mut().unwrap().registry.name = "kgf-registry".into();
+    let (status, found, fix) = check(&preflight::run(&Exec::new(), &opts).await);
+    assert_eq!(
+        (status, found),
+        (
+            Status::Fail,
+            format!("{port} published by container kind-registry")
+        )
+    );
+    assert!(
+        fix.unwrap()
+            .starts_with("docker rm -f kind-registry, or set")
+    );
+
+    // No registry in the profile: nothing to check.
+    opts.kind.as_mut().unwrap().registry.enabled = false;
+    let report = preflight::run(&Exec::new(), &opts).await;
+    assert!(!report.checks.iter().any(|c| c.name == "registry host port"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ pub(super) async fn doctor(
         }
     };
     print(&report)?;
-    let report = if fix && report.status() == Status::Fail {
+    // Warnings have fixes too (inotify, the toolkit's environment setting).
+    let report = if fix && report.auto_fixable() {
         // Without a terminal, `consent` let this through only with --yes.
         preflight::apply_fixes(exec, &report, options.root, &mut |check| {
             if !interactive || yes {

@@ -169,7 +169,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     // Facts before decisions: on kind, how many GPUs the host has decides the nodes.
     let mut facts = cluster::Facts::default();
     let mut report = None;
-    if let Some(options) = provider.host_checks(&loaded.profile) {
+    if let Some(mut options) = provider.host_checks(&loaded.profile) {
+        // A container like a kind node must list the GPUs: worth its seconds before `up` and
+        // in `doctor`, not on every verb.
+        options.gpu_container_probe =
+            matches!(command, Command::Doctor { .. } | Command::Up { .. });
         let checked = crate::preflight::run(&exec, &options).await;
         facts.gpus = checked.facts.gpus.len() as u32;
         if let Command::Doctor { fix } = command {

@@ -32,7 +32,13 @@ pub(super) async fn verify(
                 .with_fix("run `kgf-up up` first"));
         }
     }
-    let steps = crate::validate::steps(profile, &plan.gpu_nodes, &[], &[]);
+    let steps = crate::validate::steps(
+        profile,
+        &plan.gpu_nodes,
+        &[],
+        &[],
+        crate::validate::Smoke::Afresh,
+    );
     let levels = plan::levels(&steps).map_err(Failure::input)?;
     let checks = Plan {
         steps,

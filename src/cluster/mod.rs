@@ -42,6 +42,25 @@ pub struct Steps {
     pub gpu_nodes: GpuNodes,
 }
 
+/// A node meant to have GPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuNode {
+    pub name: String,
+    /// How many GPUs the profile gave it (kind's layout, a sim node's `gpus`), which its
+    /// allocatable GPUs must match; `None` where the profile does not say (at least one).
+    pub gpus: Option<u32>,
+}
+
+impl GpuNode {
+    /// A node the profile names without saying how many GPUs it has.
+    pub fn named(name: impl Into<String>) -> GpuNode {
+        GpuNode {
+            name: name.into(),
+            gpus: None,
+        }
+    }
+}
+
 /// Which nodes are meant to have GPUs. The GPU operator labels `nvidia.com/gpu.present=true` on
 /// every node whose PCI view shows an NVIDIA device; on kind every node shares the host's, so
 /// that label cannot tell a GPU worker from the control plane: the provider's plan can.
@@ -49,7 +68,7 @@ pub struct Steps {
 pub enum GpuNodes {
     /// Chosen by kgf-up or named in the profile (kind's GPU workers, sim's GPU nodes,
     /// `validation.gpu_nodes`): each must show allocatable GPUs.
-    Named(Vec<String>),
+    Named(Vec<GpuNode>),
     /// Known once the hosts' facts are read: rke2's GPU hosts, by hostname (their node name).
     Detected(Arc<dyn Fn() -> Vec<String> + Send + Sync>),
     /// Not chosen by kgf-up (an existing cluster): any node with allocatable GPUs counts, and a
@@ -58,11 +77,11 @@ pub enum GpuNodes {
 }
 
 impl GpuNodes {
-    /// The node names that must show allocatable GPUs; `None` for [`GpuNodes::Any`].
-    pub fn names(&self) -> Option<Vec<String>> {
+    /// The nodes that must show allocatable GPUs; `None` for [`GpuNodes::Any`].
+    pub fn nodes(&self) -> Option<Vec<GpuNode>> {
         match self {
-            GpuNodes::Named(names) => Some(names.clone()),
-            GpuNodes::Detected(detect) => Some(detect()),
+            GpuNodes::Named(nodes) => Some(nodes.clone()),
+            GpuNodes::Detected(detect) => Some(detect().into_iter().map(GpuNode::named).collect()),
             GpuNodes::Any => None,
         }
     }
@@ -70,8 +89,11 @@ impl GpuNodes {
 
 impl std::fmt::Debug for GpuNodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.names() {
-            Some(names) => write!(f, "GpuNodes({})", names.join(", ")),
+        match self.nodes() {
+            Some(nodes) => {
+                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                write!(f, "GpuNodes({})", names.join(", "))
+            }
             None => f.write_str("GpuNodes(any)"),
         }
     }
@@ -120,7 +142,10 @@ pub fn steps(
                     .nodes
                     .iter()
                     .filter(|n| n.gpus > 0)
-                    .map(|n| n.name.clone())
+                    .map(|n| GpuNode {
+                        name: n.name.clone(),
+                        gpus: Some(n.gpus),
+                    })
                     .collect(),
             ),
         ),
@@ -129,7 +154,7 @@ pub fn steps(
                 options: preflight_options(profile),
             });
             let plan = kind::KindPlan::new(profile.cluster.kind.clone(), facts.gpus)?;
-            let gpu_nodes = GpuNodes::Named(plan.gpu_node_names());
+            let gpu_nodes = GpuNodes::Named(plan.gpu_nodes());
             let steps = std::iter::once(preflight)
                 .chain(plan.steps(&[crate::preflight::PreflightStep::id()]))
                 .collect();
@@ -139,7 +164,7 @@ pub fn steps(
     let ready = steps.iter().map(|s| s.id()).collect();
     // Names in the profile say it for any provider (an existing cluster's GPU nodes, say).
     let gpu_nodes = match &profile.validation.gpu_nodes {
-        Some(names) => GpuNodes::Named(names.clone()),
+        Some(names) => GpuNodes::Named(names.iter().map(GpuNode::named).collect()),
         None => planned_gpu_nodes,
     };
     Ok(Steps {
@@ -150,11 +175,15 @@ pub fn steps(
     })
 }
 
-/// Preflight for a profile: GPUs are needed when validation wants GPU nodes.
+/// Preflight for a profile: GPUs are needed when validation wants GPU nodes; the driver must run
+/// the CUDA sample validation starts and, when the pipeline uses GPUs, its image.
 pub fn preflight_options(profile: &Profile) -> crate::preflight::Options {
+    let v = &profile.validation;
     crate::preflight::Options {
-        needs_gpu: profile.validation.min_gpu_nodes > 0,
+        needs_gpu: v.min_gpu_nodes > 0,
         kind: (profile.cluster.provider == Provider::Kind).then(|| profile.cluster.kind.clone()),
+        smoke_image: (v.min_gpu_nodes > 0 && v.cuda_smoke).then(|| v.cuda_image.clone()),
+        pipeline_gpu: profile.pipeline.enabled && !profile.pipeline.cpu,
         ..Default::default()
     }
 }

@@ -21,6 +21,8 @@ use crate::wait::{self, Seen, Stop};
 pub struct Sim {
     name: String,
     nodes: Vec<SimNode>,
+    /// Time-slices per GPU (`gpu.time_slicing`): what the device plugin would advertise.
+    replicas: u32,
     kwokctl: String,
     state: PathBuf,
 }
@@ -40,6 +42,7 @@ impl Sim {
         Sim {
             name: profile.name.clone(),
             nodes: profile.cluster.sim.nodes.clone(),
+            replicas: profile.gpu.replicas(),
             kwokctl: profile.tools.kwokctl.clone(),
             state: super::state_dir(&profile.name),
         }
@@ -76,14 +79,16 @@ impl Sim {
         )
     }
 
-    fn node(n: &SimNode) -> Node {
+    /// A simulated node; its GPUs advertised as the device plugin would, `replicas` per GPU.
+    fn node(n: &SimNode, replicas: u32) -> Node {
         let mut resources =
             serde_json::json!({"cpu": n.cpu.to_string(), "memory": n.memory, "pods": "110"});
         let mut labels = serde_json::json!({
             "kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", "type": "kwok"
         });
         if n.gpus > 0 {
-            resources["nvidia.com/gpu"] = n.gpus.to_string().into();
+            resources["nvidia.com/gpu"] =
+                (u64::from(n.gpus) * u64::from(replicas)).to_string().into();
             labels["nvidia.com/gpu.present"] = "true".into();
         }
         serde_json::from_value(serde_json::json!({
@@ -216,7 +221,7 @@ impl Step for Sim {
                 if nodes.get_opt(&n.name).await.ok().flatten().is_none() {
                     // Created with status: kwok keeps the capacity and allocatable it finds.
                     let params = PostParams { field_manager: Some(crate::kube::FIELD_MANAGER.into()), ..Default::default() };
-                    let node = Sim::node(n);
+                    let node = Sim::node(n, self.replicas);
                     ctx.gate()
                         .change(Change::new(format!("create simulated Node {}", n.name)), nodes.create(&params, &node))
                         .await

@@ -64,7 +64,18 @@ pub fn resolve(profile: &Profile) -> Result<Vec<Component>, ComponentError> {
     let provider = profile.cluster.provider;
     let mut out = Vec::new();
     for (name, spec) in &profile.components {
-        let base = builtin::find(name).map(|b| (b.defaults)(provider));
+        let mut base = builtin::find(name).map(|b| (b.defaults)(provider));
+        // The profile's `gpu` section is the operator's device plugin configuration: under the
+        // component's own values, which still win.
+        if let Some(base) = base
+            .as_mut()
+            .filter(|_| name == builtin::gpu_operator::NAME)
+        {
+            deep_merge(
+                &mut base.values,
+                &builtin::gpu_operator::sharing_values(&profile.gpu),
+            );
+        }
         if !spec
             .enabled
             .or(base.as_ref().and_then(|b| b.enabled))

@@ -19,6 +19,9 @@ pub const MAX_GPUS: u32 = 64;
 pub const MAX_SIM_NODES: usize = 1000;
 pub const MAX_SIM_CPU: u32 = 4096;
 pub const MAX_HOSTS: usize = 1000;
+/// Pods sharing one GPU by time-slicing: each gets a slice of its time and nothing isolates
+/// their memory, so past a few dozen a slice is useless.
+pub const MAX_TIME_SLICES: u32 = 64;
 
 pub struct Input<'a> {
     pub profile: &'a Profile,
@@ -105,6 +108,7 @@ pub fn check(input: &Input<'_>) -> Result<(), ProfileError> {
         ));
     }
     components(input)?;
+    gpu(input)?;
     match p.cluster.provider {
         Provider::Kind => kind(input)?,
         Provider::Sim => sim(input)?,
@@ -477,6 +481,44 @@ fn kind(input: &Input<'_>) -> Result<(), ProfileError> {
             "correct the cluster.kind section",
         )
     })
+}
+
+/// `gpu`: time-slicing replicas the device plugin accepts (2 or more), within a bound, and not
+/// together with MIG's mixed strategy (kgf-up time-slices `nvidia.com/gpu` only, which that
+/// strategy leaves to the GPUs without MIG).
+fn gpu(input: &Input<'_>) -> Result<(), ProfileError> {
+    let g = &input.profile.gpu;
+    if let Some(t) = &g.time_slicing {
+        let at = "gpu.time_slicing.replicas";
+        if t.replicas < 2 {
+            return Err(input.at(
+                at,
+                format!(
+                    "gpu.time_slicing.replicas is {}; time-slicing shares a GPU among 2 or more pods",
+                    t.replicas
+                ),
+                "set replicas to 2 or more, or remove gpu.time_slicing for whole GPUs",
+            ));
+        }
+        if t.replicas > MAX_TIME_SLICES {
+            return Err(input.at(
+                at,
+                format!(
+                    "gpu.time_slicing.replicas is {}; the limit is {MAX_TIME_SLICES}",
+                    t.replicas
+                ),
+                "share a GPU among a few pods (the slices split its time and its memory)",
+            ));
+        }
+        if g.mig.as_ref().map(|m| m.strategy) == Some(crate::profile::gpu::MigStrategy::Mixed) {
+            return Err(input.at(
+                "gpu.time_slicing",
+                "gpu.time_slicing with gpu.mig.strategy mixed: kgf-up time-slices nvidia.com/gpu, which the mixed strategy leaves only to GPUs without MIG".into(),
+                "use gpu.mig.strategy: single (MIG devices are then nvidia.com/gpu and are time-sliced), or remove gpu.time_slicing",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn sim(input: &Input<'_>) -> Result<(), ProfileError> {

@@ -64,6 +64,8 @@ impl RenderedSpec {
 
 /// Puts `image` into every executor whose image is [`PLACEHOLDER_IMAGE`]. The IR may have a
 /// second document (the Kubernetes platform spec); documents without executors pass unchanged.
+/// GPU executors keep only their resource request: on kind's CDI path (docs/gpu.md) that is all a
+/// pod needs to get its GPU, and KFP's platform spec could not name a runtime class anyway.
 pub fn with_image(ir: &str, image: &str) -> Result<RenderedSpec, SpecError> {
     let mut docs: Vec<Value> =
         serde_saphyr::from_multiple(ir).map_err(|e| SpecError::Parse(e.to_string()))?;

@@ -1,12 +1,15 @@
 //! Preflight (`kgf-up doctor`, and the first step of `up`): is this host ready for a GPU kind
 //! cluster, and if not, the exact command that fixes each problem.
 //!
-//! [`run`] only reads (tool versions, `docker info`, `nvidia-smi`, the toolkit's config, inotify
-//! limits, free disk). [`apply_fixes`] changes the host, and only the fixes marked automatic
-//! (docker's nvidia runtime, the volume-mount setting, inotify), each after the caller's consent;
-//! the CLI calls it only with `--fix`. Installing software (driver, toolkit, tools) is left to the
+//! [`run`] only reads (the kernel, tool versions, `docker info` and `docker ps`, `nvidia-smi`, the
+//! toolkit's config, the registry's port, inotify limits, free disk). [`apply_fixes`] changes the
+//! host, and only the fixes marked automatic (docker's nvidia runtime, the toolkit's volume-mount
+//! and environment settings, inotify), each after the caller's consent; the CLI calls it only with
+//! `--fix`, for failures and warnings alike. Installing software (driver, toolkit, tools) is left to the
 //! user: the check prints the commands.
 
+pub mod cuda;
+mod host;
 pub mod parse;
 
 use std::fmt::Write as _;
@@ -105,6 +108,14 @@ impl Report {
         self.checks.iter().filter(|c| c.status == Status::Fail)
     }
 
+    /// Whether `--fix` has something to do: a check that is not ok, failed or warned, with an
+    /// automatic fix.
+    pub fn auto_fixable(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.status != Status::Ok && c.fix.as_ref().is_some_and(|f| f.auto))
+    }
+
     /// The doctor's table: one line per check, then the fix of every check that is not ok.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -144,6 +155,12 @@ pub struct Options {
     pub sysctl_conf: PathBuf,
     /// Run a container with the nvidia runtime and `nvidia-smi -L` (pulls the node image).
     pub gpu_container_probe: bool,
+    /// Where device nodes are (`/dev`): WSL2 shows itself by `/dev/dxg`.
+    pub dev: PathBuf,
+    /// The CUDA sample `verify` runs, when it runs one (the driver must run its CUDA version).
+    pub smoke_image: Option<String>,
+    /// Whether the pipeline's model steps run on GPUs (its image is CUDA 13).
+    pub pipeline_gpu: bool,
     /// Free space wanted where docker keeps images, in GiB.
     pub min_free_gib: u64,
     /// Whether kgf-up runs as root (fix commands then need no sudo).
@@ -159,6 +176,9 @@ impl Default for Options {
             toolkit_config: PathBuf::from("/etc/nvidia-container-runtime/config.toml"),
             sysctl_conf: PathBuf::from("/etc/sysctl.d/99-kgf-up-inotify.conf"),
             gpu_container_probe: false,
+            dev: PathBuf::from("/dev"),
+            smoke_image: None,
+            pipeline_gpu: false,
             min_free_gib: 50,
             root: running_as_root(),
         }
@@ -235,6 +255,12 @@ pub fn install_hints() -> Vec<(String, String)> {
 pub async fn run(exec: &Exec, opts: &Options) -> Report {
     let mut checks = Vec::new();
     let mut facts = HostFacts::default();
+    let gpu_fail = if opts.needs_gpu {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
+    checks.push(host::wsl(opts, gpu_fail));
 
     // Container engine.
     let docker = match exec
@@ -254,6 +280,7 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
         Err(_) => None,
     };
     checks.push(engine_check(exec, docker.as_ref()).await);
+    checks.extend(host::resources(docker.as_ref()));
     facts.docker = docker.clone();
 
     // Tools.
@@ -316,11 +343,6 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
     );
 
     // GPUs and driver.
-    let gpu_fail = if opts.needs_gpu {
-        Status::Fail
-    } else {
-        Status::Warn
-    };
     match read(
         exec,
         Cmd::new("nvidia-smi").args([parse::NVIDIA_SMI_QUERY, "--format=csv,noheader"]),
@@ -416,14 +438,18 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
             Some(Fix::manual(TOOLKIT_INSTALL)),
         ),
     });
+    checks.extend(host::driver(&facts.gpus, opts));
     checks.push(runtime_check(opts, docker.as_ref(), toolkit.is_some()));
     checks.push(volume_mounts_check(opts, gpu_fail));
+    checks.push(host::envvar(opts));
     if opts.gpu_container_probe {
         checks.push(gpu_container_check(exec, opts, &checks, &facts).await);
     }
     if let Some(kind) = &opts.kind {
         checks.push(node_toolkit_check(kind));
     }
+
+    checks.extend(host::registry_port(exec, opts, docker.as_ref()).await);
 
     // Host limits.
     checks.extend(inotify_checks(opts));

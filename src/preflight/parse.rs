@@ -1,5 +1,6 @@
 //! Parsers for what host tools print: `nvidia-smi` CSV, `nvidia-ctk --version`, `docker info`,
-//! the toolkit's `config.toml`, tool versions, `df`, `/proc/driver/nvidia/params`, `/dev`.
+//! `docker ps`, the toolkit's `config.toml`, tool versions, `df`, `/proc/driver/nvidia/params`,
+//! `/dev`, the kernel's release.
 //!
 //! Pure functions over text; samples in the upstream formats are in `tests/fixtures/kind/preflight/`.
 
@@ -120,6 +121,10 @@ pub struct DockerInfo {
     pub default_runtime: Option<String>,
     pub runtimes: Vec<String>,
     pub root_dir: Option<String>,
+    /// CPUs and memory (bytes) the daemon's containers can use: the host's, or Docker Desktop's
+    /// VM's.
+    pub cpus: Option<u64>,
+    pub memory: Option<u64>,
     /// The client's errors talking to the daemon (unreachable, permission denied).
     pub server_errors: Vec<String>,
 }
@@ -156,8 +161,39 @@ pub fn docker_info(json: &str) -> Result<DockerInfo, String> {
         default_runtime: s("DefaultRuntime"),
         runtimes,
         root_dir: s("DockerRootDir"),
+        cpus: v["NCPU"].as_u64().filter(|n| *n > 0),
+        memory: v["MemTotal"].as_u64().filter(|n| *n > 0),
         server_errors,
     })
+}
+
+/// The containers publishing host port `port`, from `docker ps --format '{{.Names}}\t{{.Ports}}'`
+/// (ports as `127.0.0.1:5001->5000/tcp, [::]:5001->5000/tcp`).
+pub fn containers_publishing(ps: &str, port: u16) -> Vec<String> {
+    let wanted = format!(":{port}->");
+    ps.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, ports)| ports.split(", ").any(|p| p.contains(&wanted)))
+        .map(|(name, _)| name.trim().to_string())
+        .collect()
+}
+
+/// Whether the kernel is WSL2's (`/proc/sys/kernel/osrelease` like
+/// `5.15.153.1-microsoft-standard-WSL2`).
+pub fn is_wsl_kernel(osrelease: &str) -> bool {
+    osrelease.to_lowercase().contains("microsoft")
+}
+
+/// `accept-nvidia-visible-devices-envvar-when-unprivileged` in the toolkit's config (top level;
+/// absent means the default, true: unprivileged containers get GPUs from the environment).
+pub fn toolkit_accepts_envvar_unprivileged(config: &str) -> bool {
+    toml_value(
+        config,
+        None,
+        "accept-nvidia-visible-devices-envvar-when-unprivileged",
+    )
+    .as_deref()
+        != Some("false")
 }
 
 /// `podman info --format json`: `version.Version`.
@@ -314,6 +350,28 @@ mod tests {
         assert_eq!(info.default_runtime.as_deref(), Some("nvidia"));
         assert_eq!(info.runtimes, ["io.containerd.runc.v2", "nvidia", "runc"]);
         assert_eq!(info.root_dir.as_deref(), Some("/var/lib/docker"));
+        assert_eq!(info.cpus, Some(32));
+        assert_eq!(info.memory, Some(134_850_437_120));
+    }
+
+    #[test]
+    fn published_ports_wsl_kernels_and_the_envvar_setting() {
+        let ps = "kind-registry\t127.0.0.1:5001->5000/tcp\nkgf-control-plane\t127.0.0.1:41235->6443/tcp\nweb\t0.0.0.0:15001->80/tcp, [::]:5001->80/tcp\nidle\t\n";
+        assert_eq!(containers_publishing(ps, 5001), ["kind-registry", "web"]);
+        assert!(containers_publishing(ps, 500).is_empty());
+        assert!(is_wsl_kernel("5.15.153.1-microsoft-standard-WSL2\n"));
+        assert!(is_wsl_kernel("4.4.0-19041-Microsoft"));
+        assert!(!is_wsl_kernel("6.8.0-87-generic"));
+        let stock = sample!("nvidia-container-runtime-config.toml");
+        assert!(
+            toolkit_accepts_envvar_unprivileged(stock),
+            "the default is true"
+        );
+        let fixed = stock.replace(
+            "#accept-nvidia-visible-devices-envvar-when-unprivileged = true",
+            "accept-nvidia-visible-devices-envvar-when-unprivileged = false",
+        );
+        assert!(!toolkit_accepts_envvar_unprivileged(&fixed));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Parts, in order: the toolkit installed in the node; `/sbin/ldconfig.real` where the toolkit's
 //! config asks for it (Ubuntu-built packages on the Debian-based node image); containerd's
-//! `nvidia` runtime; `/proc/driver/nvidia/params` with `ModifyDeviceFiles: 0`, so the driver does
+//! `nvidia` runtime with CDI on and runc kept as the default (the CDI path, docs/gpu.md);
+//! `/proc/driver/nvidia/params` with `ModifyDeviceFiles: 0`, so the driver does
 //! not re-create device nodes (toolkit ≥ 1.19 mounts this itself when it injects the GPU; older
 //! ones need the copy-and-bind-mount done here); and removing `/dev/nvidia<i>` of GPUs not given
 //! to the node. The mount and the removals do not survive a restart of the node container, which
@@ -100,12 +101,85 @@ fn remove_device_script(index: u32) -> String {
     format!("while umount /dev/nvidia{index} 2>/dev/null; do :; done; rm -f /dev/nvidia{index}")
 }
 
-/// Whether containerd's config (as `containerd config dump` prints it) has an `nvidia` runtime.
-pub fn has_nvidia_runtime(config: &str) -> bool {
-    config.lines().any(|l| {
-        let l = l.trim();
-        l.starts_with("[plugins.") && l.ends_with(".runtimes.nvidia]")
-    })
+/// What the CDI runtime path needs from containerd in a GPU node, as `containerd config dump`
+/// shows it (version 2 `[plugins."io.containerd.grpc.v1.cri"...]` or version 3
+/// `[plugins.'io.containerd.cri.v1.runtime'...]` tables).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerdGpu {
+    /// A runtime named `nvidia`: the GPU operator's operands (device plugin, validator, DCGM
+    /// exporter) run with `runtimeClassName: nvidia` to reach the driver.
+    pub nvidia_runtime: bool,
+    /// `enable_cdi` of the CRI plugin: containerd injects the devices the device plugin names in
+    /// CDI form. Absent in a dump of containerd 1.7, whose default is off.
+    pub cdi: Option<bool>,
+    /// `default_runtime_name`; absent means runc.
+    pub default_runtime: Option<String>,
+}
+
+impl ContainerdGpu {
+    pub fn parse(dump: &str) -> ContainerdGpu {
+        let mut out = ContainerdGpu::default();
+        let mut table = String::new();
+        for line in dump.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                // One spelling for both config versions: quotes dropped.
+                table = name.replace(['"', '\''], "");
+                if table.ends_with(".runtimes.nvidia") && cri_plugin(&table).is_some() {
+                    out.nvidia_runtime = true;
+                }
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value
+                .split(" #")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(['"', '\'']);
+            match (cri_plugin(&table), key.trim()) {
+                (Some(""), "enable_cdi") => out.cdi = Some(value == "true"),
+                (Some(".containerd"), "default_runtime_name") => {
+                    out.default_runtime = Some(value.to_string()).filter(|v| !v.is_empty())
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// What is not as the CDI path needs it, one phrase each (empty: converged).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.nvidia_runtime {
+            out.push("no nvidia runtime (the GPU operator's operands need it)".to_string());
+        }
+        if self.cdi != Some(true) {
+            out.push("CDI is off (enable_cdi is not true)".to_string());
+        }
+        if self.default_runtime.as_deref() == Some("nvidia") {
+            // CUDA images set NVIDIA_VISIBLE_DEVICES=all, which the nvidia runtime honours for
+            // any pod, GPU request or not: the device plugin's accounting would mean nothing.
+            out.push(
+                "the default runtime is nvidia (every CUDA pod would see every GPU of the node)"
+                    .to_string(),
+            );
+        }
+        out
+    }
+}
+
+/// The rest of a table name after the CRI plugin's (`""` for the plugin itself), or `None` for a
+/// table of another plugin.
+fn cri_plugin(table: &str) -> Option<&str> {
+    [
+        "plugins.io.containerd.grpc.v1.cri",
+        "plugins.io.containerd.cri.v1.runtime",
+    ]
+    .iter()
+    .find_map(|p| table.strip_prefix(p))
 }
 
 /// What observe found that apply acts on.
@@ -163,6 +237,9 @@ impl GpuNodeStep {
                     .args(["ln", "-sf", "/sbin/ldconfig", "/sbin/ldconfig.real"])
                     .changes(),
             ],
+            // Without --set-as-default: runc stays containerd's default, and GPUs reach pods
+            // only through the CDI devices of their device plugin allocation (docs/gpu.md).
+            // A default of nvidia left by an earlier configure is removed by this one.
             NodeTask::ContainerdRuntime => vec![
                 node_exec(node)
                     .args([
@@ -171,6 +248,7 @@ impl GpuNodeStep {
                         "configure",
                         "--runtime=containerd",
                         "--config-source=file",
+                        "--cdi.enabled",
                     ])
                     .changes(),
                 node_exec(node)
@@ -255,10 +333,17 @@ impl GpuNodeStep {
                     &format!("reading containerd's config in {node}"),
                 )
                 .await?;
-                Ok(if has_nvidia_runtime(&dump) {
-                    Observation::converged(format!("containerd in {node} has the nvidia runtime"))
+                let seen = ContainerdGpu::parse(&dump);
+                let problems = seen.problems();
+                Ok(if problems.is_empty() {
+                    Observation::converged(format!(
+                        "containerd in {node}: CDI on, runtime nvidia for the GPU operator, default runtime {}",
+                        seen.default_runtime.as_deref().unwrap_or("runc")
+                    ))
+                } else if seen.nvidia_runtime {
+                    Observation::drifted(format!("containerd in {node}: {}", problems.join("; ")))
                 } else {
-                    Observation::missing(format!("containerd in {node} has no nvidia runtime"))
+                    Observation::missing(format!("containerd in {node}: {}", problems.join("; ")))
                 })
             }
             NodeTask::ParamsMask => {
@@ -425,8 +510,10 @@ impl Step for GpuNodeStep {
     }
 }
 
-/// Step `kind/runtime-class`: `RuntimeClass nvidia` (handler `nvidia`), which GPU pods and the
-/// GPU operator's operands use to get the nvidia runtime configured above.
+/// Step `kind/runtime-class`: `RuntimeClass nvidia` (handler `nvidia`), which the GPU operator's
+/// operands use to get the nvidia runtime configured above. It exists before the operator (which
+/// would create the same object) so that its operands never wait for it. Workload pods need no
+/// runtime class: their GPUs come as CDI devices (docs/gpu.md).
 pub struct RuntimeClassStep {
     pub(super) needs: Vec<StepId>,
 }
@@ -501,16 +588,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn containerd_dump_with_and_without_the_nvidia_runtime() {
-        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n";
-        assert!(!has_nvidia_runtime(v2));
-        let configured = format!(
-            "{v2}[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n    BinaryName = \"/usr/bin/nvidia-container-runtime\"\n"
+    fn containerd_dump_of_version_2_before_and_after_configure() {
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"runc\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        let stock = ContainerdGpu::parse(v2);
+        assert_eq!(
+            stock,
+            ContainerdGpu {
+                nvidia_runtime: false,
+                cdi: None,
+                default_runtime: Some("runc".into()),
+            }
         );
-        assert!(has_nvidia_runtime(&configured));
-        let v3 =
-            "version = 3\n  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.nvidia]\n";
-        assert!(has_nvidia_runtime(v3));
+        assert_eq!(stock.problems().len(), 2, "{:?}", stock.problems());
+        let configured = format!(
+            "{v2}[plugins.\"io.containerd.grpc.v1.cri\"]\n  enable_cdi = true\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n    BinaryName = \"/usr/bin/nvidia-container-runtime\"\n"
+        );
+        let seen = ContainerdGpu::parse(&configured);
+        assert!(seen.nvidia_runtime && seen.cdi == Some(true));
+        assert!(seen.problems().is_empty(), "{:?}", seen.problems());
+    }
+
+    #[test]
+    fn containerd_dump_of_version_3_and_a_default_nvidia_runtime() {
+        let v3 = "version = 3\n[plugins]\n  [plugins.'io.containerd.cri.v1.runtime']\n    enable_cdi = true\n    cdi_spec_dirs = ['/etc/cdi', '/var/run/cdi']\n    [plugins.'io.containerd.cri.v1.runtime'.containerd]\n      default_runtime_name = 'nvidia'\n      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.nvidia]\n        runtime_type = 'io.containerd.runc.v2'\n";
+        let seen = ContainerdGpu::parse(v3);
+        assert!(seen.nvidia_runtime && seen.cdi == Some(true));
+        assert_eq!(
+            seen.problems(),
+            ["the default runtime is nvidia (every CUDA pod would see every GPU of the node)"]
+        );
+        // Another plugin's `enable_cdi` or runtime table is not the CRI plugin's.
+        let other = "[plugins.'io.containerd.other'.containerd.runtimes.nvidia]\n[plugins.'io.containerd.other']\n  enable_cdi = true\n";
+        assert_eq!(ContainerdGpu::parse(other), ContainerdGpu::default());
+        let off = v3.replace("enable_cdi = true", "enable_cdi = false");
+        assert_eq!(ContainerdGpu::parse(&off).cdi, Some(false));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use crate::profile::kind as spec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub use gpu_node::NodeTask;
+pub use gpu_node::{ContainerdGpu, NodeTask};
 pub use spec::{
     DEFAULT_NODE_IMAGE, GpuLayout, GpuSpec, KIND_VERSION, KindSpec, NodeGpus, NodePlan,
     RegistrySpec, Role, ToolkitSource,
@@ -109,12 +109,22 @@ impl KindPlan {
         }))
     }
 
-    /// The nodes given GPUs (their kind node names), which GPU validation holds to allocatable GPUs.
-    pub fn gpu_node_names(&self) -> Vec<String> {
+    /// The nodes given GPUs (their kind node names) and how many each got, which GPU validation
+    /// holds their allocatable GPUs to.
+    pub fn gpu_nodes(&self) -> Vec<crate::cluster::GpuNode> {
         self.nodes
             .iter()
-            .filter(|n| !matches!(n.gpus, NodeGpus::None))
-            .map(|n| n.name.clone())
+            .filter_map(|n| {
+                let gpus = match &n.gpus {
+                    NodeGpus::None => return None,
+                    NodeGpus::All => self.gpu_count,
+                    NodeGpus::Indices(list) => list.len() as u32,
+                };
+                Some(crate::cluster::GpuNode {
+                    name: n.name.clone(),
+                    gpus: Some(gpus),
+                })
+            })
             .collect()
     }
 

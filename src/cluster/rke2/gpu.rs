@@ -31,13 +31,19 @@ pub struct GpuHosts {
 
 /// The operator's values for rke2 with containerd 2: only the toolkit's socket is set. Pointing
 /// `CONTAINERD_CONFIG` at rke2's `config.toml.tmpl` or rendered `config.toml` breaks rke2 after a
-/// reboot, so it is never set. The driver container is used only where hosts lack a driver.
+/// reboot, so it is never set. The driver container is used only where hosts lack a driver; where
+/// they all have one, the NVIDIADriver CRD path is turned off too (it ignores `driver.enabled`).
 pub fn operator_values(hosts: &GpuHosts) -> Result<Value, GpuError> {
+    let driver = if hosts.driver_on_all {
+        json!({"enabled": false, "nvidiaDriverCRD": {"enabled": false}})
+    } else {
+        json!({"enabled": true})
+    };
     match hosts.containerd_major {
         None => Err(GpuError::Unknown),
         Some(major) if major < 2 => Err(GpuError::OldContainerd(major)),
         Some(_) => Ok(json!({
-            "driver": {"enabled": !hosts.driver_on_all},
+            "driver": driver,
             "toolkit": {
                 "enabled": true,
                 "env": [{"name": "CONTAINERD_SOCKET", "value": CONTAINERD_SOCKET}],
@@ -58,6 +64,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(v["driver"]["enabled"], false);
+        assert_eq!(v["driver"]["nvidiaDriverCRD"]["enabled"], false);
         assert_eq!(
             v["toolkit"]["env"],
             json!([{"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"}])
@@ -73,6 +80,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(v["driver"]["enabled"], true);
+        assert!(v["driver"].get("nvidiaDriverCRD").is_none());
         let old = GpuHosts {
             containerd_major: Some(1),
             driver_on_all: true,

@@ -10,11 +10,14 @@ use super::{BuiltIn, helm};
 use crate::components::Component;
 use crate::components::health::{deployments_available, dynamic_api, read_error, simulated};
 use crate::kube::Kube;
+use crate::profile::gpu::{GPU_RESOURCE, GpuSharing};
 use crate::profile::{ComponentSpec, Provider};
 use crate::step::StepError;
 
+pub const NAME: &str = "gpu-operator";
+
 pub const BUILT_IN: BuiltIn = BuiltIn {
-    name: "gpu-operator",
+    name: NAME,
     defaults,
     manifests: &[],
     verify: |kube, c, pods_run| Box::pin(verify(kube, c, pods_run)),
@@ -67,13 +70,21 @@ async fn verify(kube: &Kube, c: &Component, pods_run: bool) -> Result<String, St
 /// (the control plane and CPU-only workers get no operands through their
 /// `nvidia.com/gpu.deploy.operands=false` label, set in the kind config); on rke2 the toolkit is
 /// pointed at rke2's containerd socket only.
+///
+/// kind's runtime path is CDI (docs/gpu.md): the device plugin writes a CDI spec into each GPU
+/// node and asks containerd (whose `enable_cdi` kgf-up sets with `nvidia-ctk`) to inject the
+/// allocated GPUs, so GPU pods need no `runtimeClassName`; only the operator's own operands use
+/// the `nvidia` runtime class. `cdi.enabled` is the operator's default since 25.10, set here so a
+/// changed default cannot silently switch the path. The NVIDIADriver CRD path ignores
+/// `driver.enabled=false`, so it is turned off with it.
 fn gpu_operator_values(provider: Provider) -> serde_json::Value {
     match provider {
         // The DCGM exporter keeps its built-in metric list: the chart names no custom metrics
         // ConfigMap by default (its `dcgmExporter.config` block is commented out since v24.9).
         Provider::Kind => json!({
-            "driver": {"enabled": false},
+            "driver": {"enabled": false, "nvidiaDriverCRD": {"enabled": false}},
             "toolkit": {"enabled": false},
+            "cdi": {"enabled": true},
         }),
         Provider::Rke2 => json!({
             "toolkit": {"env": [
@@ -82,6 +93,33 @@ fn gpu_operator_values(provider: Provider) -> serde_json::Value {
         }),
         Provider::Sim | Provider::Existing => json!({}),
     }
+}
+
+/// The ConfigMap the chart makes for the device plugin when the profile shares GPUs.
+pub const DEVICE_PLUGIN_CONFIG: &str = "kgf-up-device-plugin";
+
+/// The operator values the profile's `gpu` section implies: `mig.strategy` when MIG is on, and a
+/// device plugin configuration with `replicas` time-slices of `nvidia.com/gpu` when GPUs are
+/// shared (the chart creates it as a ConfigMap; `any` is its one configuration, used on every
+/// node). Nothing for whole GPUs, so the chart's defaults stay as they are.
+pub fn sharing_values(sharing: &GpuSharing) -> serde_json::Value {
+    let mut values = json!({});
+    if let Some(mig) = &sharing.mig {
+        values["mig"] = json!({"strategy": mig.strategy.as_str()});
+    }
+    if let Some(t) = &sharing.time_slicing {
+        let config = format!(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: {GPU_RESOURCE}\n      replicas: {}\n",
+            t.replicas
+        );
+        values["devicePlugin"] = json!({"config": {
+            "create": true,
+            "name": DEVICE_PLUGIN_CONFIG,
+            "default": "any",
+            "data": {"any": config},
+        }});
+    }
+    values
 }
 
 /// The label kgf-up puts on nodes that must run no GPU operand (see `cluster::kind::config`).
@@ -165,4 +203,61 @@ async fn cluster_policy_state(kube: &Kube, c: &Component) -> Result<String, Step
             .unwrap_or("unknown")
             .to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_kind_the_host_driver_turns_off_both_driver_paths_and_cdi_is_pinned_on() {
+        let v = gpu_operator_values(Provider::Kind);
+        assert_eq!(v["driver"]["enabled"], false);
+        assert_eq!(v["driver"]["nvidiaDriverCRD"]["enabled"], false);
+        assert_eq!(v["toolkit"]["enabled"], false);
+        assert_eq!(v["cdi"]["enabled"], true);
+    }
+
+    #[test]
+    fn whole_gpus_leave_the_chart_alone_and_sharing_configures_the_device_plugin() {
+        assert_eq!(sharing_values(&GpuSharing::default()), json!({}));
+        let shared: GpuSharing =
+            serde_saphyr::from_str("time_slicing: {replicas: 4}\nmig: {strategy: single}").unwrap();
+        let v = sharing_values(&shared);
+        assert_eq!(v["mig"]["strategy"], "single");
+        let config = &v["devicePlugin"]["config"];
+        assert_eq!(config["create"], true);
+        assert_eq!(config["name"], DEVICE_PLUGIN_CONFIG);
+        assert_eq!(config["default"], "any");
+        // The device plugin's own config format (api/config/v1): a time-sliced resource and
+        // its replicas.
+        let plugin: serde_json::Value =
+            serde_saphyr::from_str(config["data"]["any"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            plugin,
+            json!({"version": "v1", "sharing": {"timeSlicing": {"resources": [
+                {"name": "nvidia.com/gpu", "replicas": 4}
+            ]}}})
+        );
+    }
+
+    #[test]
+    fn the_profile_gpu_section_reaches_the_component_under_its_own_values() {
+        let profile = crate::profile::parse(
+            "name: t\ncluster: {provider: kind}\ngpu: {time_slicing: {replicas: 3}}\n\
+             components:\n  gpu-operator: {values: {devicePlugin: {config: {name: mine}}}}\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let c = crate::components::resolve(&profile).unwrap();
+        let config = &c[0].values["devicePlugin"]["config"];
+        assert_eq!(config["name"], "mine", "the profile's values win");
+        assert!(
+            config["data"]["any"]
+                .as_str()
+                .unwrap()
+                .contains("replicas: 3")
+        );
+        assert_eq!(c[0].values["cdi"]["enabled"], true);
+    }
 }
