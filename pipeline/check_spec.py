@@ -4,7 +4,7 @@
 2. Its shape is what kgf-up relies on: the five steps and their edges, every image the
    placeholder `kgf-step:dev`, one nvidia.com/gpu on the model steps only, caching on the
    dataset step only, artifacts passed between steps; and the `deploy` step alone inside a
-   condition on test-fc's balanced accuracy ≥ the `deploy_threshold` parameter.
+   condition on test-fc's event-level F1 ≥ the `deploy_threshold` parameter.
 3. With --kgf-step BIN: every flag in the executors' args is one the step's binary accepts.
 4. It is what spec/generate.py writes (unless --no-fresh).
 
@@ -38,7 +38,7 @@ EDGES = {
 }
 # The deploy step's condition task: after test-fc, comparing its output with the parameter.
 CONDITION = "condition-1"
-CONDITION_EXPR = ("inputs.parameter_values['pipelinechannel--test-fc-balanced_accuracy'] >= "
+CONDITION_EXPR = ("inputs.parameter_values['pipelinechannel--test-fc-event_f1'] >= "
                   "inputs.parameter_values['pipelinechannel--deploy_threshold']")
 
 
@@ -63,7 +63,7 @@ def check_sdk(path: pathlib.Path) -> None:
 
 
 def check_condition(ir: dict, tasks: dict) -> None:
-    """`deploy` runs inside one condition: test-fc's balanced accuracy >= deploy_threshold."""
+    """`deploy` runs inside one condition: test-fc's event-level F1 >= deploy_threshold."""
     cond = tasks[CONDITION]
     if "test-fc" not in cond.get("dependentTasks", []):
         raise SpecError(f"{CONDITION} does not wait for test-fc: {cond.get('dependentTasks')}")

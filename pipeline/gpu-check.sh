@@ -4,7 +4,7 @@
 #      or KGF_STEP: a binary check-cuda-build made elsewhere (machines without registry access
 #      cannot fetch the crates; build with CUDA_COMPUTE_CAP set to this GPU's and carry it);
 #   2. `--device auto` must pick the GPU;
-#   3. STEPS steps of the default GC (256 wide, 4 layers, batch 512) in candle against
+#   3. STEPS steps of the default GC (read-level, 128 wide, 2 layers, batch 64 reads) in candle against
 #      pipeline/bench/gc_torch.py on the same GPU, alternating, f32 both; then PyTorch with bf16
 #      autocast against the same candle f32 run (candle has no mixed precision: the figure says
 #      what bf16 would bring).

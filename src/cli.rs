@@ -1,9 +1,11 @@
 //! Command-line arguments (clap only): the verbs, their flags, and the documented exit codes.
-//! Turns argv into [`Options`]; it must not do any work itself.
+//! Turns argv into [`Options`], which name no clap type; it must not do any work itself. This is
+//! the one module that imports clap.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 macro_rules! exit_codes {
     () => {
@@ -105,7 +107,7 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, Subcommand)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
 pub enum PipelineAction {
     /// Print the Kubeflow Pipelines spec as it would be uploaded (the step image put in).
     Spec,
@@ -170,6 +172,101 @@ pub enum Output {
     Json,
 }
 
+/// What the command line asks for, without clap: the verb and the global flags as given. The
+/// settings layer resolves them with the environment and the profile.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub verb: Verb,
+    pub profile: String,
+    pub sets: Vec<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub non_interactive: bool,
+    pub yes: bool,
+    pub json: bool,
+    pub log_file: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub verbose: bool,
+}
+
+/// A verb and its own flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Up {
+        run: bool,
+    },
+    Plan {
+        exit_code: bool,
+        offline: bool,
+    },
+    Status,
+    Verify,
+    Down {
+        all: bool,
+    },
+    Doctor {
+        fix: bool,
+    },
+    Vendor {
+        out: PathBuf,
+    },
+    Pipeline(PipelineAction),
+    /// The completion script, generated here where clap is.
+    Completions {
+        script: String,
+    },
+}
+
+/// The process's arguments as options. On `--help`, `--version` or an argument clap refuses, what
+/// clap says is printed and the exit code comes back instead: 0 for help and version, 2 for bad
+/// input.
+pub fn parse() -> Result<Options, u8> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli.options()),
+        Err(e) => {
+            let _ = e.print();
+            Err(if e.use_stderr() { 2 } else { 0 })
+        }
+    }
+}
+
+impl Cli {
+    /// The options this command line gives; no verb is `up`.
+    pub fn options(self) -> Options {
+        let g = self.global;
+        let verb = match self.command.unwrap_or(Command::Up { run: false }) {
+            Command::Up { run } => Verb::Up { run },
+            Command::Plan { exit_code, offline } => Verb::Plan { exit_code, offline },
+            Command::Status => Verb::Status,
+            Command::Verify => Verb::Verify,
+            Command::Down { all } => Verb::Down { all },
+            Command::Doctor { fix } => Verb::Doctor { fix },
+            Command::Vendor { out } => Verb::Vendor { out },
+            Command::Pipeline { action } => Verb::Pipeline(action),
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "kgf-up", &mut script);
+                Verb::Completions {
+                    script: String::from_utf8_lossy(&script).into_owned(),
+                }
+            }
+        };
+        Options {
+            verb,
+            profile: g.profile,
+            sets: g.sets,
+            kubeconfig: g.kubeconfig,
+            context: g.context,
+            non_interactive: g.non_interactive,
+            yes: g.yes,
+            json: g.output == Output::Json,
+            log_file: g.log_file,
+            timeout: g.timeout,
+            verbose: g.verbose,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +294,34 @@ mod tests {
                 action: PipelineAction::Upload
             })
         ));
+    }
+
+    #[test]
+    fn options_name_the_verb_and_flags_without_clap() {
+        let o = Cli::try_parse_from(["kgf-up", "-p", "sim", "--timeout", "90s"])
+            .unwrap()
+            .options();
+        assert_eq!(o.verb, Verb::Up { run: false });
+        assert_eq!(o.profile, "sim");
+        assert_eq!(o.timeout, Some(Duration::from_secs(90)));
+        let o = Cli::try_parse_from(["kgf-up", "plan", "--offline", "-o", "json"])
+            .unwrap()
+            .options();
+        assert_eq!(
+            o.verb,
+            Verb::Plan {
+                exit_code: false,
+                offline: true
+            }
+        );
+        assert!(o.json);
+        let o = Cli::try_parse_from(["kgf-up", "completions", "bash"])
+            .unwrap()
+            .options();
+        assert!(
+            matches!(&o.verb, Verb::Completions { script } if script.contains("kgf-up")),
+            "{:?}",
+            o.verb
+        );
     }
 }

@@ -158,20 +158,60 @@ impl Cmd {
             parts.push(format!("{k}={}", shell_quote(v)));
         }
         parts.push(shell_quote(&self.program));
-        parts.extend(self.args.iter().map(|a| shell_quote(a)));
+        parts.extend(self.args.iter().map(shell_quote));
         redact(&parts.join(" "))
     }
 }
 
-/// `s` as a POSIX shell reads it back: bare when safe, else single-quoted.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-    {
-        s.to_string()
+/// `word` as a shell reads it back as one word: kgf-up's one quoting function, for the commands it
+/// shows and for those it sends to a remote shell.
+///
+/// A word of characters no shell treats specially stays bare (one starting with `=` does not: zsh
+/// expands `=cmd`). Any other is single-quoted, where sh, bash and zsh treat nothing as special
+/// but the quote itself, written `'\''`: spaces, newlines, `$()`, backticks, globs, `~` and
+/// non-ASCII text are inert inside. A word that is not UTF-8 (an argument given in another
+/// encoding) is written `$'…'` with `\xHH` for its bytes, which bash, zsh and ksh read back (dash
+/// does not; kgf-up sends only UTF-8 words to remote shells). A NUL cannot be part of a shell word
+/// or a program's argument at all: it is quoted as given, and the spawn that would carry it
+/// refuses it ([`ExecError::Spawn`]) rather than cut the word short.
+pub fn shell_quote(word: impl AsRef<std::ffi::OsStr>) -> String {
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = word.as_ref().as_bytes();
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        let mut out = String::from("$'");
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\'' | '\\' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if c.is_control() => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            let _ = write!(out, "\\x{b:02x}");
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            for b in chunk.invalid() {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+        out.push('\'');
+        return out;
+    };
+    let bare = !text.is_empty()
+        && !text.starts_with('=')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b));
+    if bare {
+        text.to_string()
     } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -402,6 +442,95 @@ pub fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strings a shell would split, expand, run or cut short if quoted carelessly.
+    const HOSTILE: &[&str] = &[
+        "",
+        "plain",
+        "a b",
+        "it's",
+        "'",
+        "''\"\"",
+        "$(touch /nonexistent/pwned)",
+        "`touch /nonexistent/pwned`",
+        "${HOME}",
+        "line\nbreak",
+        "tab\tand\rreturn",
+        "semi;colon && or || pipe | amp &",
+        "glob * ? [ab]",
+        "~",
+        "~root/x",
+        "=ls",
+        "{a,b}",
+        "!!",
+        "# not a comment",
+        "back\\slash\\",
+        "-n",
+        "ünïcødé ✓",
+        "\u{a0}non-breaking",
+        "a=b",
+        "KEY=va lue",
+    ];
+
+    fn shell_says(shell: &str, script: &str) -> Vec<u8> {
+        let out = std::process::Command::new(shell)
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell} -c {script}: {out:?}");
+        out.stdout
+    }
+
+    #[test]
+    fn a_quoted_word_comes_back_from_the_shell_as_it_was() {
+        for shell in ["sh", "bash"] {
+            for word in HOSTILE {
+                let script = format!("printf %s {}", shell_quote(word));
+                assert_eq!(
+                    String::from_utf8(shell_says(shell, &script)).unwrap(),
+                    *word,
+                    "{shell}: {script}"
+                );
+            }
+        }
+        // Words stay words: a quoted list is as many arguments as it has words.
+        let all: Vec<String> = HOSTILE.iter().map(shell_quote).collect();
+        let script = format!("for w in {}; do printf '%s\\0' \"$w\"; done", all.join(" "));
+        let back = shell_says("sh", &script);
+        let words: Vec<&[u8]> = back.split(|b| *b == 0).collect();
+        assert_eq!(words.len(), HOSTILE.len() + 1, "{script}");
+    }
+
+    #[test]
+    fn safe_words_stay_bare_and_the_rest_are_quoted() {
+        assert_eq!(shell_quote("kind-gpu"), "kind-gpu");
+        assert_eq!(
+            shell_quote("github.com/o/r/p?ref=1"),
+            "'github.com/o/r/p?ref=1'"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("=ls"), "'=ls'", "zsh expands a bare =cmd");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn a_word_that_is_not_utf8_comes_back_from_bash_byte_for_byte() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let raw: &[u8] = b"caf\xe9 it's\n\\x";
+        let word = std::ffi::OsStr::from_bytes(raw);
+        let quoted = shell_quote(word);
+        assert!(quoted.starts_with("$'"), "{quoted}");
+        assert_eq!(shell_says("bash", &format!("printf %s {quoted}")), raw);
+    }
+
+    #[test]
+    fn a_word_with_a_nul_is_refused_before_any_shell_runs() {
+        let quoted = shell_quote("a\0b");
+        let err = Exec::new()
+            .run(&Cmd::new("sh").args(["-c".to_string(), format!("printf %s {quoted}")]))
+            .unwrap_err();
+        assert!(matches!(err, ExecError::Spawn { .. }), "{err:?}");
+    }
 
     #[test]
     fn secrets_are_redacted_by_value_everywhere() {

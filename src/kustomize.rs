@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use crate::exec::{Cmd, Exec, ExecError};
 use crate::fix::Fix;
-use crate::step::StepError;
 
 /// Network failures of a remote build (kustomize clones with git) that heal by themselves.
 const TRANSIENT: &[&str] = &[
@@ -103,19 +102,6 @@ impl Fix for KustomizeError {
                 "fix the kustomization: `kustomize build {target}` shows the same error"
             ),
         })
-    }
-}
-
-impl From<KustomizeError> for StepError {
-    fn from(err: KustomizeError) -> Self {
-        let fix = err.fix();
-        let input = matches!(
-            err,
-            KustomizeError::Missing { .. } | KustomizeError::NotAKustomization { .. }
-        );
-        let mut step = StepError::new(crate::fix::chain(&err));
-        step.fix = fix;
-        if input { step.input() } else { step }
     }
 }
 
@@ -272,9 +258,7 @@ mod tests {
             err.to_string().contains("has no kustomization.yaml"),
             "{err}"
         );
-        let step: StepError = err.into();
-        assert_eq!(step.kind, crate::step::ErrorKind::Input);
-        assert!(step.fix.unwrap().contains("kustomization.yaml"));
+        assert!(err.fix().unwrap().contains("kustomization.yaml"));
         std::fs::write(dir.path().join("Kustomization"), "resources: []\n").unwrap();
         check_local(dir.path()).expect("`Kustomization` is a valid file name");
     }

@@ -1,28 +1,24 @@
-//! kgf-up's one exit point: parse arguments, open the log, run the verb (`kgf_up::actions`),
-//! print the error once, exit with its code.
+//! kgf-up's one exit point: parse arguments into options, open the log, run the verb
+//! (`kgf_up::actions`), print the error once, exit with its code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-
-use kgf_up::actions::{self, Failure, say};
-use kgf_up::cli::Cli;
+use kgf_up::actions::{self, Failure};
+use kgf_up::cli;
 use kgf_up::cluster;
 use kgf_up::secret::redact;
+use kgf_up::ui::say;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+    let options = match cli::parse() {
+        Ok(options) => options,
+        Err(code) => return ExitCode::from(code),
     };
-    let log_file = match open_log(cli.global.log_file.as_deref()) {
+    let log_file = match open_log(options.log_file.as_deref()) {
         Ok((path, file)) => {
-            init_logging(file, cli.global.verbose);
+            init_logging(file, options.verbose);
             path
         }
         Err(f) => {
@@ -33,7 +29,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {
         tokio::select! {
-            result = actions::run(cli) => match result {
+            result = actions::run(options) => match result {
                 Ok(()) => 0,
                 Err(f) if f.code == 0 => 0,
             // Said already (plan's "changes pending" is its report).

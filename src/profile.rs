@@ -21,18 +21,14 @@ pub mod object_store;
 pub mod rke2;
 pub mod spans;
 
+pub use errors::{SpecError, kind_of};
+
 /// The built-in profiles, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("kind-gpu", include_str!("../profiles/kind-gpu.yaml")),
     ("rke2", include_str!("../profiles/rke2.yaml")),
     ("sim", include_str!("../profiles/sim.yaml")),
 ];
-
-/// A profile section's value that is well-formed but not usable (a GPU layout that does not
-/// fit, a host list without a server): the message says what and how to fix it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SpecError(pub String);
 
 /// A profile file larger than this is not a profile (and is not read into memory whole).
 pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
@@ -808,17 +804,6 @@ fn set_path(
     }
     *node = value;
     Ok(())
-}
-
-pub fn kind_of(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Number(_) => "number",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "list",
-        serde_json::Value::Object(_) => "mapping",
-    }
 }
 
 pub fn is_dns_label(s: &str) -> bool {

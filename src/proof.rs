@@ -350,7 +350,7 @@ async fn inference_service(
 
 /// `status.conditions[type=Ready].status == "True"`.
 pub fn ready(isvc: &Value) -> bool {
-    components::health::condition_true(&isvc["status"], "Ready")
+    crate::kube::ready::condition_true(&isvc["status"], "Ready")
 }
 
 fn not_ready_reason(isvc: &Value) -> String {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::exec::{Cmd, Exec, ExecError, Output};
+use crate::exec::{Cmd, Exec, ExecError, Output, shell_quote};
 use crate::fix::Fix;
 use crate::secret::Secret;
 
@@ -159,7 +159,7 @@ impl Ssh {
         Cmd::new("ssh")
             .args(self.options(target))
             .args(["--", &target.address])
-            .arg(format!("sh -c {}", quote(remote)))
+            .arg(format!("sh -c {}", shell_quote(remote)))
     }
 
     fn options(&self, target: &Target) -> Vec<String> {
@@ -265,21 +265,9 @@ fn install_command(path: &Path, mode: u32) -> String {
     let dir = path.parent().unwrap_or(Path::new("/"));
     format!(
         "sudo -n install -d -m 0755 {} && sudo -n install -m {mode:04o} /dev/stdin {}",
-        quote(&dir.display().to_string()),
-        quote(&path.display().to_string())
+        shell_quote(dir),
+        shell_quote(path)
     )
-}
-
-/// Quotes `s` for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 fn classify(host: &str, remote: &str, err: ExecError) -> SshError {

@@ -16,8 +16,10 @@ use tokio::sync::OnceCell;
 
 use crate::exec::Exec;
 use crate::fix::{Fix, chain};
+use crate::helm::{Found, HelmError, Observed};
 use crate::inventory::Inventory;
 use crate::kube::{Kube, Kubeconfig};
+use crate::kustomize::KustomizeError;
 
 /// A step's canonical id, e.g. `cluster`, `component/cert-manager`. Made only by [`StepId::new`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -206,6 +208,55 @@ impl Fix for StepError {
     }
 }
 
+/// What a release's record means for a step: not there (or gone) is missing, another chart or
+/// other values is drift, a failed or stuck revision is failed (apply upgrades or recovers it).
+impl From<Observed> for Observation {
+    fn from(seen: Observed) -> Self {
+        let reason = seen.to_string();
+        match seen.found {
+            Found::NotInstalled | Found::Gone { .. } => Observation::missing(reason),
+            Found::Failed { .. } | Found::Stuck { .. } | Found::Unknown { .. } => {
+                Observation::failed(reason)
+            }
+            Found::OtherChart { .. } | Found::OtherValues { .. } => Observation::drifted(reason),
+            Found::AsWanted { .. } => Observation::converged(reason),
+        }
+    }
+}
+
+/// A helm error in a step: a chart source the profile names is the user's input, a helm kgf-up
+/// cannot drive is the host failing preflight, the rest is the step failing.
+impl From<HelmError> for StepError {
+    fn from(err: HelmError) -> Self {
+        let kind = match &err {
+            HelmError::BadSource { .. } | HelmError::LocalChart { .. } => ErrorKind::Input,
+            HelmError::Version { .. } | HelmError::Unsupported { .. } => ErrorKind::Preflight,
+            _ => ErrorKind::Step,
+        };
+        StepError {
+            kind,
+            ..StepError::of(err)
+        }
+    }
+}
+
+/// A kustomize error in a step: a kustomization the profile names that is not there is the user's
+/// input, the rest is the step failing.
+impl From<KustomizeError> for StepError {
+    fn from(err: KustomizeError) -> Self {
+        let kind = match &err {
+            KustomizeError::Missing { .. } | KustomizeError::NotAKustomization { .. } => {
+                ErrorKind::Input
+            }
+            _ => ErrorKind::Step,
+        };
+        StepError {
+            kind,
+            ..StepError::of(err)
+        }
+    }
+}
+
 /// Everything a step may use. Shared by all steps of a run.
 pub struct Ctx {
     pub exec: Exec,
@@ -369,4 +420,69 @@ pub enum Phase {
     Apply,
     Wait,
     Done,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::helm::ChartSource;
+
+    #[test]
+    fn a_chart_source_the_profile_names_is_bad_input_with_its_fix() {
+        let tagged = ChartSource::Oci {
+            reference: "oci://ghcr.io/kserve/charts/kserve-crd:v0.20.0".into(),
+            version: "v0.20.0".into(),
+            plain_http: false,
+        };
+        let step: StepError = tagged.validate().unwrap_err().into();
+        assert_eq!(step.kind, ErrorKind::Input);
+        assert!(step.fix.unwrap().contains("profile"));
+        let unsupported: StepError = HelmError::Unsupported {
+            program: "helm".into(),
+            found: "v2.17.0".into(),
+        }
+        .into();
+        assert_eq!(unsupported.kind, ErrorKind::Preflight);
+    }
+
+    #[test]
+    fn a_kustomization_that_is_not_there_is_bad_input_with_its_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let step: StepError = KustomizeError::NotAKustomization {
+            path: dir.path().into(),
+        }
+        .into();
+        assert_eq!(step.kind, ErrorKind::Input);
+        assert!(step.fix.unwrap().contains("kustomization.yaml"));
+        assert!(
+            step.message.contains("has no kustomization.yaml"),
+            "{}",
+            step.message
+        );
+    }
+
+    #[test]
+    fn an_adapter_error_keeps_its_causes_in_the_message() {
+        let err = HelmError::Uninstall {
+            release: "kuberay/kuberay-operator".into(),
+            source: Box::new(crate::exec::ExecError::TimedOut {
+                command: "helm uninstall".into(),
+                after: Duration::from_secs(1),
+            }),
+        };
+        let step: StepError = err.into();
+        assert_eq!(step.kind, ErrorKind::Step);
+        assert!(
+            step.message.starts_with(
+                "uninstalling release kuberay/kuberay-operator: `helm uninstall` did not finish"
+            ),
+            "{}",
+            step.message
+        );
+        assert!(
+            step.fix
+                .unwrap()
+                .contains("helm uninstall kuberay-operator -n kuberay")
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! What the user sees: a spinner per running step when interactive, one line per finished step,
 //! a summary table; or, with `--output json`, one event object per line on stdout for machines.
-//! This is the only module that writes progress to the terminal; it runs nothing. Everything it
-//! prints is redacted of registered secrets.
+//! This is the only module that writes to the terminal: every verb's output goes through [`out`]
+//! (stdout) and [`say`] (stderr), which a closed pipe never panics. It runs nothing. Everything a
+//! [`Ui`] prints is redacted of registered secrets.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -14,6 +15,37 @@ use serde::Serialize;
 
 use crate::step::StepId;
 use crate::step::{Finished, Outcome, Phase};
+
+/// Why output did not reach stdout.
+#[derive(Debug)]
+pub enum Unwritten {
+    /// The reader went away (`kgf-up plan | head`): not an error, and nothing more to say.
+    Closed,
+    Failed(std::io::Error),
+}
+
+/// Writes a verb's output to stdout, flushed.
+pub fn out(text: &str) -> Result<(), Unwritten> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Unwritten::Closed),
+        Err(e) => Err(Unwritten::Failed(e)),
+    }
+}
+
+/// `text` and a newline on stdout.
+pub fn outln(text: &str) -> Result<(), Unwritten> {
+    out(&format!("{text}\n"))
+}
+
+/// A line on stderr; a closed stderr (`2>&1 | head`) is not worth a panic.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 #[derive(Clone)]
 pub struct Ui {
@@ -51,11 +83,12 @@ impl Ui {
         self.inner.json
     }
 
+    /// One event line on stdout. A reader that went away does not stop the run: the steps go on
+    /// (an install is not abandoned half way because `| head` stopped reading), and the log has
+    /// every event.
     fn event(&self, e: &Event<'_>) {
         let line = crate::secret::redact(&serde_json::to_string(e).expect("events serialize"));
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        let _ = outln(&line);
     }
 
     /// A plain line for people (stderr in text mode; an `info` event in json mode).
@@ -80,10 +113,7 @@ impl Ui {
             Some(bars) => {
                 let _ = bars.println(line);
             }
-            // A closed stderr (`2>&1 | head`) must not panic the run.
-            None => {
-                let _ = writeln!(std::io::stderr(), "{line}");
-            }
+            None => say(line),
         }
     }
 

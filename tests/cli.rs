@@ -379,6 +379,97 @@ fn built_in_profiles_plan_offline_with_their_own_sections_only() {
 }
 
 #[test]
+fn plan_offline_kind_gpu_shows_how_kubeflow_pipelines_is_wired_to_the_object_store() {
+    let lines = offline_plan("kind-gpu", &[]);
+    let kfp = lines
+        .iter()
+        .find(|l| l["step"] == "component/kubeflow-pipelines")
+        .expect("the kind-gpu profile installs Kubeflow Pipelines");
+    let objects: Vec<&str> = kfp["description"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    let line = |start: &str| {
+        objects
+            .iter()
+            .find(|o| o.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start}: {objects:#?}"))
+            .to_string()
+    };
+    let launcher = line("ConfigMap kubeflow/kfp-launcher");
+    assert!(
+        launcher.contains("defaultPipelineRoot=s3://pipelines/v2/artifacts"),
+        "{launcher}"
+    );
+    assert!(
+        launcher.contains("\"endpoint\":\"minio.minio.svc.cluster.local:9000\"")
+            && launcher.contains("\"forcePathStyle\":true")
+            && launcher.contains("\"secretName\":\"mlpipeline-minio-artifact\""),
+        "{launcher}"
+    );
+    let secret = line("Secret kubeflow/mlpipeline-minio-artifact");
+    assert!(
+        secret.contains("from MinIO's root Secret minio/"),
+        "where the keys come from, never the keys: {secret}"
+    );
+    assert!(line("Deployment kubeflow/ml-pipeline").contains("OBJECTSTORECONFIG_HOST=minio."));
+    assert!(
+        line("ConfigMap kubeflow/workflow-controller-configmap")
+            .contains("artifactRepository.s3.bucket=\"pipelines\"")
+    );
+    assert!(line("no bundled SeaweedFS").contains("the store is kgf-up's MinIO"));
+    // The same, as a person reads it.
+    let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
+        .args(["plan", "--offline", "--profile", "kind-gpu"])
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("applies ConfigMap kubeflow/kfp-launcher (kgf-up's, replacing any other): defaultPipelineRoot=s3://"),
+        "{text}"
+    );
+}
+
+#[test]
+fn plan_with_a_kubeconfig_or_context_that_is_not_there_is_bad_input_not_an_offline_plan() {
+    let profile = "tests/fixtures/profiles/testbed.yaml";
+    for (flags, said) in [
+        (
+            &["--kubeconfig", "/nonexistent"][..],
+            "--kubeconfig /nonexistent: no such file",
+        ),
+        (
+            &[
+                "--kubeconfig",
+                "tests/hostile/kubeconfig-two-contexts.yaml",
+                "--context",
+                "does-not-exist",
+            ],
+            "--context does-not-exist: kubeconfig tests/hostile/kubeconfig-two-contexts.yaml has no such context (it has: a, b)",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kgf-up"))
+            .args(["plan", "--profile", profile])
+            .args(flags)
+            .env("CI", "true")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(stderr.contains("fix: "), "{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "no plan: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
 fn the_kind_plan_shows_the_kind_config_it_would_create() {
     let lines = offline_plan("kind-gpu", &["cluster.kind.gpus.count=2"]);
     let (path, config) = &files(&lines, "kind/cluster")[0];

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kgf_up::components::builtin::minio;
-use kgf_up::components::{self, Component, health};
+use kgf_up::components::{self, Component};
 use support::{Bed, bed, fixture, kgf_up, text};
 
 static INSTALLS: Mutex<()> = Mutex::new(());
@@ -503,7 +503,7 @@ fn a_component_that_never_gets_ready_is_diagnosed_the_rest_converge_and_only_it_
     let sets: Vec<String> = stuck.iter().map(|s| s.to_string()).collect();
     let kserve = component(&resolved(&sets), "kserve");
     let err = rt
-        .block_on(async { health::verify(&bed.kube().await, &kserve, false).await })
+        .block_on(async { components::verify(&bed.kube().await, &kserve, false).await })
         .unwrap_err();
     assert!(
         err.message
@@ -595,7 +595,7 @@ fn health_checks_pass_on_the_installed_fixtures_and_probe_what_the_bed_can_answe
     let rt = tokio::runtime::Runtime::new().unwrap();
     let kube = rt.block_on(bed.kube());
     let verify = |name: &str, pods_run: bool| {
-        rt.block_on(health::verify(&kube, &component(&all, name), pods_run))
+        rt.block_on(components::verify(&kube, &component(&all, name), pods_run))
     };
 
     // Simulated (sim provider): workloads and CRDs only, with the skipped probe named.

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
@@ -21,7 +20,7 @@ fn down_without_consent_changes_nothing_on_the_cluster() {
     .unwrap();
     bed.kubectl(&["create", "namespace", "kgf-hostile-system"]);
     let mark = bed.audit_mark();
-    let out = kgf_up(dir.path())
+    let out = support::kgf_up_in(dir.path())
         .args(["down", "--profile", profile.to_str().unwrap()])
         .output()
         .unwrap();
@@ -41,7 +40,7 @@ fn down_without_consent_changes_nothing_on_the_cluster() {
             .contains("kgf-hostile-system")
     );
 
-    let out = kgf_up(dir.path())
+    let out = support::kgf_up_in(dir.path())
         .args(["down", "--profile", profile.to_str().unwrap(), "--yes"])
         .output()
         .unwrap();
@@ -58,13 +57,4 @@ fn down_without_consent_changes_nothing_on_the_cluster() {
             .any(|e| e.verb == "delete" && e.name == "kgf-hostile-system"),
         "the consented down removes kgf-up's namespace: {changed:?}"
     );
-}
-
-fn kgf_up(state: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
-    cmd.env("CI", "true")
-        .env("XDG_STATE_HOME", state)
-        .env_remove("KGF_PROFILE")
-        .stdin(Stdio::null());
-    cmd
 }

@@ -162,9 +162,11 @@ fn deployment_replicas(bed: &Bed, namespace: &str, name: &str) -> String {
     ])
 }
 
+/// What the helm step makes of the release's record.
 async fn observe(helm: &Helm, r: &Release) -> kgf_up::step::Observation {
     helm.observe(r, bed().kube().await.client())
         .await
+        .map(kgf_up::step::Observation::from)
         .unwrap_or_else(|e| panic!("observe {}/{}: {e}", r.namespace, r.name))
 }
 

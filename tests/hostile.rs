@@ -34,17 +34,6 @@ fn corpus() -> PathBuf {
     support::repo().join("tests/hostile")
 }
 
-/// kgf-up with a private state directory (its logs land there) and no terminal.
-fn kgf_up(state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
-    cmd.current_dir(support::repo())
-        .env("CI", "true")
-        .env("XDG_STATE_HOME", state)
-        .env_remove("KGF_PROFILE")
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// Runs `cmd`, killing it after `limit`; returns the output and how long it ran.
 fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
     let started = Instant::now();
@@ -92,7 +81,7 @@ fn every_hostile_input_exits_2_quickly_located_and_without_secrets() {
     let mut failures = Vec::new();
     for case in &cases {
         let state = tempfile::tempdir().unwrap();
-        let mut cmd = kgf_up(state.path());
+        let mut cmd = support::kgf_up_in(state.path());
         cmd.args(&case.args);
         let shown = case.profile.as_ref().map(|p| format!("tests/hostile/{p}"));
         if let Some(p) = &shown {
@@ -163,7 +152,7 @@ fn a_profile_over_the_size_limit_is_refused_without_reading_it_all() {
         f.write_all(line.as_bytes()).unwrap();
     }
     drop(f);
-    let mut cmd = kgf_up(dir.path());
+    let mut cmd = support::kgf_up_in(dir.path());
     cmd.args(["plan", "--profile", path.to_str().unwrap()]);
     let (out, took) = run_bounded(cmd, Duration::from_secs(10));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -206,7 +195,7 @@ fn down_without_consent_refuses_with_the_command_and_runs_nothing() {
     let (path, called) = recording_path(dir.path(), None);
     for stdin_closed_and_piped in [false, true] {
         // `kgf-up down 2>&1 | tee log` in cron: no terminal anywhere, no --yes.
-        let mut cmd = kgf_up(dir.path());
+        let mut cmd = support::kgf_up_in(dir.path());
         cmd.args([
             "down",
             "--profile",
@@ -235,7 +224,7 @@ fn down_without_consent_refuses_with_the_command_and_runs_nothing() {
         assert!(!logs(dir.path()).contains(MARKER));
     }
     // With --yes the same command goes ahead.
-    let mut cmd = kgf_up(dir.path());
+    let mut cmd = support::kgf_up_in(dir.path());
     cmd.args(["down", "--profile", "kind-gpu", "--yes"])
         .env("PATH", &path);
     let (out, _) = run_bounded(cmd, Duration::from_secs(30));
@@ -249,13 +238,36 @@ fn down_without_consent_refuses_with_the_command_and_runs_nothing() {
 }
 
 #[test]
+fn consent_for_a_command_line_that_is_not_utf8_gives_the_command_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, called) = recording_path(dir.path(), None);
+    // A log file named in another encoding (Latin-1 `é`): a valid path, not valid UTF-8.
+    let mut log = dir.path().as_os_str().as_bytes().to_vec();
+    log.extend_from_slice(b"/caf\xe9.log");
+    let mut cmd = support::kgf_up_in(dir.path());
+    cmd.args(["down", "--profile", "kind-gpu", "--log-file"])
+        .arg(std::ffi::OsStr::from_bytes(&log))
+        .env("PATH", &path);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("caf\\xe9.log' --yes`"),
+        "the argument quoted byte for byte: {stderr}"
+    );
+    assert!(!called.exists(), "nothing ran before consent");
+}
+
+#[test]
 fn a_failed_down_prints_its_cause_on_screen_and_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = recording_path(
         dir.path(),
         Some("ERROR: failed to delete cluster: docker is not running"),
     );
-    let mut cmd = kgf_up(dir.path());
+    let mut cmd = support::kgf_up_in(dir.path());
     cmd.args(["down", "--profile", "kind-gpu", "--yes"])
         .env("PATH", &path);
     let (out, _) = run_bounded(cmd, Duration::from_secs(30));
@@ -283,7 +295,7 @@ fn doctor_fix_and_recreate_need_consent_too() {
             "cluster.kind.recreate=true",
         ],
     ] {
-        let mut cmd = kgf_up(dir.path());
+        let mut cmd = support::kgf_up_in(dir.path());
         cmd.args(args).env("PATH", &path);
         let (out, _) = run_bounded(cmd, Duration::from_secs(30));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -325,7 +337,7 @@ fn inline_and_set_secrets_stay_out_of_plan_errors_and_logs() {
         (vec!["down", "--profile", p, set], 2),
     ] {
         let state = tempfile::tempdir().unwrap();
-        let mut cmd = kgf_up(state.path());
+        let mut cmd = support::kgf_up_in(state.path());
         cmd.args(&args);
         let (out, _) = run_bounded(cmd, Duration::from_secs(60));
         let all = format!(
@@ -357,7 +369,7 @@ fn two_runs_in_the_same_second_keep_two_logs() {
     let state = tempfile::tempdir().unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
-            kgf_up(state.path())
+            support::kgf_up_in(state.path())
                 .args(["plan", "--profile", "sim"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -377,7 +389,7 @@ fn two_runs_in_the_same_second_keep_two_logs() {
     // A --log-file given twice is appended to, never truncated.
     let log = state.path().join("mine.log");
     for _ in 0..2 {
-        let out = kgf_up(state.path())
+        let out = support::kgf_up_in(state.path())
             .args([
                 "plan",
                 "--profile",
@@ -399,27 +411,123 @@ fn two_runs_in_the_same_second_keep_two_logs() {
     );
 }
 
+/// Runs kgf-up with `args` twice: reading its stdout, and with stdout closed before it writes
+/// (`| head -0`). Returns both outputs.
+fn with_and_without_a_reader(state: &Path, args: &[&str]) -> (Output, Output) {
+    let read = support::kgf_up_in(state).args(args).output().unwrap();
+    let mut child = support::kgf_up_in(state)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    (read, child.wait_with_output().unwrap())
+}
+
 #[test]
 fn a_closed_pipe_ends_every_printing_verb_quietly() {
     let state = tempfile::tempdir().unwrap();
-    for args in [
-        &["plan", "--profile", "sim"][..],
+    let dir = state.path();
+    // An existing cluster whose kubeconfig is not there: every verb that needs the cluster fails
+    // at once, touching nothing.
+    let absent = dir.join("absent.yaml");
+    std::fs::write(
+        &absent,
+        "name: t\ncluster:\n  provider: existing\n  existing: {kubeconfig: /nonexistent/kubeconfig}\n",
+    )
+    .unwrap();
+    // A packaged chart is vendored by copying it: vendor prints without helm or a network.
+    std::fs::write(dir.join("c-0.1.0.tgz"), b"not read, only copied").unwrap();
+    let packaged = dir.join("packaged.yaml");
+    std::fs::write(
+        &packaged,
+        "name: t\ncluster: {provider: existing}\ncomponents:\n  c: {source: {chart: {path: c-0.1.0.tgz}}, namespace: c}\n",
+    )
+    .unwrap();
+    let (absent, packaged) = (absent.to_str().unwrap(), packaged.to_str().unwrap());
+    let vendored = dir.join("vendored");
+    let vendored = vendored.to_str().unwrap();
+    // Every verb; those that print on stdout must end quietly with 0 when nobody reads it.
+    let printing: &[&[&str]] = &[
+        &["plan", "--profile", "sim"],
         &["plan", "--profile", "sim", "--output", "json"],
+        &["status", "--profile", "sim"],
+        &["vendor", "--profile", packaged, "--out", vendored],
+        &[
+            "vendor",
+            "--profile",
+            packaged,
+            "--out",
+            vendored,
+            "-o",
+            "json",
+        ],
+        &["doctor", "--profile", "kind-gpu"],
         &["completions", "bash"],
         &["pipeline", "spec", "--profile", "sim"],
+    ];
+    let others: &[&[&str]] = &[
+        &["up", "--profile", absent],
+        &["up", "--profile", absent, "--output", "json"],
+        &["verify", "--profile", absent],
+        &["down", "--profile", absent, "--yes"],
+        &["doctor", "--profile", absent],
+        &["pipeline", "upload", "--profile", absent],
+    ];
+    for (args, prints) in printing
+        .iter()
+        .map(|a| (a, true))
+        .chain(others.iter().map(|a| (a, false)))
+    {
+        let (read, closed) = with_and_without_a_reader(dir, args);
+        let stderr = String::from_utf8_lossy(&closed.stderr);
+        for bad in ["panicked", "Broken pipe", "os error 32"] {
+            assert!(!stderr.contains(bad), "{args:?} said {bad}: {stderr}");
+        }
+        if prints {
+            assert!(
+                !read.stdout.is_empty(),
+                "{args:?} printed nothing on stdout"
+            );
+            assert_eq!(closed.status.code(), Some(0), "{args:?}: {stderr}");
+            assert!(stderr.trim().is_empty(), "{args:?} said: {stderr}");
+        } else {
+            // Nothing for the closed pipe to cut short: the verb ends as it does with a reader.
+            assert_eq!(
+                closed.status.code(),
+                read.status.code(),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_profile_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let state = tempfile::tempdir().unwrap();
+    let fifo = state.path().join("profile.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    for (path, what) in [
+        (
+            fifo.to_str().unwrap(),
+            "it is a FIFO (a named pipe), not a file",
+        ),
+        ("/dev/zero", "it is a device, not a file"),
     ] {
-        let mut child = kgf_up(state.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // `| head -0`: the reader is gone before kgf-up writes.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+        let mut cmd = support::kgf_up_in(state.path());
+        cmd.args(["plan", "--profile", path]);
+        // Before the fix this waited for a writer forever (or read /dev/zero up to the limit).
+        let (out, took) = run_bounded(cmd, Duration::from_secs(10));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
-        assert!(stderr.trim().is_empty(), "{args:?} said: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{path}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot read profile {path}: {what}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("fix: "), "{stderr}");
+        assert!(took < Duration::from_secs(2), "{path}: {took:?}");
     }
 }
 
@@ -429,7 +537,7 @@ fn up_on_a_machine_without_a_gpu_says_once_what_failed_and_offers_sim() {
     // No docker and no nvidia-smi on this PATH: the kind-gpu preflight fails.
     let (out, took) = run_bounded(
         {
-            let mut cmd = kgf_up(state.path());
+            let mut cmd = support::kgf_up_in(state.path());
             cmd.env("PATH", "/usr/bin:/bin");
             cmd
         },
@@ -450,7 +558,7 @@ fn up_on_a_machine_without_a_gpu_says_once_what_failed_and_offers_sim() {
     assert!(took < Duration::from_secs(30), "{took:?}");
 
     // And sim itself checks its tools before it starts.
-    let mut cmd = kgf_up(state.path());
+    let mut cmd = support::kgf_up_in(state.path());
     cmd.args(["up", "--profile", "sim"])
         .env("PATH", "/nonexistent");
     let (out, _) = run_bounded(cmd, Duration::from_secs(30));

@@ -239,7 +239,9 @@ fn the_real_nvidia_ctk_writes_what_the_containerd_step_checks() {
     let step = plan
         .steps(&[])
         .into_iter()
-        .find(|s| s.id() == kind::ids::gpu_node("kgf-worker", kind::NodeTask::ContainerdRuntime))
+        .find(|s| {
+            s.id() == kind::ids::gpu_node("kgf-worker", kind::NodeTask::ContainerdRuntime.slug())
+        })
         .unwrap();
     let shown = step.describe().commands[0].clone();
     let args: Vec<String> = shown

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kgf_up::components::{Component, health};
+use kgf_up::components::{self, Component};
 use kgf_up::profile::Source;
 use support::{Bed, bed, fixture, kgf_up, text};
 
@@ -166,7 +166,9 @@ spec:
         manifests: Vec::new(),
     };
     let kube = bed.kube().await;
-    let err = health::verify(&kube, &component, false).await.unwrap_err();
+    let err = components::verify(&kube, &component, false)
+        .await
+        .unwrap_err();
     assert!(
         err.message.contains(
             "operand pods on nodes labelled nvidia.com/gpu.deploy.operands=false: \
@@ -187,7 +189,7 @@ spec:
     ]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match health::verify(&kube, &component, false).await {
+        match components::verify(&kube, &component, false).await {
             Ok(why) => {
                 assert!(why.contains("no operand on a node without GPUs"), "{why}");
                 break;

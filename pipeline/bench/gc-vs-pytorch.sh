@@ -2,13 +2,14 @@
 # Benchmark (not a test): GC training throughput of kgf-step (candle) against the same model in
 # PyTorch (pipeline/bench/gc_torch.py), on the same data, the same thread count and the same
 # device, runs alternating (candle, PyTorch, candle, ...) so that both see the same machine load.
-# Counts the optimiser steps alone (batch building, forward, backward, clipping, AdamW); candle's
-# figure is train-gc's own "sentences/s without validation".
+# Counts the optimiser steps alone (batch building with the substitutions, forward, backward,
+# clipping, AdamW); candle's figure is train-gc's own "reads/s without validation". The model is
+# the default read-level GC (every position of a 150-base read in one pass, local attention).
 #
 # Usage: pipeline/bench/gc-vs-pytorch.sh [OUT_DIR]
 # Environment:
 #   ROUNDS (3)       pairs of runs
-#   STEPS (3)        optimiser steps per run, batch 512 (the default preset's)
+#   STEPS (3)        optimiser steps per run, batch 64 reads (the default preset's)
 #   THREADS (nproc)  threads of both frameworks (RAYON_NUM_THREADS / torch.set_num_threads)
 #   DEVICE (cpu)     cpu or cuda (both frameworks)
 #   KGF_STEP         a kgf-step binary (default: cargo build --release -p kgf-step)
@@ -43,12 +44,12 @@ data=$out/data
 if [[ ! -f $data/labels/labels.json ]]; then
   "$KGF_STEP" dataset --preset default --seed 1 --out "$data" 2> "$out/dataset.log"
 fi
-# Just enough fragments (126 sentences each) for STEPS batches of 512, so that no sentence repeats
-# within a run and candle's validation pass (on as many fragments, not timed) stays short.
-limit=$(( (steps * 512 + 125) / 126 + 1 ))
+# Just enough fragments for STEPS batches of 64, so that no read repeats within a run and candle's
+# validation pass (on as many reads, not timed) stays short.
+limit=$(( steps * 64 ))
 
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "model: default GC (256 wide, 4 layers, 4 heads, 1024 intermediate, 22 tokens), batch 512, $steps steps per run, $threads threads, device $device, bf16 $bf16"
+echo "model: default GC (128 wide, 2 layers, 4 heads, 512 intermediate, window 10, 145 positions), batch 64 reads, $steps steps per run, $threads threads, device $device, bf16 $bf16"
 torch_flags=()
 [[ $bf16 == 1 ]] && torch_flags+=(--bf16)
 
@@ -65,25 +66,25 @@ h = json.load(open(sys.argv[1]))
 e = h["epochs"][0]
 print(json.dumps({"framework": "candle", "threads": int(sys.argv[2]), "device": sys.argv[3],
                   "steps": e["steps"], "seconds": e["train_seconds"],
-                  "sentences_per_s": e["throughput"]}))
+                  "reads_per_s": e["throughput"]}))
 EOF
   "$python" "$here/gc_torch.py" --data "$data" --steps "$steps" --limit "$limit" \
     --threads "$threads" --device "$device" "${torch_flags[@]}" > "$out/torch-$r.log"
   grep '^RESULT ' "$out/torch-$r.log" | cut -d' ' -f2- >> "$results"
   tail -n 2 "$results" | "$python" -c '
 import json, sys
-c, t = (json.loads(l)["sentences_per_s"] for l in sys.stdin)
-print(f"round {sys.argv[1]}: candle {c:.1f} sentences/s, PyTorch {t:.1f} sentences/s, ratio {c / t:.2f}")
+c, t = (json.loads(l)["reads_per_s"] for l in sys.stdin)
+print(f"round {sys.argv[1]}: candle {c:.1f} reads/s, PyTorch {t:.1f} reads/s, ratio {c / t:.2f}")
 ' "$r"
 done
 "$python" - "$results" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-c = [r["sentences_per_s"] for r in rows if r["framework"] == "candle"]
-t = [r["sentences_per_s"] for r in rows if r["framework"] == "pytorch"]
+c = [r["reads_per_s"] for r in rows if r["framework"] == "candle"]
+t = [r["reads_per_s"] for r in rows if r["framework"] == "pytorch"]
 ratios = [a / b for a, b in zip(c, t)]
 torch_version = next(r["torch"] for r in rows if r["framework"] == "pytorch")
-print(f"candle  median {statistics.median(c):.1f} sentences/s (runs: {', '.join(f'{x:.1f}' for x in c)})")
-print(f"PyTorch {torch_version} median {statistics.median(t):.1f} sentences/s (runs: {', '.join(f'{x:.1f}' for x in t)})")
+print(f"candle  median {statistics.median(c):.1f} reads/s (runs: {', '.join(f'{x:.1f}' for x in c)})")
+print(f"PyTorch {torch_version} median {statistics.median(t):.1f} reads/s (runs: {', '.join(f'{x:.1f}' for x in t)})")
 print(f"ratio candle/PyTorch: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}, per round)")
 EOF

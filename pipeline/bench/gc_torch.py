@@ -2,19 +2,18 @@
 `kgf-step train-gc` trains it, for a side-by-side throughput benchmark (pipeline/bench/gc-vs-pytorch.sh,
 pipeline/gpu-check.sh). Not part of the pipeline.
 
-Same architecture and step: BERT-style post-norm encoder over [CLS] + `words` k-mer ids + [SEP]
-(learned word and position embeddings, layer norm eps 1e-12, erf GELU, dropout after the
-embeddings, on the attention probabilities, after the attention output and the feed-forward),
-tanh pooler over [CLS], dropout, linear head (past its attention, the last layer runs on the
-[CLS] row alone, as in model.rs: the other rows reach nothing); class-weighted cross-entropy;
-AdamW; global gradient-norm clipping. The batch is built from the split file inside each step,
-as kgf-step does. Prints one line `RESULT {json}` with the sentences per second of the training
-steps alone.
+Same architecture and step: the read-level encoder over a read's k-mer ids (learned k-mer
+embeddings, no absolute positions, layer norm eps 1e-12, dropout after the embeddings), post-norm
+encoder layers whose attention is local (query i sees the keys within `window` positions: a band
+mask; dropout on the attention probabilities, after the attention output and the feed-forward,
+erf GELU), a linear head at every position; class-weighted cross-entropy over every position;
+AdamW; global gradient-norm clipping. Each step's reads get sequencer substitutions afresh at the
+dataset's error rate, as kgf-step's do. Prints one line `RESULT {json}` with the reads per second
+of the training steps alone.
 """
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -22,8 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-
-CLS, SEP = 2, 3
 
 
 class Layer(nn.Module):
@@ -35,7 +32,7 @@ class Layer(nn.Module):
         self.ff_in, self.ff_out = nn.Linear(h, inter), nn.Linear(inter, h)
         self.ff_norm = nn.LayerNorm(h, eps=1e-12)
 
-    def forward(self, x, sdpa, cls_only=False):
+    def forward(self, x, band):
         b, s, h = x.shape
         d = h // self.heads
 
@@ -43,44 +40,54 @@ class Layer(nn.Module):
             return t.view(b, s, self.heads, d).transpose(1, 2)
 
         q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        if sdpa:
-            ctx = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.p if self.training else 0.0
-            )
-        else:
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
-            ctx = F.dropout(att, self.p, self.training) @ v
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=band, dropout_p=self.p if self.training else 0.0
+        )
         ctx = ctx.transpose(1, 2).reshape(b, s, h)
-        if cls_only:  # the last layer past its attention: only [CLS] reaches the pooler
-            x, ctx = x[:, :1], ctx[:, :1]
         x = self.attn_norm(x + F.dropout(self.o(ctx), self.p, self.training))
         ff = self.ff_out(F.gelu(self.ff_in(x)))
         return self.ff_norm(x + F.dropout(ff, self.p, self.training))
 
 
 class GeneClassifier(nn.Module):
-    def __init__(self, vocab, seq_len, classes, h, layers, heads, inter, p):
+    def __init__(self, vocab, positions, window, classes, h, layers, heads, inter, p):
         super().__init__()
         self.p = p
         self.word = nn.Embedding(vocab, h)
-        self.pos = nn.Embedding(seq_len, h)
         self.emb_norm = nn.LayerNorm(h, eps=1e-12)
         self.layers = nn.ModuleList(Layer(h, heads, inter, p) for _ in range(layers))
-        self.pooler = nn.Linear(h, h)
         self.head = nn.Linear(h, classes)
+        i = torch.arange(positions)
+        # True where attention is allowed: |i - j| <= window.
+        self.register_buffer("band", (i[:, None] - i[None, :]).abs() <= window)
         for m in self.modules():  # BERT's initialisation, as model.rs
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=0.02)
             if isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def forward(self, ids, sdpa=False):
-        pos = torch.arange(ids.shape[1], device=ids.device)
-        x = F.dropout(self.emb_norm(self.word(ids) + self.pos(pos)), self.p, self.training)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, sdpa, cls_only=i == len(self.layers) - 1)
-        pooled = torch.tanh(self.pooler(x[:, 0]))
-        return self.head(F.dropout(pooled, self.p, self.training))
+    def forward(self, ids):
+        x = F.dropout(self.emb_norm(self.word(ids)), self.p, self.training)
+        for layer in self.layers:
+            x = layer(x, self.band)
+        return self.head(x)
+
+
+def with_substitutions(tokens, k, rate, rng):
+    """Each base of each read replaced by another with probability `rate`, as kgf-step's
+    gc::with_substitutions: the bases from the k-mer ids, then the ids again."""
+    v = tokens.astype(np.int64) - 5
+    first = np.stack([(v[:, 0] // 5 ** (k - 1 - i)) % 5 for i in range(k)], axis=1)
+    bases = np.concatenate([first, v[:, 1:] % 5], axis=1)
+    hit = rng.random(bases.shape) < rate
+    # Another of A, T, C, G (codes 0..3): add 1..3 modulo 4 (an N stays an N).
+    shift = rng.integers(1, 4, size=bases.shape)
+    bases = np.where(hit & (bases < 4), (bases + shift) % 4, bases)
+    n = tokens.shape[1]
+    ids = np.zeros_like(v)
+    for i in range(k):
+        ids = ids * 5 + bases[:, i : i + n]
+    return ids + 5
 
 
 def main():
@@ -88,66 +95,59 @@ def main():
     ap.add_argument("--data", required=True, help="a `kgf-step dataset` output directory")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--limit", type=int, help="first N GC fragments of the train split")
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--intermediate", type=int, default=1024)
+    ap.add_argument("--intermediate", type=int, default=512)
+    ap.add_argument("--window", type=int, default=10)
     ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--clip", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="autocast the forward pass to bfloat16")
-    ap.add_argument("--sdpa", action="store_true", help="fused scaled_dot_product_attention")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
     dev = torch.device(a.device)
     labels = json.load(open(os.path.join(a.data, "labels", "labels.json")))
-    words = labels["words"]
+    k, rate = labels["k"], labels["config"]["reads"]["error_rate"]
     rows = np.load(os.path.join(a.data, "train", "gc.npy"))
     if a.limit:
         rows = rows[: a.limit]
-    tokens = rows["tokens"].astype(np.int64)
+    tokens = rows["tokens"]
     y_read = rows["label"].astype(np.int64)
-    per_read = tokens.shape[1] - words + 1
-    # Every sentence of every fragment, as model.rs's push_sentence builds them.
-    windows = np.lib.stride_tricks.sliding_window_view(tokens, words, axis=1)
-    n = len(rows) * per_read
+    n, positions = tokens.shape
     classes = len(labels["genes"])
-    counts = np.bincount(y_read, minlength=classes) * per_read
+    counts = np.bincount(y_read, minlength=classes)
     weight = np.where(counts > 0, n / (classes * np.maximum(counts, 1)), 0.0)
 
     model = GeneClassifier(
-        labels["vocab_size"], words + 2, classes, a.hidden, a.layers, a.heads,
+        labels["vocab_size"], positions, a.window, classes, a.hidden, a.layers, a.heads,
         a.intermediate, a.dropout,
     ).to(dev)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     w = torch.tensor(weight, dtype=torch.float32, device=dev)
-    order = np.random.default_rng(a.seed).permutation(n)
-    cls = np.full((a.batch_size, 1), CLS)
-    sep = np.full((a.batch_size, 1), SEP)
+    order = rng.permutation(n)
 
     def step(i):
         idx = order[(i * a.batch_size) % n :][: a.batch_size]
-        r, j = idx // per_read, idx % per_read
-        b = len(idx)
-        ids = np.concatenate([cls[:b], windows[r, j], sep[:b]], axis=1)
-        ids = torch.from_numpy(ids).to(dev)
-        y = torch.from_numpy(y_read[r]).to(dev)
+        ids = torch.from_numpy(with_substitutions(tokens[idx], k, rate, rng)).to(dev)
+        y = torch.from_numpy(np.repeat(y_read[idx], positions)).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
-            logits = model(ids, a.sdpa)
-        loss = F.cross_entropy(logits.float(), y, weight=w)
+            logits = model(ids)
+        loss = F.cross_entropy(logits.float().reshape(-1, classes), y, weight=w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
         opt.step()
-        return loss.item(), b
+        return loss.item(), len(idx)
 
     seen = 0
     started = time.perf_counter()
@@ -167,9 +167,9 @@ def main():
                 "bf16": a.bf16,
                 "threads": torch.get_num_threads(),
                 "steps": a.steps,
-                "sentences": seen,
+                "reads": seen,
                 "seconds": secs,
-                "sentences_per_s": seen / secs,
+                "reads_per_s": seen / secs,
                 "last_loss": loss,
             }
         ),

@@ -10,8 +10,9 @@ the image it built (registry/kgf-step:<version>-<hash>). The model steps ask for
 `nvidia.com/gpu`; a CPU run removes `container.resources.accelerator` from every executor (the
 steps run `--device auto`, which falls back to the CPU) and uses the CPU image.
 
-The last step, `deploy`, runs only when test-fc's balanced accuracy (an output parameter) is at
-least the `deploy_threshold` parameter (a KFP condition): it copies the model to
+The last step, `deploy`, runs only when test-fc's event-level F1 (fusion events called with at
+least 2 supporting reads and the right partner pair; an output parameter) is at least the
+`deploy_threshold` parameter (a KFP condition): it copies the model to
 `<model_store>/<run id>` and creates or updates the InferenceService `gene-fusion` and its
 PodMonitor (kgf-step deploy), asking for `serving_gpus` GPUs for the predictor.
 """
@@ -116,7 +117,7 @@ def test_fc(
     preset: str, seed: int, batch_size: int,
     test: Input[Dataset], labels: Input[Dataset], gc_model: Input[Model], model: Input[Model],
     metrics: Output[Metrics], classification: Output[ClassificationMetrics],
-    balanced_accuracy: dsl.OutputPath(float),
+    event_f1: dsl.OutputPath(float),
 ):
     return dsl.ContainerSpec(
         image=IMAGE,
@@ -125,7 +126,7 @@ def test_fc(
               "--batch-size", batch_size, "--test", test.path, "--labels", labels.path,
               "--gc-model", gc_model.path, "--model", model.path,
               "--metrics-out", metrics.path, "--classification-out", classification.path,
-              "--balanced-accuracy-out", balanced_accuracy,
+              "--event-f1-out", event_f1,
               "--executor-input", EXEC],
     )
 
@@ -193,7 +194,7 @@ def gene_fusion(
                            test=data.outputs["test"], labels=data.outputs["labels"],
                            gc_model=gc.outputs["model"],
                            model=fc.outputs["model"]).set_display_name("test-fc"))
-    with dsl.If(fc_test.outputs["balanced_accuracy"] >= deploy_threshold,
+    with dsl.If(fc_test.outputs["event_f1"] >= deploy_threshold,
                 name="good-enough-to-serve"):
         served = deploy(model_store=model_store, s3_endpoint=s3_endpoint,
                         serving_gpus=serving_gpus, test=data.outputs["test"],

@@ -1,6 +1,7 @@
 //! The served model: a model directory (what `kgf-step all --out DIR` writes, or the deploy
 //! step's copy of it) loaded once, and reads classified in batches — the chimeric probability,
-//! the call at the model's threshold, and the two most likely partner genes.
+//! the call at the model's threshold, and the partner genes (the two sides of the read's
+//! breakpoint for a chimeric call, else its two most likely genes), as test-fc calls them.
 //!
 //! Owns read validation and the forward pass of a batch; knows nothing about HTTP (see `serve`).
 //!
@@ -10,14 +11,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, Examples, Labels};
-use crate::error::{StepError, model};
-use crate::gc::{self, CONFIG, Sentences, WEIGHTS};
-use crate::model::{FcConfig, FusionClassifier, GeneClassifier};
+use crate::error::StepError;
+use crate::fc;
+use crate::gc;
+use crate::model::{FusionClassifier, GeneClassifier};
 use crate::vocab;
 
 /// Model directory entries, relative to its root.
@@ -54,7 +55,9 @@ impl Default for Manifest {
 pub struct Call {
     pub chimeric_probability: f32,
     pub chimeric: bool,
-    /// The two genes with the highest mean sentence probability, most likely first.
+    /// The partner genes with their mean probability over the part of the read each explains
+    /// (a chimeric call: the two sides of the breakpoint, 5' side of the read first; else the
+    /// two most likely genes of the whole read).
     pub partners: [(String, f32); 2],
 }
 
@@ -117,14 +120,7 @@ pub fn check_read(
 /// The bases of a read from its k-mer ids (stride 1): the first k-mer, then the last base of
 /// each following one. The inverse of tokenizing a read of A, C, G, T, N.
 pub fn read_bases(ids: &[u16], k: usize) -> String {
-    let Some((first, rest)) = ids.split_first() else {
-        return String::new();
-    };
-    let mut read = vocab::token(*first, k);
-    for &id in rest {
-        read.push(vocab::token(id, k).chars().last().unwrap_or('N'));
-    }
-    read
+    String::from_utf8(vocab::bases(ids, k)).expect("bases are ASCII")
 }
 
 pub struct Classifier {
@@ -132,7 +128,7 @@ pub struct Classifier {
     fc: FusionClassifier,
     pub labels: Labels,
     pub manifest: Manifest,
-    /// Sentences per GC forward pass.
+    /// Reads per GC forward pass.
     batch: usize,
     dev: Device,
 }
@@ -151,17 +147,6 @@ fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, StepError> {
 /// Writes `serving.json` into a model directory.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), StepError> {
     Ok(crate::report::write_json(dir, MANIFEST, m)?)
-}
-
-/// The FC of a model directory (the same files `train-fc` writes and `test-fc` reads).
-fn load_fc(dir: &Path, dev: &Device) -> Result<FusionClassifier, StepError> {
-    let cfg: FcConfig = read_json(&dir.join(CONFIG))?;
-    let stage = "loading the fusion classifier";
-    let mut varmap = VarMap::new();
-    let fc = FusionClassifier::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, dev))
-        .map_err(model(stage))?;
-    varmap.load(dir.join(WEIGHTS)).map_err(model(stage))?;
-    Ok(fc)
 }
 
 impl Classifier {
@@ -195,16 +180,7 @@ impl Classifier {
         let labels = dataset::read_labels(labels_dir)?;
         let (gc, _vm) = gc::load(gc_dir, dev)?;
         gc::check_compatible(&gc.cfg, &labels, gc_dir)?;
-        let fc = load_fc(fc_dir, dev)?;
-        let width = labels.sentences() * labels.genes.len();
-        if fc.cfg.input != width {
-            return Err(StepError::Mismatch(format!(
-                "the fusion classifier in {} takes {} features per read but the label map in {} gives {width}; use the models and labels of one run",
-                fc_dir.display(),
-                fc.cfg.input,
-                labels_dir.display(),
-            )));
-        }
+        let fc = fc::load(fc_dir, labels.kmers, dev)?;
         Ok(Self {
             gc,
             fc,
@@ -237,47 +213,36 @@ impl Classifier {
             // Other columns (audit fields of the split files) mean nothing for served reads.
             ..Default::default()
         };
-        let (per_read, genes) = (self.labels.sentences(), self.labels.genes.len());
-        let s = Sentences {
-            examples: &ex,
-            per_read,
-            words: self.labels.words,
-        };
-        let probs = gc::probabilities(&self.gc, &s, self.batch, &self.dev, None)?;
-        let width = per_read * genes;
-        let x = Tensor::from_slice(&probs, (reads.len(), width), &self.dev)?;
-        // The FC's logit scores label 1, "not chimeric".
-        let not_chimeric =
-            candle_nn::ops::sigmoid(&self.fc.forward(&x, None)?)?.to_vec1::<f32>()?;
-        Ok(not_chimeric
+        let genes = self.labels.genes.len();
+        let lp = gc::log_probabilities(&self.gc, &ex, self.batch, &self.dev, None)?;
+        let (bps, features) = fc::breakpoints(&lp, self.labels.kmers, genes);
+        let p = fc::chimeric_probabilities(&self.fc, &features, &self.dev)?;
+        Ok(bps
             .iter()
-            .zip(probs.chunks(width))
-            .map(|(&p_not, read)| {
-                let p = 1.0 - p_not;
+            .zip(&p)
+            .zip(lp.chunks(self.labels.kmers * genes))
+            .map(|((bp, &p), read)| {
+                let c = fc::call(bp, p, self.manifest.threshold);
+                let [a, b] = c.pair.expect("every call names two genes");
+                let (fa, fb) = if c.chimeric {
+                    (bp.left_fit, bp.right_fit)
+                } else {
+                    let mean = |g: u16| mean_of(read, genes, g);
+                    (mean(a), mean(b))
+                };
+                let name = |g: u16| self.labels.genes[g as usize].clone();
                 Call {
                     chimeric_probability: p,
-                    chimeric: f64::from(p) > self.manifest.threshold,
-                    partners: self.partners(read, per_read, genes),
+                    chimeric: c.chimeric,
+                    partners: [(name(a), fa.exp()), (name(b), fb.exp())],
                 }
             })
             .collect())
     }
+}
 
-    /// The two genes with the highest mean probability over a read's sentences.
-    fn partners(&self, read: &[f32], per_read: usize, genes: usize) -> [(String, f32); 2] {
-        let mut mean = vec![0f32; genes];
-        for sentence in read.chunks(genes) {
-            for (m, p) in mean.iter_mut().zip(sentence) {
-                *m += p / per_read as f32;
-            }
-        }
-        let mut order: Vec<usize> = (0..genes).collect();
-        order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
-        let pick = |rank: usize| {
-            order.get(rank).map_or((String::new(), 0.0), |&g| {
-                (self.labels.genes[g].clone(), mean[g])
-            })
-        };
-        [pick(0), pick(1)]
-    }
+/// The mean log-probability of gene `g` over a read's positions.
+fn mean_of(read: &[f32], genes: usize, g: u16) -> f32 {
+    let n = read.len() / genes;
+    read.chunks(genes).map(|row| row[g as usize]).sum::<f32>() / n.max(1) as f32
 }

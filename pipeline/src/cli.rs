@@ -2,6 +2,7 @@
 //! preset's configuration with overrides, runs the step, writes its reports. The only module
 //! that knows clap's argument structs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +14,7 @@ use crate::dataset::{self, DataOut};
 use crate::deploy;
 use crate::ensembl;
 use crate::error::{StepError, model};
+use crate::evaluate;
 use crate::metrics::Metrics;
 use crate::model::{DeviceChoice, select_device};
 use crate::report;
@@ -130,9 +132,30 @@ pub enum Command {
         /// Directory of the trained gene classifier.
         #[arg(long)]
         gc_model: PathBuf,
-        /// File for the balanced accuracy alone (a KFP output parameter: the deploy condition).
+        /// File for the event-level F1 at the headline support alone (a KFP output parameter:
+        /// the deploy condition).
         #[arg(long)]
-        balanced_accuracy_out: Option<PathBuf>,
+        event_f1_out: Option<PathBuf>,
+    },
+    /// Score another caller's per-read calls on a test split with test-fc's (or test-gc's) own
+    /// scoring: how the aligners are compared with the model (pipeline/bench/baselines.sh).
+    Score {
+        /// The test split artifact the calls are about.
+        #[arg(long)]
+        test: PathBuf,
+        /// The label-map artifact.
+        #[arg(long)]
+        labels: PathBuf,
+        /// `fc`: a calls file of the FC test reads (`read chimeric score gene_a gene_b`,
+        /// tab-separated, with that header); `gc`: one of the GC test reads (`read gene`).
+        #[arg(long, value_enum)]
+        task: TaskArg,
+        /// The calls file.
+        #[arg(long)]
+        calls: PathBuf,
+        /// Directory for metrics.json.
+        #[arg(long)]
+        metrics_out: PathBuf,
     },
     /// Serve the fusion model over KServe's v2 Open Inference Protocol (HTTP) with Prometheus
     /// metrics on /metrics.
@@ -177,6 +200,12 @@ impl From<PresetArg> for PresetName {
             PresetArg::Default => PresetName::Default,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TaskArg {
+    Gc,
+    Fc,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -328,15 +357,16 @@ pub struct DataFlags {
     /// Length of the synthetic genes relative to the real transcripts' (1.0 = real size).
     #[arg(long)]
     pub length_scale: Option<f64>,
-    /// Bases per GC split block (a whole block goes to one split).
-    #[arg(long)]
-    pub gc_block: Option<usize>,
-    /// Offset between consecutive GC train/val fragments.
+    /// Offset between consecutive GC training fragments of a transcript (the whole panel is
+    /// in training; at most read length - sentence length + 1).
     #[arg(long)]
     pub gc_stride: Option<usize>,
-    /// Offset between consecutive GC test fragments.
+    /// GC validation reads per gene (drawn from the panel with sequencer errors).
     #[arg(long)]
-    pub gc_test_stride: Option<usize>,
+    pub gc_val_reads: Option<usize>,
+    /// GC test reads per gene (drawn from the panel with sequencer errors, from their own stream).
+    #[arg(long)]
+    pub gc_test_reads: Option<usize>,
     #[arg(long)]
     pub k: Option<usize>,
     /// k-mers per sentence.
@@ -376,6 +406,9 @@ pub struct GcFlags {
     pub gc_heads: Option<usize>,
     #[arg(long)]
     pub gc_intermediate: Option<usize>,
+    /// Local attention: the positions on each side a position sees, in every layer.
+    #[arg(long)]
+    pub gc_window: Option<usize>,
     #[arg(long)]
     pub gc_dropout: Option<f64>,
 }
@@ -441,7 +474,7 @@ pub struct TestFlags {
     /// Directory for the confusion matrix / ROC curve (a KFP system.ClassificationMetrics artifact).
     #[arg(long)]
     pub classification_out: Option<PathBuf>,
-    /// Sentences (GC) or reads (FC) per forward pass; the preset's batch size by default.
+    /// Reads per forward pass of the GC; the preset's batch size by default.
     #[arg(long)]
     pub batch_size: Option<usize>,
 }
@@ -468,9 +501,9 @@ fn apply_data(p: &mut Preset, f: &DataFlags) {
     set!(d.reads.min_anchor, f.min_anchor);
     d.hold_out_pairs |= f.hold_out_pairs;
     set!(d.synth.length_scale, f.length_scale);
-    set!(d.gc_split.block, f.gc_block);
-    set!(d.gc_split.stride, f.gc_stride);
-    set!(d.gc_split.test_stride, f.gc_test_stride);
+    set!(d.gc.stride, f.gc_stride);
+    set!(d.gc.val_reads, f.gc_val_reads);
+    set!(d.gc.test_reads, f.gc_test_reads);
     set!(d.k, f.k);
     set!(d.words, f.words);
     d.csv |= f.csv;
@@ -481,6 +514,7 @@ fn apply_gc(p: &mut Preset, f: &GcFlags) {
     set!(p.gc.layers, f.gc_layers);
     set!(p.gc.heads, f.gc_heads);
     set!(p.gc.intermediate, f.gc_intermediate);
+    set!(p.gc.window, f.gc_window);
     set!(p.gc.dropout, f.gc_dropout);
 }
 
@@ -530,8 +564,16 @@ fn report_training(
     Ok(())
 }
 
-fn report_test(common: &Common, m: &Metrics, t: &TestFlags) -> Result<(), StepError> {
-    report::write_json(&t.metrics_out, "metrics.json", m)?;
+/// Writes a test step's reports: `metrics.json` (`report`), the classification artifact of
+/// `m`, the KFP metrics (`scalars`), and the `KGF_METRICS` line.
+fn report_test(
+    common: &Common,
+    report: &impl serde::Serialize,
+    m: &Metrics,
+    scalars: &BTreeMap<String, f64>,
+    t: &TestFlags,
+) -> Result<(), StepError> {
+    report::write_json(&t.metrics_out, "metrics.json", report)?;
     if let Some(dir) = &t.classification_out {
         report::write_json(
             dir,
@@ -543,16 +585,31 @@ fn report_test(common: &Common, m: &Metrics, t: &TestFlags) -> Result<(), StepEr
         report::write_executor_output(
             input,
             &[
-                ("metrics", json!(report::scalars(m))),
+                ("metrics", json!(scalars)),
                 ("classification", report::classification_metadata(m)),
             ],
         )?;
     }
     // One line on stdout that kgf-up reads back from the step's pod log after a run
     // (`kgf-up pipeline run` prints the test steps' metrics from it).
-    println!("KGF_METRICS {}", json!(report::scalars(m)));
-    eprintln!("{}", summary_line(m));
+    println!("KGF_METRICS {}", json!(scalars));
     Ok(())
+}
+
+/// test-gc's scalars: the per-read metrics, and the per-position ones prefixed `position_`.
+fn gc_scalars(r: &gc::GcReport) -> BTreeMap<String, f64> {
+    let mut s = report::scalars(&r.reads);
+    for (k, v) in report::scalars(&r.positions) {
+        s.insert(format!("position_{k}"), v);
+    }
+    s
+}
+
+/// test-fc's scalars: the binary read metrics and the fusion caller's figures.
+fn fc_scalars(r: &fc::FcReport) -> BTreeMap<String, f64> {
+    let mut s = report::scalars(&r.reads);
+    s.extend(r.fusion.scalars());
+    s
 }
 
 /// Writes a KFP output parameter file: the value as text, parent directories created.
@@ -565,6 +622,20 @@ fn write_parameter(path: &Path, value: f64) -> Result<(), StepError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     std::fs::write(path, value.to_string()).map_err(io)
+}
+
+/// Per-read gene metrics of a caller that names a gene per read (or none: counted wrong, as an
+/// extra class `none` in the confusion matrix).
+fn gc_call_metrics(ex: &dataset::Examples, genes: &[Option<u16>], names: &[String]) -> Metrics {
+    let none = names.len() as u32;
+    let mut classes = names.to_vec();
+    classes.push("none".into());
+    let pred: Vec<u32> = genes.iter().map(|g| g.map_or(none, u32::from)).collect();
+    let scores: Vec<f32> = pred
+        .iter()
+        .flat_map(|&p| (0..classes.len() as u32).map(move |c| f32::from(u8::from(c == p))))
+        .collect();
+    crate::metrics::compute(&ex.labels, &pred, &scores, &classes, &ex.groups)
 }
 
 /// The headline metrics with their 95 % intervals, and what the intervals resampled.
@@ -698,8 +769,11 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             let batch = test
                 .batch_size
                 .unwrap_or(preset(common.preset.into()).gc_train.batch_size);
-            let m = gc::test(&test.test, &test.labels, &test.model, batch, &dev)?;
-            report_test(&common, &m, &test)
+            let r = gc::test(&test.test, &test.labels, &test.model, batch, &dev)?;
+            report_test(&common, &r, &r.reads, &gc_scalars(&r), &test)?;
+            eprintln!("test-gc: per read: {}", summary_line(&r.reads));
+            eprintln!("test-gc: per position: {}", summary_line(&r.positions));
+            Ok(())
         }
         Command::TrainFc {
             common,
@@ -734,24 +808,68 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             common,
             test,
             gc_model,
-            balanced_accuracy_out,
+            event_f1_out,
         } => {
             let dev = device(&common)?;
             let batch = test
                 .batch_size
-                .unwrap_or(preset(common.preset.into()).fc_train.batch_size);
-            let m = fc::test(
+                .unwrap_or(preset(common.preset.into()).gc_train.batch_size);
+            let r = fc::test(
                 &test.test,
                 &test.labels,
                 &gc_model,
                 &test.model,
                 batch,
+                classify::DEFAULT_THRESHOLD,
                 &dev,
             )?;
-            if let Some(path) = &balanced_accuracy_out {
-                write_parameter(path, m.balanced_accuracy)?;
+            if let Some(path) = &event_f1_out {
+                write_parameter(path, r.fusion.headline().map_or(0.0, |e| e.f1))?;
             }
-            report_test(&common, &m, &test)
+            report_test(&common, &r, &r.reads, &fc_scalars(&r), &test)?;
+            let labels = dataset::read_labels(&test.labels)?;
+            let calls = test.metrics_out.join("calls.tsv");
+            std::fs::write(&calls, evaluate::format_calls(&r.calls, &labels.genes)).map_err(
+                |source| StepError::Io {
+                    path: calls,
+                    source,
+                },
+            )?;
+            eprintln!("test-fc: {}", r.fusion.summary());
+            Ok(())
+        }
+        Command::Score {
+            test,
+            labels,
+            task,
+            calls,
+            metrics_out,
+        } => {
+            let l = dataset::read_labels(&labels)?;
+            let text = std::fs::read_to_string(&calls).map_err(|source| StepError::Io {
+                path: calls.clone(),
+                source,
+            })?;
+            let bad = |e: String| StepError::Mismatch(format!("{}: {e}", calls.display()));
+            match task {
+                TaskArg::Fc => {
+                    let ex = dataset::load_fc(&test, &l)?;
+                    let parsed = evaluate::parse_calls(&text, &l.genes, ex.len()).map_err(bad)?;
+                    let scores = evaluate::score(&fc::truth(&ex), &parsed);
+                    report::write_json(&metrics_out, "metrics.json", &scores)?;
+                    println!("KGF_METRICS {}", json!(scores.scalars()));
+                    eprintln!("score: {}", scores.summary());
+                }
+                TaskArg::Gc => {
+                    let ex = dataset::load_gc(&test, &l)?;
+                    let genes = evaluate::parse_genes(&text, &l.genes, ex.len()).map_err(bad)?;
+                    let m = gc_call_metrics(&ex, &genes, &l.genes);
+                    report::write_json(&metrics_out, "metrics.json", &m)?;
+                    println!("KGF_METRICS {}", json!(report::scalars(&m)));
+                    eprintln!("score: {}", summary_line(&m));
+                }
+            }
+            Ok(())
         }
         Command::Serve { serve: f } => {
             let model = if f.model.starts_with("s3://") {
@@ -838,9 +956,13 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
     )?;
     report::write_json(&out.join("gc-test"), "metrics.json", &gc_metrics)?;
     eprintln!(
-        "test-gc: {} (chance accuracy {:.4})",
-        summary_line(&gc_metrics),
+        "test-gc: per read: {} (chance accuracy {:.4})",
+        summary_line(&gc_metrics.reads),
         1.0 / labels.genes.len() as f64
+    );
+    eprintln!(
+        "test-gc: per position: {}",
+        summary_line(&gc_metrics.positions)
     );
     let fc_history = fc::train(&fc::TrainFc {
         train: &data.train,
@@ -859,11 +981,20 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
         &data.labels,
         &gc_model,
         &fc_model,
-        p.fc_train.batch_size,
+        p.gc_train.batch_size,
+        classify::DEFAULT_THRESHOLD,
         &dev,
     )?;
     report::write_json(&out.join("fc-test"), "metrics.json", &fc_metrics)?;
-    eprintln!("test-fc: {}", summary_line(&fc_metrics));
+    std::fs::write(
+        out.join("fc-test/calls.tsv"),
+        evaluate::format_calls(&fc_metrics.calls, &labels.genes),
+    )
+    .map_err(|source| StepError::Io {
+        path: out.join("fc-test/calls.tsv"),
+        source,
+    })?;
+    eprintln!("test-fc: {}", fc_metrics.fusion.summary());
     let majority = |m: &Metrics| {
         m.per_class.iter().map(|c| c.support).max().unwrap_or(0) as f64 / m.samples.max(1) as f64
     };
@@ -873,13 +1004,13 @@ fn all(p: &Preset, common: &Common, caps: Caps, out: &Path) -> Result<(), StepEr
         "gc": {
             "test": gc_metrics,
             "chance_accuracy": 1.0 / labels.genes.len() as f64,
-            "majority_accuracy": majority(&gc_metrics),
+            "majority_accuracy": majority(&gc_metrics.reads),
             "history": gc_history,
         },
         "fc": {
             "test": fc_metrics,
             "chance_balanced_accuracy": 0.5,
-            "majority_accuracy": majority(&fc_metrics),
+            "majority_accuracy": majority(&fc_metrics.reads),
             "history": fc_history,
         },
         "config": p,

@@ -2,12 +2,16 @@
 //! cannot leak → three split artifacts (`gc.npy`, `fc.npy`, optional CSV) and the label-map
 //! artifact (`labels.json`, `vocab.txt`).
 //!
-//! The splits (design §4): GC fragments are split by block of sequence, so that no
-//! sentence-length window (either strand) is in two splits and exact duplicates across
-//! isoforms are written once, stratified per gene; FC reads are split by fusion event (or gene
-//! pair), so that a test junction is never seen in training and both mates of a pair stay
-//! together, stratified per 5' gene. Reads crossing a junction with fewer than `min_anchor`
-//! bases on one side are dropped, not mislabelled.
+//! The splits (design §4): the GC is a panel classifier, so its training split is the whole
+//! panel (every transcript cut into error-free fragments that hold every sentence-length
+//! window, each on both strands, exact duplicates across isoforms written once), and its
+//! validation and test splits are reads drawn independently from the panel (their own seed
+//! streams, sequencer errors as the FC's reads), none equal to a training fragment; FC reads
+//! are split by fusion event (or gene pair), so that a test junction is never seen in training
+//! and both mates of a pair stay together, stratified per 5' gene. Reads crossing a junction
+//! with fewer than `min_anchor` bases on one side are dropped, not mislabelled. The panel
+//! itself goes into the label artifact as `panel.fa` (what an aligner is given as its
+//! reference when it is compared with the model on the same reads).
 //!
 //! Streams the FC: one fusion's reads are in memory at a time and every record goes straight to
 //! its split's file, so memory does not grow with the number of reads (the GC plan holds one
@@ -48,17 +52,17 @@ impl Split {
     }
 }
 
-/// How the GC fragments are cut and split.
+/// How the GC's data is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GcSplit {
-    /// Bases per split unit: each gene's sequence is cut into blocks of about this length and a
-    /// whole block goes to one split, so that overlapping fragments never straddle two splits.
-    pub block: usize,
-    /// Offset between consecutive train and val fragments within a block.
+pub struct GcData {
+    /// Offset between consecutive training fragments of a transcript (at most
+    /// `read_length - (k + words - 1) + 1`, so that every sentence-length window of the panel is
+    /// in a training fragment).
     pub stride: usize,
-    /// Offset between consecutive test fragments: denser, so that every gene has enough test
-    /// fragments for an interval (their correlation is handled by resampling whole blocks).
-    pub test_stride: usize,
+    /// Validation reads per gene (early stopping).
+    pub val_reads: usize,
+    /// Test reads per gene.
+    pub test_reads: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,7 +75,7 @@ pub struct DataConfig {
     /// Split FC fusions by partner pair (no gene pair in two splits) rather than by event.
     pub hold_out_pairs: bool,
     pub reads: ReadConfig,
-    pub gc_split: GcSplit,
+    pub gc: GcData,
     pub k: usize,
     pub words: usize,
     pub csv: bool,
@@ -119,8 +123,12 @@ pub struct Labels {
     pub vocab_size: usize,
     pub seed: u64,
     pub counts: Vec<SplitCounts>,
-    /// GC fragments not written because the same sequence (either strand) was already written.
+    /// GC training fragments not written because the same sequence (either strand) was
+    /// already written.
     pub gc_duplicates: u64,
+    /// GC validation and test reads drawn again because they equalled a training fragment.
+    #[serde(default)]
+    pub gc_reads_redrawn: u64,
     /// FC reads not written because they cross a junction with fewer than `min_anchor` bases
     /// on one partner.
     pub fc_ambiguous: u64,
@@ -137,7 +145,7 @@ impl Labels {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SplitCounts {
     pub split: String,
-    /// GC records (each fragment once per strand).
+    /// GC records (train: each fragment once per strand; val, test: reads).
     pub gc_fragments: u64,
     pub fc_reads: u64,
     pub fc_chimeric: u64,
@@ -180,7 +188,7 @@ pub fn gc_columns(kmers: usize) -> Vec<Column> {
         Column::scalar("transcript", 4),
         Column::scalar("offset", 4),
         Column::scalar("strand", 1),
-        Column::scalar("block", 4),
+        Column::scalar("span", 2),
         Column::scalar("label", 2),
         Column {
             name: "tokens",
@@ -248,11 +256,12 @@ fn validate(cfg: &DataConfig) -> Result<(), DatasetError> {
             rl / 2
         ));
     }
-    let g = &cfg.gc_split;
-    if g.block < rl || g.stride == 0 || g.test_stride == 0 {
+    let most = rl + 1 - (cfg.k + cfg.words - 1);
+    if cfg.gc.stride == 0 || cfg.gc.stride > most {
         return bad(format!(
-            "--gc-block {} must be at least the read length {rl}, and the strides positive",
-            g.block
+            "--gc-stride {} with reads of {rl} and sentences of {} bases leaves windows of the panel out of training (use 1..={most})",
+            cfg.gc.stride,
+            cfg.k + cfg.words - 1
         ));
     }
     Ok(())
@@ -268,34 +277,151 @@ fn hash(bytes: &[u8]) -> u64 {
     rng::key(h, "hash", 0)
 }
 
-/// The same value for a sequence and its reverse complement (`rc` is the reverse complement
-/// of the whole sequence `fwd` belongs to; the window is `fwd[p..p + len]`).
-fn canonical(fwd: &[u8], rc: &[u8], p: usize, len: usize) -> u64 {
-    let n = fwd.len();
-    hash(&fwd[p..p + len]).min(hash(&rc[n - p - len..n - p]))
+/// The same value for a sequence and its reverse complement.
+fn canonical(seq: &[u8]) -> u64 {
+    hash(seq).min(hash(&simulate::reverse_complement(seq)))
 }
 
-/// One GC fragment of the plan: `read_length` bases of `transcript` from `offset`.
+/// One GC training fragment: `read_length` error-free bases of `transcript` from `offset`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GcFragment {
     pub transcript: usize,
     pub offset: usize,
     pub gene: usize,
-    /// The block it was cut from: fragments of one block are correlated, so intervals resample
-    /// whole blocks.
-    pub block: u32,
-    pub split: Split,
 }
 
-/// The GC plan: which fragments exist and which split each is in.
+/// The GC's training fragments: the whole panel.
 #[derive(Clone, Debug)]
 pub struct GcPlan {
     pub fragments: Vec<GcFragment>,
+    /// Fragments not written because the same sequence (either strand) already was: the
+    /// exons isoforms share.
     pub duplicates: u64,
 }
 
-/// The splits of `n` new blocks of a gene seen for the first time, stratified: at least one
-/// test block once there are two, one val block once there are three, else 80/10/10 rounded.
+/// The offsets of the training fragments of a transcript of `len` bases: every `stride` bases,
+/// and one more that ends at the transcript's end, so that with `stride` at most
+/// `read_length - window + 1` every window of `window` bases lies inside a fragment.
+fn fragment_offsets(len: usize, read_length: usize, stride: usize) -> Vec<usize> {
+    if len < read_length {
+        return Vec::new();
+    }
+    let last = len - read_length;
+    let mut out: Vec<usize> = (0..=last).step_by(stride.max(1)).collect();
+    if out.last() != Some(&last) {
+        out.push(last);
+    }
+    out
+}
+
+/// Plans the GC training fragments: every transcript of the panel, cut every `gc.stride`
+/// bases (and at its end), so that every sentence-length window of the panel is in training;
+/// a fragment whose sequence (either strand) was planned already is written once.
+pub fn plan_gc(reference: &Reference, cfg: &DataConfig) -> GcPlan {
+    let rl = cfg.reads.read_length;
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut plan = GcPlan {
+        fragments: Vec::new(),
+        duplicates: 0,
+    };
+    for (ti, t) in reference.transcripts.iter().enumerate() {
+        for o in fragment_offsets(t.seq.len(), rl, cfg.gc.stride) {
+            if seen.insert(canonical(&t.seq[o..o + rl])) {
+                plan.fragments.push(GcFragment {
+                    transcript: ti,
+                    offset: o,
+                    gene: t.gene,
+                });
+            } else {
+                plan.duplicates += 1;
+            }
+        }
+    }
+    plan
+}
+
+/// A GC validation or test read: drawn from the panel with sequencer errors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GcRead {
+    pub transcript: usize,
+    /// Leftmost transcript base the read covers.
+    pub offset: usize,
+    /// 0: the transcript's strand; 1: the reverse complement.
+    pub strand: u8,
+    pub span: usize,
+    pub gene: usize,
+    pub seq: Vec<u8>,
+}
+
+/// `per_gene` reads of every gene from the stream `purpose` (a transcript of the gene, a strand
+/// and a start drawn uniformly, then sequenced with the FC reads' error rates). A read whose
+/// sequence equals a training fragment's (`train`: hashes of both strands of every fragment)
+/// is not a test of anything the model did not see, so it is replaced by another draw;
+/// returns the reads and how many were replaced.
+pub fn gc_reads(
+    reference: &Reference,
+    cfg: &DataConfig,
+    seed: u64,
+    purpose: &str,
+    per_gene: usize,
+    train: &HashSet<u64>,
+) -> (Vec<GcRead>, u64) {
+    let rl = cfg.reads.read_length;
+    let (mut out, mut replaced) = (Vec::new(), 0u64);
+    for g in 0..reference.genes.len() {
+        let txs: Vec<(usize, &Transcript)> = reference
+            .of_gene(g)
+            .filter(|(_, t)| t.seq.len() >= rl)
+            .collect();
+        if txs.is_empty() {
+            continue;
+        }
+        let mut rng = Rng::derive(seed, purpose, g as u64);
+        let mut made = 0;
+        // Bounded, so that a degenerate panel (every read a training fragment) still ends.
+        for _ in 0..per_gene * 20 {
+            if made == per_gene {
+                break;
+            }
+            let (ti, t) = txs[rng.below(txs.len())];
+            let strand = rng.below(2) as u8;
+            let len = t.seq.len();
+            let template = if strand == 0 {
+                t.seq.clone()
+            } else {
+                simulate::reverse_complement(&t.seq)
+            };
+            let start = rng.below(len - rl + 1);
+            let Some((seq, span)) =
+                simulate::sequence(&template[start..], rl, &cfg.reads, &mut rng)
+            else {
+                continue;
+            };
+            if train.contains(&hash(&seq)) {
+                replaced += 1;
+                continue;
+            }
+            let offset = if strand == 0 {
+                start
+            } else {
+                len - start - span
+            };
+            out.push(GcRead {
+                transcript: ti,
+                offset,
+                strand,
+                span,
+                gene: g,
+                seq,
+            });
+            made += 1;
+        }
+    }
+    (out, replaced)
+}
+
+/// The splits of `n` units (a gene's fusions, or the gene pairs), stratified: at least one test
+/// unit once there are two, one val unit once there are three, else 80/10/10 rounded.
 fn stratified(n: usize, rng: &mut Rng) -> Vec<Split> {
     let (test, val) = match n {
         0 | 1 => (0, 0),
@@ -316,140 +442,11 @@ fn stratified(n: usize, rng: &mut Rng) -> Vec<Split> {
     out
 }
 
-/// Plans the GC fragments so that no sequence a sentence can see is in two splits.
-///
-/// Every sentence-length window (`k + words - 1` bases) of every transcript, on either strand,
-/// belongs to exactly one block, and a block to one split. Transcripts are visited gene by
-/// gene, longest first; a window already seen (a shared exon of another isoform, a shared
-/// domain of a paralog, a repeat) keeps the block it got first; runs of unseen windows are cut
-/// into new blocks of `gc_split.block` bases (short runs join their neighbour's block), and a
-/// gene's first transcript gets its blocks' splits stratified. Fragments are then cut only
-/// where all their windows are in one split (`stride` apart, `test_stride` in test), and exact
-/// duplicates across isoforms (either strand) are written once.
-pub fn plan_gc(reference: &Reference, cfg: &DataConfig, seed: u64) -> GcPlan {
-    let rl = cfg.reads.read_length;
-    let w = cfg.k + cfg.words - 1;
-    let block_len = cfg.gc_split.block - w + 1;
-    let mut window_block: HashMap<u64, u32> = HashMap::new();
-    let mut blocks: Vec<Split> = Vec::new();
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut plan = GcPlan {
-        fragments: Vec::new(),
-        duplicates: 0,
-    };
-    for g in 0..reference.genes.len() {
-        let mut txs: Vec<(usize, &Transcript)> = reference.of_gene(g).collect();
-        txs.sort_by_key(|(i, t)| (std::cmp::Reverse(t.seq.len()), *i));
-        let mut rng = Rng::derive(seed, "gc-split", g as u64);
-        let mut gene_seen = false;
-        for &(ti, t) in &txs {
-            if t.seq.len() < rl {
-                continue;
-            }
-            let rc = simulate::reverse_complement(&t.seq);
-            let m = t.seq.len() - w + 1;
-            let keys: Vec<u64> = (0..m).map(|p| canonical(&t.seq, &rc, p, w)).collect();
-            let mut blk: Vec<Option<u32>> =
-                keys.iter().map(|k| window_block.get(k).copied()).collect();
-            // Runs of unseen windows: long ones become new blocks, short ones join a neighbour.
-            let mut pieces: Vec<(usize, usize)> = Vec::new();
-            let mut p = 0;
-            while p < m {
-                if blk[p].is_some() {
-                    p += 1;
-                    continue;
-                }
-                let a = p;
-                while p < m && blk[p].is_none() {
-                    p += 1;
-                }
-                let len = p - a;
-                let neighbour = if a > 0 {
-                    blk[a - 1]
-                } else {
-                    blk.get(p).copied().flatten()
-                };
-                match neighbour {
-                    Some(b) if len < block_len => blk[a..p].fill(Some(b)),
-                    _ => {
-                        let n = (len / block_len).max(1);
-                        for i in 0..n {
-                            let hi = if i + 1 == n {
-                                p
-                            } else {
-                                a + (i + 1) * block_len
-                            };
-                            pieces.push((a + i * block_len, hi));
-                        }
-                        blk[a..p].fill(Some(u32::MAX));
-                    }
-                }
-            }
-            let splits = if !gene_seen {
-                gene_seen = true;
-                stratified(pieces.len(), &mut rng)
-            } else {
-                pieces
-                    .iter()
-                    .map(|_| match rng.uniform() {
-                        u if u < 0.8 => Split::Train,
-                        u if u < 0.9 => Split::Val,
-                        _ => Split::Test,
-                    })
-                    .collect()
-            };
-            for (&(a, b), s) in pieces.iter().zip(splits) {
-                blk[a..b].fill(Some(blocks.len() as u32));
-                blocks.push(s);
-            }
-            // Record the windows; a window repeated within this transcript takes the block of
-            // its first occurrence, so that the map and the fragments agree.
-            let blk: Vec<u32> = keys
-                .iter()
-                .zip(blk)
-                .map(|(k, b)| *window_block.entry(*k).or_insert(b.expect("assigned")))
-                .collect();
-            // Fragments: all windows of a fragment in one split.
-            let windows = rl - w + 1;
-            let mut a = 0;
-            while a < m {
-                let s = blocks[blk[a] as usize];
-                let mut b = a;
-                while b < m && blocks[blk[b] as usize] == s {
-                    b += 1;
-                }
-                let stride = if s == Split::Test {
-                    cfg.gc_split.test_stride
-                } else {
-                    cfg.gc_split.stride
-                };
-                let mut o = a;
-                while o + windows <= b {
-                    if seen.insert(canonical(&t.seq, &rc, o, rl)) {
-                        plan.fragments.push(GcFragment {
-                            transcript: ti,
-                            offset: o,
-                            gene: g,
-                            block: blk[o],
-                            split: s,
-                        });
-                    } else {
-                        plan.duplicates += 1;
-                    }
-                    o += stride;
-                }
-                a = b;
-            }
-        }
-    }
-    plan
-}
-
 /// The split of each fusion. By event (default): a fusion event, identified by its gene pair
 /// and the sequence on either side of its junction (`read_length` bases), keeps the split it
 /// first got, and new events take the next of their 5' gene's shuffled split slots (10 % test
 /// and val, at least one each). With `hold_out_pairs`: every unordered gene pair gets a split up front (the pairs
-/// stratified 80/10/10 as blocks are), so no pair is in two splits.
+/// stratified 80/10/10 as fusions are), so no pair is in two splits.
 struct FusionSplitter {
     flank: usize,
     slots: Vec<Vec<Split>>,
@@ -600,7 +597,7 @@ pub fn write(
             fc: Writer::create(&dir.join("fc.npy"), &fc_columns(kmers))?,
             gc_csv: csv(
                 "gc.csv",
-                "transcript,offset,strand,block,label,gene,sequence,tokens",
+                "transcript,offset,strand,span,label,gene,sequence,tokens",
             )?,
             fc_csv: csv(
                 "fc.csv",
@@ -621,41 +618,69 @@ pub fn write(
             .join(" ")
     };
 
-    // GC: error-free fragments on both strands (mate 2 of every FC read is reverse-complemented,
-    // so the GC must know both), split as planned.
-    let plan = plan_gc(reference, cfg, seed);
+    // GC training: the whole panel, error-free, on both strands (mate 2 of every read is
+    // reverse-complemented, so the GC must know both).
+    let plan = plan_gc(reference, cfg);
+    let mut train_hashes: HashSet<u64> = HashSet::new();
+    let mut gc_rows: Vec<(Split, GcRead)> = Vec::new();
     for fr in &plan.fragments {
         let t = &reference.transcripts[fr.transcript];
         let fwd = &t.seq[fr.offset..fr.offset + rl];
-        for (strand, seq) in [(0u64, fwd.to_vec()), (1, simulate::reverse_complement(fwd))] {
-            tokens.clear();
-            vocab::tokenize(&seq, cfg.k, &mut tokens);
-            let f = &mut files[fr.split as usize];
-            f.gc.write(&[
-                &[fr.transcript as u64],
-                &[fr.offset as u64],
-                &[strand],
-                &[u64::from(fr.block)],
-                &[t.gene as u64],
-                &as_u64(&tokens),
-            ])?;
-            if let Some(w) = &mut f.gc_csv {
-                writeln!(
-                    w,
-                    "{},{},{strand},{},{},{},{},{}",
-                    fr.transcript,
-                    fr.offset,
-                    fr.block,
-                    t.gene,
-                    reference.genes[t.gene],
-                    String::from_utf8_lossy(&seq),
-                    joined(&tokens)
-                )
-                .map_err(io_err(&f.dir.join("gc.csv")))?;
-            }
-            f.counts.gc_fragments += 1;
+        for (strand, seq) in [(0u8, fwd.to_vec()), (1, simulate::reverse_complement(fwd))] {
+            train_hashes.insert(hash(&seq));
+            gc_rows.push((
+                Split::Train,
+                GcRead {
+                    transcript: fr.transcript,
+                    offset: fr.offset,
+                    strand,
+                    span: rl,
+                    gene: fr.gene,
+                    seq,
+                },
+            ));
         }
     }
+    // GC validation and test: reads drawn independently, each split from its own stream.
+    let mut redrawn = 0;
+    for (split, purpose, per_gene) in [
+        (Split::Val, "gc-val-reads", cfg.gc.val_reads),
+        (Split::Test, "gc-test-reads", cfg.gc.test_reads),
+    ] {
+        let (reads, r) = gc_reads(reference, cfg, seed, purpose, per_gene, &train_hashes);
+        redrawn += r;
+        gc_rows.extend(reads.into_iter().map(|read| (split, read)));
+    }
+    for (split, read) in &gc_rows {
+        tokens.clear();
+        vocab::tokenize(&read.seq, cfg.k, &mut tokens);
+        let f = &mut files[*split as usize];
+        f.gc.write(&[
+            &[read.transcript as u64],
+            &[read.offset as u64],
+            &[u64::from(read.strand)],
+            &[read.span as u64],
+            &[read.gene as u64],
+            &as_u64(&tokens),
+        ])?;
+        if let Some(w) = &mut f.gc_csv {
+            writeln!(
+                w,
+                "{},{},{},{},{},{},{},{}",
+                read.transcript,
+                read.offset,
+                read.strand,
+                read.span,
+                read.gene,
+                reference.genes[read.gene],
+                String::from_utf8_lossy(&read.seq),
+                joined(&tokens)
+            )
+            .map_err(io_err(&f.dir.join("gc.csv")))?;
+        }
+        f.counts.gc_fragments += 1;
+    }
+    drop(gc_rows);
 
     // FC: fusions_per_gene fusions with each gene as the 5' partner, reads at ~coverage; every
     // read of a fusion event (both mates of every pair) goes to the event's split.
@@ -733,10 +758,12 @@ pub fn write(
         seed,
         counts,
         gc_duplicates: plan.duplicates,
+        gc_reads_redrawn: redrawn,
         fc_ambiguous: ambiguous,
         config: cfg.clone(),
     };
     write_labels(&labels, &out.labels)?;
+    write_panel(reference, &out.labels)?;
     Ok(labels)
 }
 
@@ -753,6 +780,22 @@ fn write_labels(labels: &Labels, dir: &Path) -> Result<(), DatasetError> {
     w.flush().map_err(io_err(&p))
 }
 
+/// The panel's transcripts as FASTA (`>GENE|TRANSCRIPT`), the reference an aligner is given.
+pub const PANEL_FASTA: &str = "panel.fa";
+
+fn write_panel(reference: &Reference, dir: &Path) -> Result<(), DatasetError> {
+    let p = dir.join(PANEL_FASTA);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io_err(&p))?);
+    for t in &reference.transcripts {
+        writeln!(w, ">{}|{}", reference.genes[t.gene], t.name).map_err(io_err(&p))?;
+        for line in t.seq.chunks(80) {
+            w.write_all(line).map_err(io_err(&p))?;
+            w.write_all(b"\n").map_err(io_err(&p))?;
+        }
+    }
+    w.flush().map_err(io_err(&p))
+}
+
 pub fn read_labels(dir: &Path) -> Result<Labels, DatasetError> {
     let p = dir.join("labels.json");
     let bytes = std::fs::read(&p).map_err(io_err(&p))?;
@@ -760,13 +803,16 @@ pub fn read_labels(dir: &Path) -> Result<Labels, DatasetError> {
 }
 
 /// A split loaded for a model step: k-mer ids (row-major, `kmers` per read), labels, and the
-/// group of each read (GC: its block; FC: its fusion), the unit that intervals resample.
+/// group of each read (GC: the read itself, each drawn independently; FC: its fusion event),
+/// the unit that intervals resample.
 #[derive(Clone, Debug, Default)]
 pub struct Examples {
     pub kmers: usize,
     pub tokens: Vec<u16>,
     pub labels: Vec<u32>,
     pub groups: Vec<u64>,
+    /// FC only: each read's fusion partners (5' gene, 3' gene).
+    pub partners: Vec<[u16; 2]>,
 }
 
 impl Examples {
@@ -789,12 +835,12 @@ pub fn load_gc(dir: &Path, labels: &Labels) -> Result<Examples, DatasetError> {
         &dir.join("gc.npy"),
         &gc_columns(labels.kmers),
         labels.kmers,
-        |f| {
+        |row, f| {
             f.uint(4);
             f.uint(4);
             f.uint(1);
-            let block = f.uint(4);
-            (f.uint(2) as u32, block)
+            f.uint(2);
+            (f.uint(2) as u32, row as u64, None)
         },
     )
 }
@@ -805,7 +851,7 @@ pub fn load_fc(dir: &Path, labels: &Labels) -> Result<Examples, DatasetError> {
         &dir.join("fc.npy"),
         &fc_columns(labels.kmers),
         labels.kmers,
-        |f| {
+        |_, f| {
             let fusion = f.uint(4);
             f.uint(4);
             f.uint(4);
@@ -813,9 +859,9 @@ pub fn load_fc(dir: &Path, labels: &Labels) -> Result<Examples, DatasetError> {
             f.uint(4);
             f.uint(1);
             let label = f.uint(1) as u32;
-            f.uint(2);
-            f.uint(2);
-            (label, fusion)
+            let five = f.uint(2) as u16;
+            let three = f.uint(2) as u16;
+            (label, fusion, Some([five, three]))
         },
     )
 }
@@ -824,7 +870,7 @@ fn load(
     path: &Path,
     columns: &[Column],
     kmers: usize,
-    label_and_group: impl Fn(&mut Fields) -> (u32, u64),
+    label_and_group: impl Fn(usize, &mut Fields) -> (u32, u64, Option<[u16; 2]>),
 ) -> Result<Examples, DatasetError> {
     let mut r = Reader::open(path, columns)?;
     let rows = r.rows() as usize;
@@ -833,12 +879,14 @@ fn load(
         tokens: Vec::with_capacity(rows * kmers),
         labels: Vec::with_capacity(rows),
         groups: Vec::with_capacity(rows),
+        partners: Vec::new(),
     };
     while let Some(rec) = r.next_record()? {
         let mut f = Fields::new(rec);
-        let (label, group) = label_and_group(&mut f);
+        let (label, group, partners) = label_and_group(ex.labels.len(), &mut f);
         ex.labels.push(label);
         ex.groups.push(group);
+        ex.partners.extend(partners);
         f.u16s(kmers, &mut ex.tokens);
     }
     Ok(ex)
@@ -857,7 +905,15 @@ mod tests {
     }
 
     #[test]
-    fn stratified_blocks_give_every_gene_a_test_block_once_it_has_two() {
+    fn fragment_offsets_step_by_the_stride_and_end_at_the_transcripts_end() {
+        assert_eq!(fragment_offsets(10, 4, 3), vec![0, 3, 6]);
+        assert_eq!(fragment_offsets(11, 4, 3), vec![0, 3, 6, 7]);
+        assert_eq!(fragment_offsets(4, 4, 3), vec![0]);
+        assert!(fragment_offsets(3, 4, 3).is_empty());
+    }
+
+    #[test]
+    fn stratified_splits_give_every_gene_a_test_slot_once_it_has_two() {
         let mut rng = Rng::new(1);
         assert_eq!(stratified(1, &mut rng), vec![Split::Train]);
         let two = stratified(2, &mut rng);

@@ -345,7 +345,7 @@ async fn deploy(o: &Options) -> Result<(), StepError> {
         &o.fc_model,
         &o.labels,
         manifest,
-        4096,
+        crate::fc::GC_BATCH,
         &candle_core::Device::Cpu,
     )?;
     let probes =

@@ -566,24 +566,26 @@ fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 /// Multi-head self-attention over packed projections, for a batch of sequences: the shape, and
-/// the kernels of one sequence. `qkv` holds a sequence's `s` rows of [q | k | v]; only its
-/// first `queries` rows are queries (all of them, or `[CLS]` alone), and its result is those
-/// rows of the heads' outputs merged, `mask ⊙ softmax(q·kᵀ/√d) · v` per head, with `mask` the
-/// dropout factors of the sequence per head, query and key (or none). Composed of candle
-/// primitives this is a dozen graph nodes (head split copies, two batched matmuls of 22 × 22
-/// blocks, the scaling, softmax, dropout, the merge copy), each with gradient buffers of its own.
+/// the kernels of one sequence. `qkv` holds a sequence's `s` rows of [q | k | v], and its
+/// result is the heads' outputs merged, `mask ⊙ softmax(q·kᵀ/√d) · v` per head, with `mask` the
+/// dropout factors of the sequence per head, query and key (or none). With a `window`, query i
+/// sees only the keys within `window` positions of it (local attention: the read-level GC gives
+/// every position of a read the view a sentence has, in one pass), and the work outside the
+/// band is skipped. Composed of candle primitives this is a dozen graph nodes (head split copies,
+/// two batched matmuls, the scaling, softmax, dropout, the merge copy), each with gradient
+/// buffers of its own.
 #[derive(Clone, Copy)]
 struct Heads {
     s: usize,
     h: usize,
     heads: usize,
     d: usize,
-    queries: usize,
     scale: f32,
+    window: usize,
 }
 
 impl Heads {
-    fn new(op: &str, s: usize, h: usize, heads: usize, queries: usize) -> Result<Self> {
+    fn new(op: &str, s: usize, h: usize, heads: usize, window: Option<usize>) -> Result<Self> {
         if heads == 0 || !h.is_multiple_of(heads) {
             bail!("{op}: hidden width {h} does not split into {heads} heads");
         }
@@ -593,9 +595,18 @@ impl Heads {
             h,
             heads,
             d,
-            queries,
             scale: 1.0 / (d as f32).sqrt(),
+            window: window.unwrap_or(s),
         })
+    }
+
+    /// The keys query `i` sees: `[lo, hi)`.
+    #[inline(always)]
+    fn band(&self, i: usize) -> (usize, usize) {
+        (
+            i.saturating_sub(self.window),
+            (i + self.window + 1).min(self.s),
+        )
     }
 
     /// Query `i`'s (c = 0), key's (1) or value's (2) vector of head `hd`, in one sequence's
@@ -613,28 +624,29 @@ impl Heads {
         mask.map(|m| &m[hd * n..][..n])
     }
 
-    /// softmax(q·kᵀ·scale) of head `hd` of one sequence, the query rows into `p` (s × s).
+    /// softmax(q·kᵀ·scale) of head `hd` of one sequence into `p` (s × s; zero outside the band).
     #[inline(always)]
     fn probs(&self, qkv: &[f32], hd: usize, p: &mut [f32]) {
         let s = self.s;
-        for (i, row) in p.chunks_exact_mut(s).take(self.queries).enumerate() {
+        for (i, row) in p.chunks_exact_mut(s).enumerate() {
             let q = self.row(qkv, 0, hd, i);
+            let (lo, hi) = self.band(i);
             let mut max = f32::NEG_INFINITY;
-            for (j, v) in row.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate().take(hi).skip(lo) {
                 *v = dot(q, self.row(qkv, 1, hd, j)) * self.scale;
                 max = max.max(*v);
             }
             let mut sum = 0f32;
-            for v in row.iter_mut() {
+            for v in &mut row[lo..hi] {
                 *v = exp(*v - max);
                 sum += *v;
             }
             let inv = 1.0 / sum;
-            row.iter_mut().for_each(|v| *v *= inv);
+            row[lo..hi].iter_mut().for_each(|v| *v *= inv);
         }
     }
 
-    /// One sequence: `qkv` its (s, 3h) block, `out` its (queries, h) block of the result.
+    /// One sequence: `qkv` its (s, 3h) block, `out` its (s, h) block of the result.
     #[inline(always)]
     fn forward_one(&self, mask: Option<&[f32]>, qkv: &[f32], out: &mut [f32]) {
         let (s, d, h) = (self.s, self.d, self.h);
@@ -645,9 +657,10 @@ impl Heads {
             if let Some(m) = self.mask_of(mask, hd) {
                 p.iter_mut().zip(m).for_each(|(p, m)| *p *= m);
             }
-            for i in 0..self.queries {
+            for i in 0..self.s {
                 let o = &mut out[i * h + hd * d..][..d];
-                for j in 0..s {
+                let (lo, hi) = self.band(i);
+                for j in lo..hi {
                     axpy(p[i * s + j], self.row(qkv, 2, hd, j), o);
                 }
             }
@@ -668,24 +681,26 @@ impl Heads {
             let (dq, rest) = grads.split_at_mut(s * d);
             let (dk, dv) = rest.split_at_mut(s * d);
             // Through the dropped-out probabilities: ∂v and ∂p.
-            for i in 0..self.queries {
+            for i in 0..self.s {
                 let go = &g[i * h + hd * d..][..d];
-                for j in 0..s {
+                let (lo, hi) = self.band(i);
+                for j in lo..hi {
                     let keep = m.map_or(1.0, |m| m[i * s + j]);
                     axpy(p[i * s + j] * keep, go, &mut dv[j * d..][..d]);
                     dp[i * s + j] = dot(go, self.row(qkv, 2, hd, j)) * keep;
                 }
             }
             // Through the softmax and the scaling: ∂scores, then ∂q and ∂k.
-            for i in 0..self.queries {
-                let (p, dp) = (&p[i * s..][..s], &mut dp[i * s..][..s]);
+            for i in 0..self.s {
+                let (lo, hi) = self.band(i);
+                let (p, dp) = (&p[i * s + lo..i * s + hi], &mut dp[i * s + lo..i * s + hi]);
                 let sum = dot(p, dp);
-                for j in 0..s {
+                for j in 0..hi - lo {
                     dp[j] = p[j] * (dp[j] - sum) * self.scale;
                 }
-                for j in 0..s {
-                    axpy(dp[j], self.row(qkv, 1, hd, j), &mut dq[i * d..][..d]);
-                    axpy(dp[j], self.row(qkv, 0, hd, i), &mut dk[j * d..][..d]);
+                for j in 0..hi - lo {
+                    axpy(dp[j], self.row(qkv, 1, hd, lo + j), &mut dq[i * d..][..d]);
+                    axpy(dp[j], self.row(qkv, 0, hd, i), &mut dk[(lo + j) * d..][..d]);
                 }
             }
             for i in 0..s {
@@ -704,7 +719,7 @@ impl Heads {
 
     /// The attention of every sequence of `qkv` into `out`, one rayon task per sequence.
     fn forward(&self, mask: Option<&[f32]>, qkv: &[f32], out: &mut [f32]) {
-        out.par_chunks_mut(self.queries * self.h)
+        out.par_chunks_mut(self.s * self.h)
             .zip(qkv.par_chunks(self.s * 3 * self.h))
             .enumerate()
             .for_each(|(seq, (out, qkv))| {
@@ -721,7 +736,7 @@ impl Heads {
         out.par_chunks_mut(self.s * 3 * self.h)
             .zip(
                 qkv.par_chunks(self.s * 3 * self.h)
-                    .zip(g.par_chunks(self.queries * self.h)),
+                    .zip(g.par_chunks(self.s * self.h)),
             )
             .enumerate()
             .for_each(|(seq, (out, (qkv, g)))| {

@@ -1,7 +1,8 @@
-//! The `train-gc` and `test-gc` steps: the gene classifier over every sentence of the GC
-//! fragments, trained with class-weighted cross-entropy, tested per sentence.
+//! The `train-gc` and `test-gc` steps: the read-level gene classifier, trained on the whole
+//! panel (every position of every training fragment labelled with its gene, class-weighted
+//! cross-entropy, the fragments given sequencer substitutions afresh every epoch), tested on
+//! reads drawn independently from the panel: per read, and per position beside it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{self, Examples, Labels};
 use crate::error::{StepError, model};
 use crate::metrics::{self, Metrics};
-use crate::model::{GcConfig, GeneClassifier, push_sentence};
+use crate::model::{GcConfig, GeneClassifier};
 use crate::report;
 use crate::rng::{self, Rng};
 use crate::train::{self, Caps, History, Task, TrainParams};
+use crate::vocab;
 
 pub const WEIGHTS: &str = "model.safetensors";
 pub const CONFIG: &str = "config.json";
@@ -28,55 +30,64 @@ pub struct GcArch {
     pub layers: usize,
     pub heads: usize,
     pub intermediate: usize,
+    /// Positions on each side a position attends to, per layer.
+    pub window: usize,
     pub dropout: f64,
 }
 
-/// Sentences of a split as (read, offset) pairs flattened: example `i` is sentence `i % n` of
-/// read `i / n`.
-pub struct Sentences<'a> {
-    pub examples: &'a Examples,
-    pub per_read: usize,
-    pub words: usize,
+/// Token ids `(reads, positions)` of the reads `idx` of `ex`, as the model takes them.
+pub fn batch_ids(ex: &Examples, idx: &[usize], dev: &Device) -> candle_core::Result<Tensor> {
+    let mut ids = Vec::with_capacity(idx.len() * ex.kmers);
+    for &i in idx {
+        ids.extend(ex.read(i).iter().map(|&t| u32::from(t)));
+    }
+    Tensor::from_vec(ids, (idx.len(), ex.kmers), dev)
 }
 
-impl Sentences<'_> {
-    pub fn len(&self) -> usize {
-        self.examples.len() * self.per_read
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The words of sentence `i`, without `[CLS]` and `[SEP]`.
-    fn words_of(&self, i: usize) -> &[u16] {
-        let (r, j) = (i / self.per_read, i % self.per_read);
-        &self.examples.read(r)[j..j + self.words]
-    }
-
-    /// Token ids `(batch, words + 2)` and gene labels `(batch,)`.
-    pub fn batch(&self, idx: &[usize], dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let mut ids = Vec::with_capacity(idx.len() * (self.words + 2));
-        let mut targets = Vec::with_capacity(idx.len());
-        for &i in idx {
-            let (r, j) = (i / self.per_read, i % self.per_read);
-            push_sentence(self.examples.read(r), j, self.words, &mut ids);
-            targets.push(self.examples.labels[r]);
+/// A read's k-mer ids with sequencer substitutions: each base replaced by another with
+/// probability `rate` (the read's bases from its k-mers, then tokenized again).
+fn with_substitutions(read: &[u16], k: usize, rate: f64, rng: &mut Rng) -> Vec<u16> {
+    let mut bases = vocab::bases(read, k);
+    for b in bases.iter_mut() {
+        if rng.uniform() < rate {
+            let others: Vec<u8> = b"ACGT".iter().copied().filter(|c| c != b).collect();
+            *b = others[rng.below(others.len())];
         }
-        Ok((
-            Tensor::from_vec(ids, (idx.len(), self.words + 2), dev)?,
-            Tensor::from_vec(targets, idx.len(), dev)?,
-        ))
     }
+    let mut out = Vec::with_capacity(read.len());
+    vocab::tokenize(&bases, k, &mut out);
+    out
 }
 
 struct GcTask<'a> {
     model: &'a GeneClassifier,
-    train: Sentences<'a>,
-    val: Sentences<'a>,
+    train: &'a Examples,
+    val: &'a Examples,
     weights: Tensor,
     batch_size: usize,
+    k: usize,
+    error_rate: f64,
     dev: Device,
+}
+
+impl GcTask<'_> {
+    /// Weighted cross-entropy over every position of the reads `idx` of `ex`: (loss, Σ w·nll,
+    /// Σ w).
+    fn loss(
+        &self,
+        ids: &Tensor,
+        labels: &[u32],
+        rng: Option<&mut Rng>,
+    ) -> candle_core::Result<Tensor> {
+        let logits = self.model.forward(ids, rng)?;
+        let (b, n, c) = logits.dims3()?;
+        let y: Vec<u32> = labels
+            .iter()
+            .flat_map(|&l| std::iter::repeat_n(l, n))
+            .collect();
+        let y = Tensor::from_vec(y, b * n, &self.dev)?;
+        train::weighted_cross_entropy(&logits.reshape((b * n, c))?, &y, &self.weights)
+    }
 }
 
 impl Task for GcTask<'_> {
@@ -85,22 +96,33 @@ impl Task for GcTask<'_> {
     }
 
     fn batch_loss(&self, batch: &[usize], rng: &mut Rng) -> candle_core::Result<Tensor> {
-        let (ids, y) = self.train.batch(batch, &self.dev)?;
-        let logits = self.model.forward(&ids, Some(rng))?;
-        train::weighted_cross_entropy(&logits, &y, &self.weights)
+        let mut ids = Vec::with_capacity(batch.len() * self.train.kmers);
+        for &i in batch {
+            let read = with_substitutions(self.train.read(i), self.k, self.error_rate, rng);
+            ids.extend(read.iter().map(|&t| u32::from(t)));
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), self.train.kmers), &self.dev)?;
+        let labels: Vec<u32> = batch.iter().map(|&i| self.train.labels[i]).collect();
+        self.loss(&ids, &labels, Some(rng))
     }
 
     fn val_loss(&self) -> candle_core::Result<f64> {
         let (mut num, mut den) = (0.0, 0.0);
         let all: Vec<usize> = (0..self.val.len()).collect();
         for chunk in all.chunks(self.batch_size.max(1)) {
-            let (ids, y) = self.val.batch(chunk, &self.dev)?;
-            let (n, d) = train::weighted_cross_entropy_parts(
-                &self.model.forward(&ids, None)?,
-                &y,
+            let ids = batch_ids(self.val, chunk, &self.dev)?;
+            let logits = self.model.forward(&ids, None)?;
+            let (b, n, c) = logits.dims3()?;
+            let y: Vec<u32> = chunk
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(self.val.labels[i], n))
+                .collect();
+            let (a, d) = train::weighted_cross_entropy_parts(
+                &logits.reshape((b * n, c))?,
+                &Tensor::from_vec(y, b * n, &self.dev)?,
                 &self.weights,
             )?;
-            num += n;
+            num += a;
             den += d;
         }
         Ok(if den > 0.0 { num / den } else { f64::NAN })
@@ -127,16 +149,9 @@ pub fn first(ex: Examples, limit: Option<usize>) -> Examples {
             tokens: ex.tokens[..n * ex.kmers].to_vec(),
             labels: ex.labels[..n].to_vec(),
             groups: ex.groups[..n.min(ex.groups.len())].to_vec(),
+            partners: ex.partners[..n.min(ex.partners.len())].to_vec(),
         },
         _ => ex,
-    }
-}
-
-fn sentences<'a>(ex: &'a Examples, labels: &Labels) -> Sentences<'a> {
-    Sentences {
-        examples: ex,
-        per_read: labels.sentences(),
-        words: labels.words,
     }
 }
 
@@ -157,7 +172,8 @@ pub fn train(a: &TrainGc) -> Result<History, StepError> {
         layers: a.arch.layers,
         heads: a.arch.heads,
         intermediate: a.arch.intermediate,
-        seq_len: labels.words + 2,
+        positions: labels.kmers,
+        window: a.arch.window,
         classes: labels.genes.len(),
         dropout: a.arch.dropout,
     };
@@ -167,10 +183,12 @@ pub fn train(a: &TrainGc) -> Result<History, StepError> {
     let weights = train::class_weights(&train_ex.labels, cfg.classes);
     let task = GcTask {
         model: &gc,
-        train: sentences(&train_ex, &labels),
-        val: sentences(&val_ex, &labels),
+        train: &train_ex,
+        val: &val_ex,
         weights: Tensor::new(weights.as_slice(), a.dev).map_err(model(stage))?,
         batch_size: a.params.batch_size,
+        k: labels.k,
+        error_rate: labels.config.reads.error_rate,
         dev: a.dev.clone(),
     };
     std::fs::create_dir_all(a.model_out).map_err(|source| StepError::Io {
@@ -186,7 +204,7 @@ pub fn train(a: &TrainGc) -> Result<History, StepError> {
         &a.model_out.join(WEIGHTS),
         |e| {
             eprintln!(
-                "train-gc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {} steps in {:.2}s, {:.1} sentences/s without validation)",
+                "train-gc: epoch {:>3} train loss {:.4} val loss {:.4} ({:.1}s, {} steps in {:.2}s, {:.1} reads/s without validation)",
                 e.epoch, e.train_loss, e.val_loss, e.seconds, e.steps, e.train_seconds, e.throughput
             )
         },
@@ -225,181 +243,171 @@ pub fn check_compatible(
     model_dir: &Path,
 ) -> Result<(), StepError> {
     if cfg.classes != labels.genes.len()
-        || cfg.seq_len != labels.words + 2
+        || cfg.positions != labels.kmers
         || cfg.vocab_size != labels.vocab_size
     {
         return Err(StepError::Mismatch(format!(
-            "the gene classifier in {} was trained for {} genes, {} words and vocabulary {}, but the dataset has {}, {} and {}; train it on this dataset first",
+            "the gene classifier in {} was trained for {} genes, reads of {} k-mers and vocabulary {}, but the dataset has {}, {} and {}; train it on this dataset first",
             model_dir.display(),
             cfg.classes,
-            cfg.seq_len - 2,
+            cfg.positions,
             cfg.vocab_size,
             labels.genes.len(),
-            labels.words,
+            labels.kmers,
             labels.vocab_size
         )));
     }
     Ok(())
 }
 
-/// Per-sentence class probabilities `(n, classes)` row-major, in example order.
-///
-/// Overlapping reads share most of their sentences (at the default preset 87 % of the FC
-/// training split's 16.5 M sentences repeat one seen before), and without dropout the GC is a
-/// function of the tokens alone, so each distinct sentence runs once and its row is copied to
-/// every place it occurs. `progress` names the step in the progress lines on stderr (about one
-/// every 30 s); `None` keeps it quiet (serving).
-pub fn probabilities(
+/// Per-position log-probabilities of the genes, `(reads, positions, classes)` row-major, in
+/// read order. `progress` names the step in the progress lines on stderr (about one every
+/// 30 s); `None` keeps it quiet (serving).
+pub fn log_probabilities(
     gc: &GeneClassifier,
-    s: &Sentences,
+    ex: &Examples,
     batch: usize,
     dev: &Device,
     progress: Option<&str>,
 ) -> candle_core::Result<Vec<f32>> {
-    let mut first: HashMap<&[u16], u32> = HashMap::new();
-    let mut distinct: Vec<usize> = Vec::new();
-    let slot: Vec<u32> = (0..s.len())
-        .map(|i| {
-            *first.entry(s.words_of(i)).or_insert_with(|| {
-                distinct.push(i);
-                (distinct.len() - 1) as u32
-            })
-        })
-        .collect();
-    drop(first);
-    if let Some(step) = progress {
-        eprintln!(
-            "{step}: the gene classifier over {} sentences, {} of them distinct ({:.1} %)",
-            s.len(),
-            distinct.len(),
-            percent(distinct.len(), s.len())
-        );
-    }
-    let c = gc.cfg.classes;
-    let mut rows = Vec::with_capacity(distinct.len() * c);
+    let per_read = gc.cfg.positions * gc.cfg.classes;
+    let mut out = Vec::with_capacity(ex.len() * per_read);
     let (start, mut shown) = (Instant::now(), Instant::now());
-    for chunk in distinct.chunks(batch.max(1)) {
-        let (ids, _) = s.batch(chunk, dev)?;
-        let p = candle_nn::ops::softmax(&gc.forward(&ids, None)?, D::Minus1)?;
-        rows.extend(p.flatten_all()?.to_vec1::<f32>()?);
+    let all: Vec<usize> = (0..ex.len()).collect();
+    for chunk in all.chunks(batch.max(1)) {
+        let ids = batch_ids(ex, chunk, dev)?;
+        let lp = candle_nn::ops::log_softmax(&gc.forward(&ids, None)?, D::Minus1)?;
+        out.extend(lp.flatten_all()?.to_vec1::<f32>()?);
         if let Some(step) = progress
             && shown.elapsed() >= PROGRESS_EVERY
         {
             shown = Instant::now();
-            let done = rows.len() / c;
+            let done = out.len() / per_read;
             let rate = done as f64 / start.elapsed().as_secs_f64();
             eprintln!(
-                "{step}: {done} of {} distinct sentences ({:.0} %), {rate:.0} sentences/s, about {:.0} min left",
-                distinct.len(),
-                percent(done, distinct.len()),
-                (distinct.len() - done) as f64 / rate / 60.0
+                "{step}: the gene classifier over {done} of {} reads, {rate:.0} reads/s, about {:.1} min left",
+                ex.len(),
+                (ex.len() - done) as f64 / rate / 60.0
             );
         }
-    }
-    let mut out = Vec::with_capacity(s.len() * c);
-    for &k in &slot {
-        let k = k as usize;
-        out.extend_from_slice(&rows[k * c..(k + 1) * c]);
     }
     Ok(out)
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
-fn percent(part: usize, whole: usize) -> f64 {
-    100.0 * part as f64 / whole.max(1) as f64
+/// The test figures of the GC: per read (the gene of its highest mean log-probability over its
+/// positions, the read's call) and per position beside it (each k-mer of a read named from the
+/// window of k-mers around it, the sentence-sized view).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GcReport {
+    pub reads: Metrics,
+    pub positions: Metrics,
 }
 
-/// Runs `test-gc`: sentence-level metrics of the GC on the test split.
-pub fn test(
-    test_dir: &Path,
-    labels_dir: &Path,
-    model_dir: &Path,
-    batch: usize,
-    dev: &Device,
-) -> Result<Metrics, StepError> {
-    let labels = dataset::read_labels(labels_dir)?;
-    let ex = dataset::load_gc(test_dir, &labels)?;
-    let (gc, _vm) = load(model_dir, dev)?;
-    check_compatible(&gc.cfg, &labels, model_dir)?;
-    let s = sentences(&ex, &labels);
-    let probs = probabilities(&gc, &s, batch, dev, Some("test-gc"))
-        .map_err(model("testing the gene classifier"))?;
-    let c = gc.cfg.classes;
-    let truth: Vec<u32> = (0..s.len()).map(|i| ex.labels[i / s.per_read]).collect();
-    let pred: Vec<u32> = probs
-        .chunks(c)
+/// Each read's mean over its positions of `values` (`positions` rows of `genes` per read).
+pub fn read_means(values: &[f32], positions: usize, genes: usize) -> Vec<f32> {
+    values
+        .chunks(positions * genes)
+        .flat_map(|read| {
+            let mut mean = vec![0f32; genes];
+            for row in read.chunks(genes) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += v / positions as f32;
+                }
+            }
+            mean
+        })
+        .collect()
+}
+
+/// The index of the largest value of each row of `width`.
+pub fn argmax_rows(values: &[f32], width: usize) -> Vec<u32> {
+    values
+        .chunks(width)
         .map(|row| {
             row.iter()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map_or(0, |(i, _)| i as u32)
         })
-        .collect();
-    let groups: Vec<u64> = (0..s.len()).map(|i| ex.groups[i / s.per_read]).collect();
-    Ok(metrics::compute(
-        &truth,
-        &pred,
-        &probs,
+        .collect()
+}
+
+/// Softmax of each row of `width` (probabilities for the metrics' ROC-AUC).
+fn softmax_rows(values: &[f32], width: usize) -> Vec<f32> {
+    values
+        .chunks(width)
+        .flat_map(|row| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            e.into_iter().map(move |v| v / sum)
+        })
+        .collect()
+}
+
+/// Runs `test-gc` on the test split's reads (drawn independently from the panel, with
+/// sequencer errors; each read its own group in the intervals).
+pub fn test(
+    test_dir: &Path,
+    labels_dir: &Path,
+    model_dir: &Path,
+    batch: usize,
+    dev: &Device,
+) -> Result<GcReport, StepError> {
+    let labels = dataset::read_labels(labels_dir)?;
+    let ex = dataset::load_gc(test_dir, &labels)?;
+    let (gc, _vm) = load(model_dir, dev)?;
+    check_compatible(&gc.cfg, &labels, model_dir)?;
+    let lp = log_probabilities(&gc, &ex, batch, dev, Some("test-gc"))
+        .map_err(model("testing the gene classifier"))?;
+    let (c, n) = (gc.cfg.classes, gc.cfg.positions);
+    let each =
+        |v: &[u32]| -> Vec<u32> { v.iter().flat_map(|&x| std::iter::repeat_n(x, n)).collect() };
+    let ids: Vec<u32> = (0..ex.len() as u32).collect();
+    let position_groups: Vec<u64> = each(&ids).into_iter().map(u64::from).collect();
+    let positions = metrics::compute(
+        &each(&ex.labels),
+        &argmax_rows(&lp, c),
+        &softmax_rows(&lp, c),
         &labels.genes,
-        &groups,
-    ))
+        &position_groups,
+    );
+    let means = read_means(&lp, n, c);
+    let reads = metrics::compute(
+        &ex.labels,
+        &argmax_rows(&means, c),
+        &softmax_rows(&means, c),
+        &labels.genes,
+        &ex.groups,
+    );
+    Ok(GcReport { reads, positions })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::GcConfig;
 
-    /// Each distinct sentence runs once, yet every sentence gets the row the GC gives it alone.
     #[test]
-    fn probabilities_of_repeated_sentences_equal_those_run_one_by_one() {
-        let dev = Device::Cpu;
-        let cfg = GcConfig {
-            vocab_size: 40,
-            hidden: 8,
-            layers: 1,
-            heads: 2,
-            intermediate: 16,
-            seq_len: 5,
-            classes: 3,
-            dropout: 0.1,
-        };
-        let (gc, _vm) = GeneClassifier::init(&cfg, &dev, 5).unwrap();
-        // Reads 0 and 2 are equal, read 1 is read 0 shifted by one: 9 sentences, 4 distinct.
-        let ex = Examples {
-            kmers: 5,
-            tokens: vec![10, 11, 12, 13, 14, 11, 12, 13, 14, 15, 10, 11, 12, 13, 14],
-            labels: vec![0, 1, 0],
-            ..Default::default()
-        };
-        let s = Sentences {
-            examples: &ex,
-            per_read: 3,
-            words: 3,
-        };
-        let batched = probabilities(&gc, &s, 2, &dev, None).unwrap();
-        assert_eq!(batched.len(), 9 * 3);
-        for i in 0..s.len() {
-            let (ids, _) = s.batch(&[i], &dev).unwrap();
-            let alone = candle_nn::ops::softmax(&gc.forward(&ids, None).unwrap(), D::Minus1)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            for (a, b) in alone.iter().zip(&batched[i * 3..(i + 1) * 3]) {
-                assert!(
-                    (a - b).abs() < 1e-6,
-                    "sentence {i}: {alone:?} vs {batched:?}"
-                );
-            }
+    fn substitutions_change_bases_at_the_rate_and_keep_the_tokens_consistent() {
+        let mut rng = Rng::new(3);
+        let bases = b"ACGTTGCAACGTACGTTTGACCAGTACGATCGATCGGATC".repeat(5);
+        let mut read = Vec::new();
+        vocab::tokenize(&bases, 4, &mut read);
+        let (mut changed, mut total) = (0, 0);
+        for _ in 0..200 {
+            let noisy = with_substitutions(&read, 4, 0.05, &mut rng);
+            assert_eq!(noisy.len(), read.len());
+            let b = vocab::bases(&noisy, 4);
+            let mut again = Vec::new();
+            vocab::tokenize(&b, 4, &mut again);
+            assert_eq!(again, noisy, "the k-mers of the new bases");
+            changed += b.iter().zip(&bases).filter(|(x, y)| x != y).count();
+            total += bases.len();
         }
-        assert_eq!(batched[..9], batched[18..], "equal reads, equal rows");
-        assert_eq!(
-            batched[3..9],
-            batched[9..15],
-            "the shared sentences of the shifted read"
-        );
+        let rate = changed as f64 / total as f64;
+        assert!((rate - 0.05).abs() < 0.01, "{rate}");
+        assert_eq!(with_substitutions(&read, 4, 0.0, &mut rng), read);
     }
 }

@@ -12,6 +12,7 @@ pub mod dataset;
 pub mod deploy;
 pub mod ensembl;
 pub mod error;
+pub mod evaluate;
 pub mod fc;
 pub mod format;
 pub mod fused;

@@ -284,6 +284,32 @@ fn percentile_interval(mut v: Vec<f64>) -> Option<(f64, f64)> {
     Some((q(a), q(1.0 - a)))
 }
 
+/// A cluster bootstrap: `RESAMPLES` times, draws `groups` groups with replacement (as weights:
+/// how often each was drawn) and evaluates `f` on the weights; returns the percentile interval
+/// of each statistic `f` returns (`None` where no resample gave a finite value). Seeded by `key`,
+/// so that a report is reproducible.
+pub fn bootstrap(
+    groups: usize,
+    key: u64,
+    mut f: impl FnMut(&[f64]) -> Vec<f64>,
+) -> Vec<Option<(f64, f64)>> {
+    let mut rng = Rng::derive(0x6b67_6600, "bootstrap", key);
+    let mut weight = vec![0f64; groups];
+    let mut samples: Vec<Vec<f64>> = Vec::new();
+    for _ in 0..RESAMPLES {
+        weight.fill(0.0);
+        for _ in 0..groups {
+            weight[rng.below(groups)] += 1.0;
+        }
+        let v = f(&weight);
+        samples.resize_with(v.len(), || Vec::with_capacity(RESAMPLES));
+        for (s, x) in samples.iter_mut().zip(v) {
+            s.push(x);
+        }
+    }
+    samples.into_iter().map(percentile_interval).collect()
+}
+
 /// The Wilson score interval of `k` successes in `n` trials at `CONFIDENCE`.
 pub fn wilson(k: u64, n: u64) -> (f64, f64) {
     if n == 0 {

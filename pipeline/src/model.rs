@@ -1,7 +1,10 @@
-//! The two models of design §4, built on candle: the gene classifier (a BERT-style encoder over
-//! k-mer tokens, tanh pooler, dropout, linear head) and the fusion classifier (an MLP over the
-//! frozen GC's per-sentence gene probabilities of a read). Also the device choice, seeded weight
-//! initialisation and seeded dropout.
+//! The two models of design §4, built on candle: the gene classifier (a BERT-style encoder over a
+//! read's k-mer tokens with local attention, so that every position sees the k-mers of a
+//! sentence around it, and a linear head that names a gene at every position: a read's 126
+//! sentences in one pass) and the fusion classifier (an MLP over a few gene-agnostic features
+//! of the frozen GC's per-position gene probabilities: how much better the read is explained by
+//! one gene up to a breakpoint and another after it than by one gene throughout). Also the device
+//! choice, seeded weight initialisation and seeded dropout.
 //!
 //! Owns forward passes only; losses, optimisation and early stopping live in `train`.
 
@@ -11,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::fused;
 use crate::rng::Rng;
-use crate::vocab;
 
 pub type Result<T> = candle_core::Result<T>;
 
@@ -120,32 +122,6 @@ fn dropout(x: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 
-/// Dropout on the `[CLS]` rows (batch, 1, hidden) of sequences of `seq` tokens. On the CPU it
-/// draws the whole sequences' mask and keeps the `[CLS]` rows, so that the seeded stream, and
-/// with it training, is the same as when the layer runs on every token.
-fn dropout_cls(x: &Tensor, seq: usize, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
-    match rng {
-        Some(rng) if p > 0.0 && x.device().is_cpu() => {
-            let (b, _, h) = x.dims3()?;
-            let mask = row_factors(b, seq, h, true, p, rng);
-            x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
-        }
-        rng => dropout(x, p, rng),
-    }
-}
-
-/// Dropout factors for `b` sequences of `seq` rows of `h` units: all the rows, or with
-/// `cls_only` the `[CLS]` rows alone, drawn as for all of them (the same seeded stream either way).
-fn row_factors(b: usize, seq: usize, h: usize, cls_only: bool, p: f64, rng: &mut Rng) -> Vec<f32> {
-    let mask = dropout_factors(b * seq * h, p, rng);
-    if !cls_only {
-        return mask;
-    }
-    mask.chunks(seq * h)
-        .flat_map(|row| row[..h].iter().copied())
-        .collect()
-}
-
 /// `n` dropout factors from our seeded stream: 0 with probability `p`, else 1/(1 − p).
 fn dropout_factors(n: usize, p: f64, rng: &mut Rng) -> Vec<f32> {
     let keep = 1.0 / (1.0 - p) as f32;
@@ -242,8 +218,10 @@ pub struct GcConfig {
     pub layers: usize,
     pub heads: usize,
     pub intermediate: usize,
-    /// Tokens per input: `[CLS]`, the sentence's k-mers, `[SEP]`.
-    pub seq_len: usize,
+    /// k-mers per read: the positions classified in one pass.
+    pub positions: usize,
+    /// Local attention: in every layer a position sees the k-mers within this many positions.
+    pub window: usize,
     pub classes: usize,
     pub dropout: f64,
 }
@@ -288,30 +266,27 @@ impl Layer {
         Tensor::cat(&parts, 0)
     }
 
-    /// The layer over `x` (batch, seq, hidden), with dropout `p` when `rng` is given; with
-    /// `cls_only`, only its `[CLS]` row (batch, 1, hidden). The attention is where tokens mix, so
-    /// it reads every token either way; only the `[CLS]` row of the last layer reaches the
-    /// pooler, so there the rest of the layer (18 % of the default GC's work) runs on that row
-    /// alone. On the CPU the whole layer is one fused graph node; elsewhere it is composed of
-    /// candle primitives.
+    /// The layer over `x` (batch, seq, hidden), with dropout `p` when `rng` is given; with a
+    /// `window`, each position attends only to the positions within it. On the CPU the whole
+    /// layer is one fused graph node; elsewhere it is composed of candle primitives.
     fn forward(
         &self,
         x: &Tensor,
         heads: usize,
         p: f64,
         rng: Option<&mut Rng>,
-        cls_only: bool,
+        window: Option<usize>,
     ) -> Result<Tensor> {
         if !x.device().is_cpu() {
-            return self.composed(x, heads, p, rng, cls_only);
+            return self.composed(x, heads, p, rng, window);
         }
         let (b, s, h) = x.dims3()?;
         // Drawn in the composed version's order: attention, output projection, feed-forward.
         let masks = match rng {
             Some(rng) if p > 0.0 => Some(fused::LayerMasks {
                 attention: dropout_factors(b * heads * s * s, p, rng),
-                attn_out: row_factors(b, s, h, cls_only, p, rng),
-                ff_out: row_factors(b, s, h, cls_only, p, rng),
+                attn_out: dropout_factors(b * s * h, p, rng),
+                ff_out: dropout_factors(b * s * h, p, rng),
             }),
             _ => None,
         };
@@ -319,7 +294,7 @@ impl Layer {
             heads,
             intermediate: self.ff_in.weight().dim(0)?,
             eps: NORM_EPS as f32,
-            cls_only,
+            window,
         };
         fused::encoder_layer(x, &self.packed()?, shape, masks)
     }
@@ -331,7 +306,7 @@ impl Layer {
         heads: usize,
         p: f64,
         mut rng: Option<&mut Rng>,
-        cls_only: bool,
+        window: Option<usize>,
     ) -> Result<Tensor> {
         let (b, seq, h) = x.dims3()?;
         let d = h / heads;
@@ -339,42 +314,42 @@ impl Layer {
         let q = split(self.q.forward(x)?)?;
         let k = split(self.k.forward(x)?)?;
         let v = split(self.v.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
+        let mut scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
+        if let Some(w) = window {
+            // Keys outside the band get a score that softmax turns into 0.
+            let band: Vec<f32> = (0..seq * seq)
+                .map(|ij| {
+                    if (ij / seq).abs_diff(ij % seq) <= w {
+                        0.0
+                    } else {
+                        -1e9
+                    }
+                })
+                .collect();
+            scores = scores.broadcast_add(&Tensor::from_vec(band, (seq, seq), x.device())?)?;
+        }
         let att = dropout(
             &candle_nn::ops::softmax(&scores, D::Minus1)?,
             p,
             rng.as_deref_mut(),
         )?;
         let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, seq, h))?;
-        let (x, ctx) = if cls_only {
-            let first = |t: &Tensor| t.narrow(1, 0, 1)?.contiguous();
-            (first(x)?, first(&ctx)?)
-        } else {
-            (x.clone(), ctx)
-        };
-        let drop = |t: &Tensor, rng: Option<&mut Rng>| {
-            if cls_only {
-                dropout_cls(t, seq, p, rng)
-            } else {
-                dropout(t, p, rng)
-            }
-        };
-        let attn_out = drop(&self.o.forward(&ctx)?, rng.as_deref_mut())?;
+        let attn_out = dropout(&self.o.forward(&ctx)?, p, rng.as_deref_mut())?;
         let x = self.attn_norm.forward(&(x + attn_out)?)?;
         let ff = self.ff_out.forward(&self.ff_in.forward(&x)?.gelu_erf()?)?;
-        let ff = drop(&ff, rng)?;
+        let ff = dropout(&ff, p, rng)?;
         self.ff_norm.forward(&(x + ff)?)
     }
 }
 
-/// BERT-style encoder + tanh pooler over `[CLS]` + dropout + linear head.
+/// The read-level gene classifier: k-mer embeddings (no absolute positions: a base is the same
+/// evidence wherever in a read it lies), norm, dropout, encoder layers with local attention, and
+/// a linear head at every position.
 pub struct GeneClassifier {
     pub cfg: GcConfig,
     word: Embedding,
-    pos: Embedding,
     emb_norm: Norm,
     layers: Vec<Layer>,
-    pooler: Linear,
     head: Linear,
 }
 
@@ -400,10 +375,8 @@ impl GeneClassifier {
         Ok(Self {
             cfg: cfg.clone(),
             word: candle_nn::embedding(cfg.vocab_size, h, vb.pp("word"))?,
-            pos: candle_nn::embedding(cfg.seq_len, h, vb.pp("pos"))?,
             emb_norm: Norm::new(h, vb.pp("emb_norm"))?,
             layers,
-            pooler: lin(h, h, "pooler", &vb)?,
             head: lin(h, cfg.classes, "head", &vb)?,
         })
     }
@@ -424,45 +397,35 @@ impl GeneClassifier {
         Ok((model, varmap))
     }
 
-    /// Logits `(batch, classes)` for token ids `(batch, seq_len)` (u32). Dropout only when
-    /// `rng` is given.
+    /// Logits `(batch, positions, classes)` for the k-mer ids `(batch, positions)` (u32) of
+    /// whole reads. Dropout only when `rng` is given.
     pub fn forward(&self, ids: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
-        let s = ids.dim(1)?;
         let p = self.cfg.dropout;
-        let positions = Tensor::arange(0u32, s as u32, ids.device())?;
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.pos.forward(&positions)?)?;
+        let x = self.word.forward(ids)?;
         let mut x = dropout(&self.emb_norm.forward(&x)?, p, rng.as_deref_mut())?;
-        let last = self.layers.len().saturating_sub(1);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, self.cfg.heads, p, rng.as_deref_mut(), i == last)?;
+        for layer in &self.layers {
+            x = layer.forward(
+                &x,
+                self.cfg.heads,
+                p,
+                rng.as_deref_mut(),
+                Some(self.cfg.window),
+            )?;
         }
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = dense(&self.pooler, &cls)?.tanh()?;
-        dense(&self.head, &dropout(&pooled, p, rng)?)
+        dense(&self.head, &x)
     }
-}
-
-/// Model input for sentence `j` of a read's k-mer ids: `[CLS]`, `words` k-mers, `[SEP]`.
-pub fn push_sentence(read: &[u16], j: usize, words: usize, out: &mut Vec<u32>) {
-    out.push(u32::from(vocab::CLS));
-    out.extend(read[j..j + words].iter().map(|&t| u32::from(t)));
-    out.push(u32::from(vocab::SEP));
 }
 
 /// The fusion classifier's shape.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FcConfig {
-    /// Sentences per read × gene classes.
+    /// Features per read (`crate::fc::features_len`).
     pub input: usize,
     pub hidden: Vec<usize>,
     pub dropout: f64,
 }
 
-/// MLP over the flattened per-sentence gene probabilities of a read; one logit, the score of
-/// label 1 (not chimeric).
+/// MLP over a read's breakpoint features; one logit, the score of label 1 (not chimeric).
 pub struct FusionClassifier {
     pub cfg: FcConfig,
     layers: Vec<Linear>,
@@ -527,7 +490,8 @@ mod tests {
             layers: 1,
             heads: 2,
             intermediate: 16,
-            seq_len: 6,
+            positions: 6,
+            window: 2,
             classes: 3,
             dropout: 0.1,
         }
@@ -550,9 +514,9 @@ mod tests {
             .unwrap();
         assert_eq!(a, b, "same seed, same weights");
         let ids =
-            Tensor::from_vec(vec![2u32, 5, 6, 7, 8, 3, 2, 9, 9, 9, 9, 3], (2, 6), &dev).unwrap();
+            Tensor::from_vec(vec![5u32, 6, 7, 8, 9, 10, 11, 9, 9, 9, 9, 12], (2, 6), &dev).unwrap();
         let eval1 = m1.forward(&ids, None).unwrap();
-        assert_eq!(eval1.dims(), &[2, 3]);
+        assert_eq!(eval1.dims(), &[2, 6, 3], "a gene at every position");
         let eval2 = m1.forward(&ids, None).unwrap();
         let diff = |x: &Tensor, y: &Tensor| {
             (x - y)
@@ -573,50 +537,34 @@ mod tests {
         );
     }
 
-    /// The last layer on the `[CLS]` row alone gives that row of the layer run on every token:
-    /// the same outputs, the same dropout masks from the same seed, the same gradients.
+    /// With a window, a position's output does not depend on the tokens outside it.
     #[test]
-    fn a_layer_on_the_cls_row_alone_equals_that_row_of_the_whole_layer() {
+    fn local_attention_keeps_a_position_blind_to_tokens_outside_its_window() {
         let dev = Device::Cpu;
-        let cfg = tiny();
-        let (m, _vars) = GeneClassifier::init(&cfg, &dev, 7).unwrap();
-        let layer = &m.layers[0];
-        let x = seeded_normal(&[3, cfg.seq_len, cfg.hidden], 1);
-        let weights = seeded_normal(&[3, 1, cfg.hidden], 2);
-        for training in [false, true] {
-            let (mut r1, mut r2) = (Rng::new(11), Rng::new(11));
-            let (r1, r2) = if training {
-                (Some(&mut r1), Some(&mut r2))
-            } else {
-                (None, None)
-            };
-            let whole = layer
-                .forward(&x, cfg.heads, cfg.dropout, r1, false)
-                .unwrap()
-                .narrow(1, 0, 1)
-                .unwrap();
-            let cls = layer.forward(&x, cfg.heads, cfg.dropout, r2, true).unwrap();
-            assert_close(&whole, &cls, 1e-5, &format!("outputs, training {training}"));
-            let grads = |out: &Tensor| {
-                let loss = out.mul(&weights).unwrap().sum_all().unwrap();
-                loss.backward().unwrap()
-            };
-            let (g1, g2) = (grads(&whole), grads(&cls));
-            for (name, w) in [
-                ("q", layer.q.weight()),
-                ("v", layer.v.weight()),
-                ("o", layer.o.weight()),
-                ("ff_in", layer.ff_in.weight()),
-                ("ff_out", layer.ff_out.weight()),
-            ] {
-                assert_close(
-                    g1.get(w).unwrap(),
-                    g2.get(w).unwrap(),
-                    1e-5,
-                    &format!("gradient of {name}, training {training}"),
-                );
-            }
+        let cfg = GcConfig {
+            window: 1,
+            ..tiny()
+        };
+        let (m, _) = GeneClassifier::init(&cfg, &dev, 4).unwrap();
+        let ids = |last: u32| Tensor::from_vec(vec![5u32, 6, 7, 8, 9, last], (1, 6), &dev).unwrap();
+        let (a, b) = (
+            m.forward(&ids(10), None).unwrap(),
+            m.forward(&ids(90), None).unwrap(),
+        );
+        // One layer, window 1: positions 0-3 cannot see position 5; position 4 and 5 can.
+        let row = |t: &Tensor, i: usize| t.narrow(1, i, 1).unwrap();
+        for i in 0..4 {
+            assert_close(&row(&a, i), &row(&b, i), 1e-6, &format!("position {i}"));
         }
+        let moved = (row(&a, 4) - row(&b, 4))
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(moved > 0.0, "position 4 sees position 5");
     }
 
     /// A tensor of normal values from our seeded stream (candle's CPU `randn` is unseeded).
@@ -642,7 +590,7 @@ mod tests {
 
     /// The CPU's fused layer gives the composed layer's outputs, and the same gradients for its
     /// input and every variable: without dropout and with it (the same masks from the same seed),
-    /// on every row and on `[CLS]` alone.
+    /// with full and with local attention.
     #[test]
     fn the_fused_layer_matches_the_composed_one_forward_and_backward() {
         let dev = Device::Cpu;
@@ -657,28 +605,21 @@ mod tests {
                 .unwrap();
         }
         let layer = &m.layers[0];
-        let x = Var::from_tensor(&seeded_normal(&[3, cfg.seq_len, cfg.hidden], 1)).unwrap();
-        for (training, cls_only) in [(false, false), (true, false), (false, true), (true, true)] {
-            let what = format!("training {training}, [CLS] only {cls_only}");
+        let x = Var::from_tensor(&seeded_normal(&[3, cfg.positions, cfg.hidden], 1)).unwrap();
+        for (training, window) in [
+            (false, None),
+            (true, None),
+            (false, Some(1)),
+            (true, Some(2)),
+        ] {
+            let what = format!("training {training}, window {window:?}");
             let (mut r1, mut r2) = (Rng::new(11), Rng::new(11));
             let (heads, p) = (cfg.heads, cfg.dropout);
             let fused = layer
-                .forward(
-                    x.as_tensor(),
-                    heads,
-                    p,
-                    training.then_some(&mut r1),
-                    cls_only,
-                )
+                .forward(x.as_tensor(), heads, p, training.then_some(&mut r1), window)
                 .unwrap();
             let composed = layer
-                .composed(
-                    x.as_tensor(),
-                    heads,
-                    p,
-                    training.then_some(&mut r2),
-                    cls_only,
-                )
+                .composed(x.as_tensor(), heads, p, training.then_some(&mut r2), window)
                 .unwrap();
             assert_close(&fused, &composed, 1e-5, &format!("outputs, {what}"));
             let up = seeded_normal(fused.dims(), 2);
@@ -700,13 +641,6 @@ mod tests {
                 "the layer's 16 variables and its input, {what}"
             );
         }
-    }
-
-    #[test]
-    fn sentence_is_cls_words_sep() {
-        let mut out = Vec::new();
-        push_sentence(&[10, 11, 12, 13], 1, 2, &mut out);
-        assert_eq!(out, [2, 11, 12, 3]);
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn start_worker(state: &Arc<State>, dir: &Path) -> Result<(), StepError> {
     let dev = open_device(state.opts.device, 0).map_err(crate::error::model(
         "opening the compute device (build with `--features cuda` for CUDA)",
     ))?;
-    let classifier = Classifier::load(dir, 4096, &dev)?;
+    let classifier = Classifier::load(dir, crate::fc::GC_BATCH, &dev)?;
     eprintln!(
         "kgf-step: model {} version {} loaded on {} (reads of {} bases, threshold {})",
         dir.display(),

@@ -154,7 +154,7 @@ fn cut_point(exon_starts: &[usize], len: usize, rng: &mut Rng) -> Option<usize> 
 /// substitution with probability `error_rate`; with probability `indel_rate` a 1–3 base
 /// insertion or deletion happens first. Returns the read and the template bases it consumed, or
 /// `None` when the template runs out before `len` bases.
-fn sequence(
+pub fn sequence(
     template: &[u8],
     len: usize,
     cfg: &ReadConfig,

@@ -50,6 +50,25 @@ pub fn tokenize(seq: &[u8], k: usize, out: &mut Vec<u16>) {
     }
 }
 
+/// The bases of a read from its k-mer ids (stride 1): the first k-mer, then the last base of
+/// each following one; the inverse of [`tokenize`] for a read of A, T, C, G, N (a special id
+/// gives N).
+pub fn bases(ids: &[u16], k: usize) -> Vec<u8> {
+    let base = |id: u16, i: usize| -> u8 {
+        if (id as usize) < SPECIAL.len() {
+            return b'N';
+        }
+        let v = (id - 5) as usize / 5usize.pow((k - 1 - i) as u32);
+        ALPHABET[v % 5]
+    };
+    let Some((&first, rest)) = ids.split_first() else {
+        return Vec::new();
+    };
+    let mut out: Vec<u8> = (0..k).map(|i| base(first, i)).collect();
+    out.extend(rest.iter().map(|&id| base(id, k - 1)));
+    out
+}
+
 /// The token string of an id (inverse of `kmer_id` for a valid id).
 pub fn token(id: u16, k: usize) -> String {
     if (id as usize) < SPECIAL.len() {
@@ -94,5 +113,10 @@ mod tests {
         let mut none = Vec::new();
         tokenize(b"AT", 3, &mut none);
         assert!(none.is_empty());
+        let read = b"GATTACANCAT";
+        let mut ids = Vec::new();
+        tokenize(read, 4, &mut ids);
+        assert_eq!(bases(&ids, 4), read);
+        assert!(bases(&[], 4).is_empty());
     }
 }

@@ -2,21 +2,12 @@
 //! benchmarks rely on), and the history records steps and the training time apart from
 //! validation.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 fn kgf_step(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kgf-step"))
-        .args(args)
-        .args(["--preset", "tiny", "--seed", "5", "--device", "cpu"])
-        .output()
-        .expect("kgf-step runs");
-    assert!(
-        out.status.success(),
-        "kgf-step {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::tiny_step(5, args);
 }
 
 #[test]
@@ -55,12 +46,8 @@ fn max_steps_and_limit_cap_train_gc_and_train_fc() {
     ];
     fc.extend(common);
     kgf_step(&fc);
-    let tiny_sentences = {
-        let labels: Value =
-            serde_json::from_slice(&std::fs::read(d("data/labels/labels.json")).unwrap()).unwrap();
-        labels["kmers"].as_u64().unwrap() - labels["words"].as_u64().unwrap() + 1
-    };
-    for (model, examples) in [("gc", 2 * tiny_sentences), ("fc", 200)] {
+    // Both models train on whole reads: --limit 2 is two GC fragments, 200 FC reads.
+    for (model, examples) in [("gc", 2u64), ("fc", 200)] {
         let h: Value =
             serde_json::from_slice(&std::fs::read(d(&format!("{model}/history.json"))).unwrap())
                 .unwrap();

@@ -1,24 +1,15 @@
 //! End to end on the tiny preset: the five steps run as separate processes of the real binary,
 //! passing artifacts through directories as the pipeline does, and `all` reproduces them.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-/// Runs a step; returns its stdout.
+/// Runs a step on the tiny preset with the CI's seed; returns its stdout.
 fn step(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kgf-step"))
-        .args(args)
-        .args(["--preset", "tiny", "--seed", "7", "--device", "cpu"])
-        .output()
-        .expect("kgf-step runs");
-    assert!(
-        out.status.success(),
-        "kgf-step {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::tiny_step(7, args)
 }
 
 fn json(path: &Path) -> Value {
@@ -107,7 +98,10 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
         "--executor-input",
         &executor_input,
     ]);
-    let gc_metrics = json(&d.join("gc-test/metrics.json"));
+    let gc_report = json(&d.join("gc-test/metrics.json"));
+    // Per read (the figure that matters), with the per-position figures beside it.
+    let gc_metrics = &gc_report["reads"];
+    assert!(gc_report["positions"]["accuracy"].is_number());
     // The line kgf-up reads back from the pod log after a run on a cluster.
     let line = stdout
         .lines()
@@ -115,6 +109,10 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
         .expect("test-gc prints its metrics on one KGF_METRICS line");
     let printed: Value = serde_json::from_str(line).unwrap();
     assert_eq!(printed["accuracy"], gc_metrics["accuracy"]);
+    assert_eq!(
+        printed["position_accuracy"],
+        gc_report["positions"]["accuracy"]
+    );
     // Every metric carries its interval: in metrics.json and on the line kgf-up reads.
     let intervals = &gc_metrics["intervals"]["values"];
     for name in [
@@ -139,29 +137,14 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
     let accuracy = gc_metrics["accuracy"].as_f64().unwrap();
     let chance = 1.0 / genes as f64;
     assert_eq!(genes, 4);
-    // The bars are what the tiny preset supports on every seed tried, not on this one alone
-    // (README, seeds 1-13). Balanced accuracy's chance is 1/genes whatever the test split's
-    // gene mix; plain accuracy's is the commonest gene's share of the test sentences (0.28-0.44
-    // on tiny), so accuracy is held to that, not to 1/genes. Over seeds 1-13 the balanced
-    // accuracy is 0.38-0.83 and accuracy beats the commonest gene's share by 0.09-0.46; the
-    // interval's lower bound is above chance on every seed too, but by as little as 0.007 (7-10
-    // test blocks), too little to hold on every CPU, so it is reported, not asserted.
+    // The bars are what the tiny preset supports on every seed measured, not on this one alone
+    // (docs/testing.md): over seeds 1-4 and 7 the per-read accuracy (chance 0.25; the test reads
+    // are drawn per gene, so the commonest gene's share is 0.25 too) is 0.895-0.965 and the balanced
+    // accuracy the same; the bars leave 0.095 below the worst seed.
     let balanced = gc_metrics["balanced_accuracy"].as_f64().unwrap();
     assert!(
-        balanced > chance + 0.05,
-        "GC balanced accuracy {balanced} is not above chance {chance} by 0.05"
-    );
-    let largest = gc_metrics["per_class"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["support"].as_u64().unwrap())
-        .max()
-        .unwrap();
-    let majority = largest as f64 / gc_metrics["samples"].as_u64().unwrap() as f64;
-    assert!(
-        accuracy > majority + 0.05,
-        "GC accuracy {accuracy} is not above always answering the commonest gene ({majority}) by 0.05"
+        accuracy > 0.8 && balanced > 0.8,
+        "GC per-read accuracy {accuracy} / balanced accuracy {balanced}: not above 0.8 (chance {chance})"
     );
     let kfp = json(&exec_out);
     assert_eq!(
@@ -198,42 +181,61 @@ fn five_steps_on_tiny_preset_learn_and_report_kfp_metrics() {
         "--metrics-out",
         s(&d.join("fc-test")),
     ]);
-    let fc_metrics = json(&d.join("fc-test/metrics.json"));
+    let fc_report = json(&d.join("fc-test/metrics.json"));
+    let fc_metrics = &fc_report["reads"];
     assert_eq!(
         fc_metrics["classes"],
         serde_json::json!(["chimeric", "not_chimeric"])
     );
-    // On held-out fusion events (6-20 in test, 8-44 chimeric test reads) over seeds 1-13 the
-    // tiny FC's ROC-AUC is 0.60-0.89 and its balanced accuracy 0.53-0.80 (chance 0.5 for
-    // both); their intervals reach 0.5 on some seeds (README), so the point estimates are held
-    // above chance, ROC-AUC (which no threshold choice moves) by a margin.
+    // The fusion caller's figures: per read and per event, each with its interval, and every
+    // read's call for other tools' comparison.
+    let fusion = &fc_report["fusion"];
+    for name in ["precision", "recall", "f1", "pr_auc", "balanced_accuracy"] {
+        let v = fusion["reads"][name].as_f64().unwrap();
+        let i = &fusion["reads"]["intervals"]["values"][name];
+        assert!(
+            i["low"].as_f64().unwrap() <= v && v <= i["high"].as_f64().unwrap(),
+            "read {name}"
+        );
+    }
+    let per_support = fusion["events"]["per_support"].as_array().unwrap();
+    assert_eq!(per_support.len(), 10);
+    assert_eq!(per_support[1]["min_support"], 2);
+    let calls = std::fs::read_to_string(d.join("fc-test/calls.tsv")).unwrap();
+    assert_eq!(
+        calls.lines().count() as u64,
+        fusion["reads"]["reads"].as_u64().unwrap() + 1
+    );
+    // On held-out fusion events (5-18 of them, 2-3 chimeric reads each: too few for event
+    // figures to be asserted) the tiny FC's ROC-AUC over seeds 1-4 and 7 is 0.70-0.94 and its
+    // balanced accuracy 0.64-0.87 (chance 0.5 for both): the bars leave room below the worst seed.
     let fc_value = |name: &str| fc_metrics[name].as_f64().unwrap();
     let auc = fc_value("roc_auc");
-    assert!(
-        auc > 0.55,
-        "FC ROC-AUC {auc} is not above chance 0.5 by 0.05"
-    );
+    assert!(auc > 0.6, "FC ROC-AUC {auc} is not above 0.6 (chance 0.5)");
     let bal = fc_value("balanced_accuracy");
-    assert!(bal > 0.5, "FC balanced accuracy {bal} is not above chance");
+    assert!(
+        bal > 0.55,
+        "FC balanced accuracy {bal} is not above 0.55 (chance 0.5)"
+    );
     assert!(fc_metrics["roc_curve"].as_array().unwrap().len() > 2);
 
     // `all` with the same seed reproduces the step-by-step results exactly.
     let all = d.join("all");
     step(&["all", "--out", s(&all)]);
     let summary = json(&all.join("metrics.json"));
-    assert_eq!(summary["gc"]["test"], gc_metrics);
-    assert_eq!(summary["fc"]["test"], fc_metrics);
+    assert_eq!(summary["gc"]["test"], gc_report);
+    assert_eq!(summary["fc"]["test"], fc_report);
     assert_eq!(summary["gc"]["chance_accuracy"].as_f64(), Some(chance));
 }
 
 #[test]
 fn a_step_fails_with_the_cause_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kgf-step"))
-        .args(["dataset", "--preset", "tiny", "--k", "7", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = common::kgf_step(
+        &["dataset", "--preset", "tiny", "--k", "7", "--out", d],
+        &[],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("k = 7") && err.contains("1..=6"), "{err}");

@@ -11,7 +11,6 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// A request as the server saw it: the path with query, and its Content-Type header.
@@ -121,10 +120,7 @@ fn ensembl_server(seen: Seen) -> String {
 }
 
 fn kgf_step(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kgf-step"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::kgf_step(args, &[])
 }
 
 #[test]
@@ -258,8 +254,9 @@ fn own_fasta() -> String {
 }
 
 fn dataset_from(transcripts: &str, out: &Path, env: &[(&str, String)]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kgf-step"))
-        .args([
+    let out = out.to_str().unwrap();
+    common::kgf_step(
+        &[
             "dataset",
             "--preset",
             "tiny",
@@ -268,11 +265,10 @@ fn dataset_from(transcripts: &str, out: &Path, env: &[(&str, String)]) -> std::p
             "--transcripts",
             transcripts,
             "--out",
-        ])
-        .arg(out)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap()
+            out,
+        ],
+        env,
+    )
 }
 
 #[test]

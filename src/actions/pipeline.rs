@@ -15,7 +15,7 @@ pub(super) fn local(p: &PipelineSpec, action: PipelineAction, exec: &Exec) -> Re
         .or_else(|| image.as_ref().map(|i| i.reference.clone()))
         .expect("an image is given or built");
     if let PipelineAction::Spec = action {
-        return out(&build::rendered_spec(p, &reference)?.yaml);
+        return Ok(out(&build::rendered_spec(p, &reference)?.yaml)?);
     }
     let Some(image) = image else {
         return Err(Failure::new(

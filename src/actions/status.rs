@@ -39,9 +39,12 @@ pub(super) async fn status(
         ))?;
     }
     if !ui.is_json() {
-        println!("\nWhere things are:");
+        outln("\nWhere things are:")?;
         for a in crate::proof::access(profile) {
-            println!("  {:<34} {}\n  {:<34} $ {}", a.what, a.at, "", a.command);
+            outln(&format!(
+                "  {:<34} {}\n  {:<34} $ {}",
+                a.what, a.at, "", a.command
+            ))?;
         }
     }
     if all_converged && unobserved == 0 {

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Failure;
-use crate::cli::{Command, PipelineAction};
+use super::failure::code;
+use crate::cli::{PipelineAction, Verb};
 use crate::plan::Plan;
 use crate::profile::{Loaded, PipelineSpec, Profile};
 use crate::provider::ClusterProvider;
 use crate::runner;
-use crate::step::{Ctx, ErrorKind, Outcome};
+use crate::step::{Ctx, Outcome};
 use crate::ui::Ui;
 
 /// `up` (and `pipeline upload|run`): every step in plan order, then the run when one is asked for.
@@ -20,7 +21,7 @@ pub(super) async fn up(
     ctx: Arc<Ctx>,
     ui: &Ui,
     provider: &dyn ClusterProvider,
-    command: &Command,
+    verb: &Verb,
     started: Instant,
 ) -> Result<(), Failure> {
     if let Some(note) = provider.up_note() {
@@ -39,11 +40,8 @@ pub(super) async fn up(
     };
     ui.summary(&finished, started.elapsed(), next);
     let run = matches!(
-        command,
-        Command::Up { run: true }
-            | Command::Pipeline {
-                action: PipelineAction::Run
-            }
+        verb,
+        Verb::Up { run: true } | Verb::Pipeline(PipelineAction::Run)
     ) || loaded.profile.pipeline.run;
     match failed {
         None if run && loaded.profile.pipeline.enabled => {
@@ -61,7 +59,7 @@ pub(super) async fn up(
         None => Ok(()),
         Some((id, kind)) => Err(Failure::new(
             format!("step {id} failed (details above)"),
-            if kind == ErrorKind::Preflight { 3 } else { 1 },
+            code(kind),
         )),
     }
 }

@@ -1,6 +1,6 @@
 //! `vendor`: copies of every component's source for an air-gapped install.
 
-use super::Failure;
+use super::{Failure, outln};
 use crate::exec::Exec;
 use crate::profile::Loaded;
 use crate::step::StepError;
@@ -18,21 +18,21 @@ pub(super) async fn vendor(
     let sources = crate::vendor::sources_yaml(&copies, &loaded.origin);
     if json {
         for c in &copies {
-            println!(
-                "{}",
-                serde_json::json!({"component": c.component, "from": c.from, "source": c.source})
-            );
+            outln(
+                &serde_json::json!({"component": c.component, "from": c.from, "source": c.source})
+                    .to_string(),
+            )?;
         }
     } else {
         for c in &copies {
-            println!(
+            outln(&format!(
                 "vendored {:<20} {} → {}",
                 c.component,
                 c.from,
                 c.source.describe()
-            );
+            ))?;
         }
-        println!("\n{sources}");
+        outln(&format!("\n{sources}"))?;
     }
     Ok(())
 }

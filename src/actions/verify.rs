@@ -53,7 +53,7 @@ pub(super) async fn verify(
     let mut unhealthy = layers(profile, kube, None, ui).await;
     let pods_run = crate::components::pods_run(profile.cluster.provider);
     for c in crate::components::resolve(profile).map_err(Failure::input)? {
-        match crate::components::health::verify(kube, &c, pods_run).await {
+        match crate::components::verify(kube, &c, pods_run).await {
             Ok(why) => ui.note(&format!("  ✓ {:<36} {why}", format!("health/{}", c.name))),
             Err(e) => {
                 ui.note(&format!(

@@ -11,6 +11,95 @@ use crate::kube::Kubeconfig;
 use crate::profile::ExistingSpec;
 use crate::step::{Ctx, Description, Observation, Step, StepError, StepId, StepResult};
 
+/// A kubeconfig or context the command line names that is not there: bad input, found before
+/// anything runs (a `plan` would otherwise print an offline plan for a cluster it never reached).
+#[derive(Debug, thiserror::Error)]
+pub enum NamedError {
+    #[error("--kubeconfig {}: no such file", path.display())]
+    Missing { path: PathBuf },
+    #[error("--kubeconfig {}: {what}, not a kubeconfig file", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error("--context {context}: cannot read kubeconfig {}: {message}", path.display())]
+    Unreadable {
+        context: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("--context {context}: kubeconfig {} has no such context (it has: {})", path.display(), if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    NoContext {
+        context: String,
+        path: PathBuf,
+        known: Vec<String>,
+    },
+}
+
+impl crate::fix::Fix for NamedError {
+    fn fix(&self) -> Option<String> {
+        Some(match self {
+            NamedError::Missing { .. } | NamedError::NotAFile { .. } => {
+                "give --kubeconfig the path of a kubeconfig file, or leave it out to use \
+                 cluster.existing.kubeconfig, KUBECONFIG or ~/.kube/config"
+                    .into()
+            }
+            NamedError::Unreadable { path, .. } => format!(
+                "check that {} is a kubeconfig you may read (`kubectl config get-contexts --kubeconfig {}`)",
+                path.display(),
+                path.display()
+            ),
+            NamedError::NoContext { path, .. } => format!(
+                "give --context one of the kubeconfig's contexts (`kubectl config get-contexts --kubeconfig {}`), \
+                 or leave it out to use its current context",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// Checks the kubeconfig and context the command line names: the file must be a file, and the
+/// kubeconfig used (that file, the profile's, `KUBECONFIG`'s or `~/.kube/config`) must have the
+/// context. What the profile alone names is the cluster step's to find.
+pub fn check_named(spec: &ExistingSpec, overrides: &Overrides) -> Result<(), NamedError> {
+    if let Some(path) = &overrides.kubeconfig {
+        match std::fs::metadata(path) {
+            Err(_) => return Err(NamedError::Missing { path: path.clone() }),
+            Ok(m) if !m.is_file() => {
+                return Err(NamedError::NotAFile {
+                    path: path.clone(),
+                    what: if m.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a regular file"
+                    },
+                });
+            }
+            Ok(_) => {}
+        }
+    }
+    let Some(context) = &overrides.context else {
+        return Ok(());
+    };
+    let path = Existing::new(spec, overrides).path();
+    let unreadable = |message: String| NamedError::Unreadable {
+        context: context.clone(),
+        path: path.clone(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(unreadable("no such file".into()));
+    }
+    let file = kube::config::Kubeconfig::read_from(&path).map_err(|e| unreadable(e.to_string()))?;
+    let known: Vec<String> = file.contexts.iter().map(|c| c.name.clone()).collect();
+    if known.contains(context) {
+        Ok(())
+    } else {
+        Err(NamedError::NoContext {
+            context: context.clone(),
+            path,
+            known,
+        })
+    }
+}
+
 pub struct Existing {
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
@@ -84,5 +173,61 @@ impl Step for Existing {
             ))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fix::Fix;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\n\
+        clusters: [{name: c, cluster: {server: 'https://198.18.0.1:6443'}}]\n\
+        users: [{name: u, user: {}}]\n\
+        contexts: [{name: a, context: {cluster: c, user: u}}, {name: b, context: {cluster: c, user: u}}]\n";
+
+    fn named(kubeconfig: Option<PathBuf>, context: Option<&str>) -> Result<(), NamedError> {
+        check_named(
+            &ExistingSpec::default(),
+            &Overrides {
+                kubeconfig,
+                context: context.map(str::to_string),
+            },
+        )
+    }
+
+    #[test]
+    fn a_kubeconfig_the_command_line_names_must_be_a_file() {
+        let err = named(Some("/nonexistent/kc".into()), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--kubeconfig /nonexistent/kc: no such file"
+        );
+        assert!(err.fix().unwrap().contains("give --kubeconfig the path"));
+        let dir = tempfile::tempdir().unwrap();
+        let err = named(Some(dir.path().into()), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a directory, not a kubeconfig file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_context_the_command_line_names_must_be_in_the_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let kc = dir.path().join("kc");
+        std::fs::write(&kc, KUBECONFIG).unwrap();
+        named(Some(kc.clone()), Some("b")).expect("b is a context");
+        named(Some(kc.clone()), None).expect("no context named");
+        let err = named(Some(kc.clone()), Some("does-not-exist")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--context does-not-exist: kubeconfig {} has no such context (it has: a, b)",
+                kc.display()
+            )
+        );
+        assert!(err.fix().unwrap().contains("kubectl config get-contexts"));
     }
 }

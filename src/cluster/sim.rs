@@ -249,14 +249,7 @@ impl Step for Sim {
                     let ready = list
                         .items
                         .iter()
-                        .filter(|n| {
-                            n.status
-                                .as_ref()
-                                .and_then(|s| s.conditions.as_ref())
-                                .is_some_and(|c| {
-                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                                })
-                        })
+                        .filter(|n| crate::kube::ready::node_not_ready(n).is_none())
                         .count();
                     Ok(if ready >= all {
                         Seen::Ready(())

@@ -1,8 +1,8 @@
 //! Component health for `kgf-up verify`: the checks each built-in component's own definition of
-//! working is made of (Deployments Available, CRDs Established, ready endpoints, conditions), and
-//! the dispatch to it; a custom component is healthy when every Deployment in its namespace is
-//! Available. The answer is one "healthy because…" line or a [`StepError`] with the fix and a
-//! diagnosis.
+//! working is made of (Deployments Available, CRDs Established, ready endpoints), judged by the
+//! readiness rules of [`crate::kube::ready`]; a custom component is healthy when every Deployment
+//! in its namespace is Available. The answer is one "healthy because…" line or a [`StepError`]
+//! with the fix and a diagnosis.
 //!
 //! Reads only, except two probes on real clusters (in `builtin`): a server-side dry-run
 //! Certificate (nothing is stored) and a one-worker RayCluster that is removed again; both go
@@ -15,31 +15,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
-use super::{Component, builtin};
+use super::component::Component;
 use crate::kube::Kube;
+use crate::kube::ready::{count_ready, crd_established, deployment_unavailable};
 use crate::step::StepError;
 
 /// The probe objects' name, so a user can tell them apart and a failed run's leftovers are obvious.
 pub(super) const PROBE: &str = "kgf-up-verify";
-
-/// Checks that `component` works; `pods_run` is false on the `sim` provider, whose pods never run a
-/// container, so probes that need a serving pod are skipped there with a "simulated" note.
-pub async fn verify(
-    kube: &Kube,
-    component: &Component,
-    pods_run: bool,
-) -> Result<String, StepError> {
-    match builtin::find(&component.name) {
-        Some(b) => (b.verify)(kube, component, pods_run).await,
-        None => {
-            let n = all_deployments_available(kube, component).await?;
-            Ok(format!(
-                "all {n} Deployments in {} Available",
-                component.namespace
-            ))
-        }
-    }
-}
 
 /// The name helm charts give their main objects: the release name when it already contains the
 /// chart's name, otherwise `release-chart`, cut to `max` characters (63 for most charts;
@@ -61,44 +43,6 @@ pub(super) fn simulated(checked: &str, skipped: &str) -> String {
 pub(super) fn read_error(c: &Component, what: &str, e: kube::Error) -> StepError {
     StepError::new(format!("{}: reading {what}: {e}", c.name))
         .with_fix("check that the cluster is reachable (`kgf-up status`)")
-}
-
-/// Why a Deployment is not Available, or `None` when it is: the Available condition True, every
-/// wanted replica updated and available, and the newest spec observed.
-pub fn deployment_unavailable(d: &Deployment) -> Option<String> {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(status) = &d.status else {
-        return Some("no status yet".into());
-    };
-    if status.observed_generation < d.metadata.generation {
-        return Some("its newest spec is not observed yet".into());
-    }
-    let available = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Available");
-    match available {
-        Some(c) if c.status == "True" => {}
-        Some(c) => {
-            return Some(format!(
-                "Available={} {}",
-                c.status,
-                c.message.clone().unwrap_or_default()
-            ));
-        }
-        None => return Some("no Available condition".into()),
-    }
-    let (updated, ready) = (
-        status.updated_replicas.unwrap_or(0),
-        status.available_replicas.unwrap_or(0),
-    );
-    if updated < want || ready < want {
-        return Some(format!(
-            "{ready}/{want} replicas available, {updated}/{want} updated"
-        ));
-    }
-    None
 }
 
 pub(super) async fn deployments_available(
@@ -136,7 +80,10 @@ pub(super) async fn deployments_available(
 }
 
 /// A custom component has no named workloads: every Deployment in its namespace must be Available.
-async fn all_deployments_available(kube: &Kube, c: &Component) -> Result<usize, StepError> {
+pub(super) async fn all_deployments_available(
+    kube: &Kube,
+    c: &Component,
+) -> Result<usize, StepError> {
     let api: Api<Deployment> = Api::namespaced(kube.client(), &c.namespace);
     let list = api
         .list(&ListParams::default())
@@ -150,17 +97,6 @@ async fn all_deployments_available(kube: &Kube, c: &Component) -> Result<usize, 
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     deployments_available(kube, c, &names).await?;
     Ok(names.len())
-}
-
-/// Whether a CRD's Established condition is True.
-pub fn crd_established(crd: &CustomResourceDefinition) -> bool {
-    crd.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
 }
 
 pub(super) async fn crds_established(
@@ -238,32 +174,9 @@ pub(super) async fn ready_endpoints(
     Ok(count_ready(&list.items))
 }
 
-/// Endpoints whose `ready` condition is true (an absent condition means ready, as the API defines).
-pub fn count_ready(slices: &[EndpointSlice]) -> usize {
-    slices
-        .iter()
-        .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .count()
-}
-
-/// Whether `status.conditions` holds a condition of `kind` with status "True".
-pub fn condition_true(status: &serde_json::Value, kind: &str) -> bool {
-    status
-        .get("conditions")
-        .and_then(|c| c.as_array())
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("type").and_then(|t| t.as_str()) == Some(kind)
-                    && c.get("status").and_then(|s| s.as_str()) == Some("True")
-            })
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn fullname_follows_helms_rule_and_cuts_to_the_limit() {
@@ -286,105 +199,6 @@ mod tests {
             fullname("abcdefghijklmnopqrstuvwxy", "zz", 26),
             "abcdefghijklmnopqrstuvwxy"
         );
-    }
-
-    fn deployment(v: serde_json::Value) -> Deployment {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn a_deployment_is_available_only_with_every_replica_and_the_newest_spec() {
-        let ok = json!({
-            "metadata": {"name": "d", "generation": 2},
-            "spec": {"replicas": 2, "selector": {}, "template": {}},
-            "status": {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2,
-                       "conditions": [{"type": "Available", "status": "True"}]},
-        });
-        assert_eq!(deployment_unavailable(&deployment(ok.clone())), None);
-
-        let mut old = ok.clone();
-        old["status"]["observedGeneration"] = json!(1);
-        assert!(
-            deployment_unavailable(&deployment(old))
-                .unwrap()
-                .contains("newest spec")
-        );
-
-        let mut short = ok.clone();
-        short["status"]["availableReplicas"] = json!(1);
-        assert_eq!(
-            deployment_unavailable(&deployment(short)).unwrap(),
-            "1/2 replicas available, 2/2 updated"
-        );
-
-        let mut down = ok.clone();
-        down["status"]["conditions"] = json!([{"type": "Available", "status": "False",
-            "message": "Deployment does not have minimum availability."}]);
-        assert!(
-            deployment_unavailable(&deployment(down))
-                .unwrap()
-                .starts_with("Available=False Deployment does not have")
-        );
-
-        let mut fresh = ok;
-        fresh.as_object_mut().unwrap().remove("status");
-        assert_eq!(
-            deployment_unavailable(&deployment(fresh)).unwrap(),
-            "no status yet"
-        );
-    }
-
-    #[test]
-    fn a_crd_is_established_only_by_its_condition() {
-        let crd = |conditions: serde_json::Value| -> CustomResourceDefinition {
-            serde_json::from_value(json!({
-                "metadata": {"name": "xs.t.io"},
-                "spec": {"group": "t.io", "scope": "Namespaced",
-                         "names": {"plural": "xs", "kind": "X"}, "versions": []},
-                "status": {"conditions": conditions},
-            }))
-            .unwrap()
-        };
-        assert!(crd_established(&crd(json!([
-            {"type": "NamesAccepted", "status": "True"},
-            {"type": "Established", "status": "True"}
-        ]))));
-        assert!(!crd_established(&crd(
-            json!([{"type": "Established", "status": "False"}])
-        )));
-        assert!(!crd_established(&crd(
-            json!([{"type": "NamesAccepted", "status": "True"}])
-        )));
-    }
-
-    #[test]
-    fn ready_endpoints_count_the_ready_and_the_unstated() {
-        let slice = |endpoints: serde_json::Value| -> EndpointSlice {
-            serde_json::from_value(json!({
-                "metadata": {"name": "s"}, "addressType": "IPv4", "endpoints": endpoints,
-            }))
-            .unwrap()
-        };
-        let slices = [
-            slice(json!([
-                {"addresses": ["198.18.0.1"], "conditions": {"ready": true}},
-                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}},
-            ])),
-            slice(json!([{"addresses": ["198.18.0.3"]}])),
-        ];
-        assert_eq!(count_ready(&slices), 2);
-        assert_eq!(count_ready(&[slice(json!([]))]), 0);
-    }
-
-    #[test]
-    fn a_condition_counts_only_with_status_true() {
-        let status = json!({"conditions": [
-            {"type": "Ready", "status": "False"},
-            {"type": "Issuing", "status": "True"},
-        ]});
-        assert!(!condition_true(&status, "Ready"));
-        assert!(condition_true(&status, "Issuing"));
-        assert!(!condition_true(&json!({}), "Ready"));
     }
 
     #[test]

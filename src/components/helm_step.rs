@@ -14,6 +14,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
 
 use super::builtin;
+use super::component::{chart_source, deep_merge};
 use super::step::{Common, DetectValues, intended_refs, sha256};
 use crate::gate::Change;
 use crate::helm::{ChartSource, Helm, HelmVersion, Release, records};
@@ -40,7 +41,7 @@ impl HelmStep {
         let own = &self.common.component.values;
         match self.detected.as_ref().map(|d| d()).transpose()?.flatten() {
             Some(mut detected) => {
-                super::deep_merge(&mut detected, own);
+                deep_merge(&mut detected, own);
                 Ok(detected)
             }
             None => Ok(own.clone()),
@@ -67,7 +68,7 @@ impl HelmStep {
     }
 
     fn chart(&self) -> ChartSource {
-        super::chart_source(&self.common.component.source, &self.common.base_dir)
+        chart_source(&self.common.component.source, &self.common.base_dir)
             .expect("kustomize sources are not helm releases")
     }
 
@@ -99,10 +100,11 @@ impl HelmStep {
     async fn observe_helm(&self, ctx: &Ctx) -> StepResult<Observation> {
         let helm = self.helm(ctx).await?;
         let kube = ctx.kube().await?;
-        let seen = helm
-            .observe(&self.release(ctx)?, kube.client())
-            .await
-            .map_err(StepError::from)?;
+        let seen = Observation::from(
+            helm.observe(&self.release(ctx)?, kube.client())
+                .await
+                .map_err(StepError::from)?,
+        );
         if !seen.is_converged() {
             return Ok(seen);
         }
@@ -263,7 +265,7 @@ impl HelmStep {
             self.common.component.timeout,
             Duration::from_secs(2),
             || async {
-                match super::health::verify(kube, &self.common.component, false).await {
+                match super::verify::verify(kube, &self.common.component, false).await {
                     Ok(_) => Ok::<_, StepError>(Seen::Ready(())),
                     Err(e) => {
                         let message = e.message.clone();

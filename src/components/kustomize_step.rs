@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 
-use super::local_path;
+use super::component::local_path;
 use super::step::{Common, TAKE_OVER, Transform, fresh_record, intended_refs, same_object, sha256};
 use crate::inventory::{self, RecordState};
 use crate::kube::{Conflicts, Kube, ObjectRef, parse_manifests};
@@ -76,7 +76,7 @@ impl KustomizeStep {
                 hash: sha256(yaml.as_bytes()),
             },
             Some(transform) => {
-                let objects = transform(ctx, objects).await?;
+                let objects = (transform.rewrite)(ctx, objects).await?;
                 let text = serde_json::to_string(&objects).expect("objects serialize");
                 Rendered {
                     objects,
@@ -273,7 +273,13 @@ impl Step for KustomizeStep {
                 })
                 .collect()
         };
-        self.common.description(commands, Vec::new())
+        let mut description = self.common.description(commands, Vec::new());
+        // What kgf-up writes into the rendered manifests (the object store's wiring), so that an
+        // offline plan shows it beside the two commands.
+        if let Some(t) = &self.transform {
+            description.objects.extend(t.changes.iter().cloned());
+        }
+        description
     }
 
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, StepResult<Observation>> {

@@ -1,7 +1,7 @@
 //! What the two component steps share: the component, where its sources are, what it needs, and
 //! its inventory record (written before a change and again when it is done, so an interrupted
 //! `up` is finished by the next one and `down` removes exactly what was made).
-//! [`super::helm_step`] installs charts, [`super::kustomize_step`] applies kustomizations.
+//! The helm step installs charts, the kustomize step applies kustomizations; both stand on this.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,18 +11,26 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject};
 use sha2::{Digest, Sha256};
 
-use super::Component;
+use super::component::Component;
 use crate::inventory::{self, Record, RecordState};
 use crate::kube::{Kube, ObjectRef, written_ref};
 use crate::profile::{Source, Tools};
-use crate::step::{Ctx, Description, DynStep, StepError, StepId, StepResult};
+use crate::step::{Ctx, Description, StepError, StepId, StepResult};
 
 /// An annotation a transform puts on objects whose fields kgf-up takes over from any other field
 /// manager (a stale `kfp-launcher` someone else made in a namespace that runs pipelines).
 pub const TAKE_OVER: &str = "kgf-up.io/take-over";
 
+/// What kgf-up changes in a kustomization's rendered objects before applying them.
+#[derive(Clone)]
+pub struct Transform {
+    pub rewrite: Rewrite,
+    /// What the rewrite changes, one line per object, for `plan` (offline too); no secret values.
+    pub changes: Vec<String>,
+}
+
 /// Rewrites rendered objects; may read the cluster (a Secret's keys).
-pub type Transform = Arc<
+pub type Rewrite = Arc<
     dyn for<'a> Fn(&'a Ctx, Vec<DynamicObject>) -> BoxFuture<'a, StepResult<Vec<DynamicObject>>>
         + Send
         + Sync,
@@ -30,21 +38,6 @@ pub type Transform = Arc<
 
 /// Values found during the run; `None` when there is nothing to add.
 pub type DetectValues = Arc<dyn Fn() -> StepResult<Option<serde_json::Value>> + Send + Sync>;
-
-/// The step that installs `common`'s component: a helm release, or a kustomization.
-/// `detected` (values found during the run) applies to charts, `transform` to kustomizations.
-pub fn step(
-    common: Common,
-    detected: Option<DetectValues>,
-    transform: Option<Transform>,
-) -> DynStep {
-    match common.component.source {
-        Source::Kustomize { .. } => {
-            Arc::new(super::kustomize_step::KustomizeStep::new(common, transform))
-        }
-        _ => Arc::new(super::helm_step::HelmStep::new(common, detected)),
-    }
-}
 
 pub struct Common {
     pub component: Component,
@@ -58,8 +51,7 @@ pub struct Common {
 }
 
 pub(super) fn sha256(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 impl Common {

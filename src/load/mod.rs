@@ -74,24 +74,40 @@ pub fn from_text(
     })
 }
 
-/// Reads a profile file: bounded in size, and UTF-8 (a bad byte is located like any error).
+/// Reads a profile file: a regular file only (a FIFO would wait for a writer forever, a device
+/// never end), bounded in size, and UTF-8 (a bad byte is located like any error).
 fn read_text(path: &Path, shown: &str) -> Result<String, ProfileError> {
     use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let read_err = |source| ProfileError::Read {
         path: path.to_path_buf(),
         source,
     };
-    if path.is_dir() {
-        return Err(read_err(std::io::Error::other(
-            "it is a directory, not a YAML file",
-        )));
+    // Opened without blocking, so that what the path is can be asked of the open file itself
+    // (asking first and opening after would race with a file swapped in between).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let kind = file.metadata().map_err(read_err)?.file_type();
+    let not_a_file = if kind.is_dir() {
+        Some("it is a directory, not a YAML file")
+    } else if kind.is_fifo() {
+        Some("it is a FIFO (a named pipe), not a file: kgf-up reads a profile only from a file")
+    } else if kind.is_socket() {
+        Some("it is a socket, not a file: kgf-up reads a profile only from a file")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("it is a device, not a file: kgf-up reads a profile only from a file")
+    } else {
+        None
+    };
+    if let Some(what) = not_a_file {
+        return Err(read_err(std::io::Error::other(what)));
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(profile::MAX_PROFILE_BYTES + 1)
-                .read_to_end(&mut bytes)
-        })
+    file.take(profile::MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(read_err)?;
     if bytes.len() as u64 > profile::MAX_PROFILE_BYTES {
         return Err(ProfileError::Semantic {

@@ -231,6 +231,114 @@ impl Wiring {
         .to_string()
     }
 
+    /// Where the key pair comes from, for `plan` (the keys themselves are never shown).
+    fn keys_from(&self) -> String {
+        match &self.store {
+            Store::Bundled => "upstream's Secret".into(),
+            Store::Minio(_) => {
+                let (ns, _) = self
+                    .minio
+                    .as_ref()
+                    .expect("a MinIO store knows its namespace");
+                format!(
+                    "MinIO's root Secret {ns}/{} (rootUser, rootPassword)",
+                    crate::components::builtin::minio::MINIO_ROOT_SECRET
+                )
+            }
+            Store::S3(s3) => match &s3.credentials {
+                Credentials::Secret(r) => format!(
+                    "Secret {}/{} ({}, {})",
+                    r.namespace, r.name, r.access_key, r.secret_key
+                ),
+                Credentials::Keys { .. } => "object_store.s3.credentials of the profile".into(),
+            },
+        }
+    }
+
+    /// What [`Wiring::wire`] does to the rendered manifests, one line per object, for `plan`
+    /// (offline too: it needs neither the manifests nor the keys). Built from the same values
+    /// `wire` writes.
+    pub fn changes(&self) -> Vec<String> {
+        let kv = |pairs: Vec<(String, String)>| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let launcher = |ns: &str| {
+            let data = self.launcher(ns)["data"].clone();
+            let pairs = data
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            format!(
+                "ConfigMap {ns}/{LAUNCHER_CONFIGMAP} (kgf-up's, replacing any other): {}",
+                kv(pairs)
+            )
+        };
+        let secret = |ns: &str| {
+            format!(
+                "Secret {ns}/{ARTIFACT_SECRET} (kgf-up's, replacing any other): {ACCESS_KEY} and {SECRET_KEY} from {}",
+                self.keys_from()
+            )
+        };
+        let mut lines = Vec::new();
+        if self.store == Store::Bundled {
+            lines.push(format!(
+                "the Kubeflow Pipelines manifests as upstream renders them: {}, pipeline root {}",
+                self.describe(),
+                self.pipeline_root()
+            ));
+            for ns in &self.namespaces {
+                lines.push(format!(
+                    "Secret {ns}/{ARTIFACT_SECRET}: a copy of upstream's in {}",
+                    self.kfp_namespace
+                ));
+                lines.push(launcher(ns));
+            }
+            return lines;
+        }
+        let kfp = &self.kfp_namespace;
+        let env = self
+            .api_server_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        lines.push(format!(
+            "Deployment {kfp}/ml-pipeline, env set: {}; OBJECTSTORECONFIG_ACCESSKEY and \
+             OBJECTSTORECONFIG_SECRETACCESSKEY from Secret {ARTIFACT_SECRET}",
+            kv(env)
+        ));
+        lines.push(format!(
+            "ConfigMap {kfp}/pipeline-install-config, set: {}",
+            kv(vec![
+                ("bucketName".into(), self.buckets.pipelines.to_string()),
+                ("defaultPipelineRoot".into(), self.pipeline_root()),
+            ])
+        ));
+        let s3 = self
+            .argo_s3()
+            .into_iter()
+            .map(|(k, v)| (format!("artifactRepository.s3.{k}"), v.to_string()))
+            .collect();
+        lines.push(format!(
+            "ConfigMap {kfp}/workflow-controller-configmap, set: {}",
+            kv(s3)
+        ));
+        for ns in std::iter::once(kfp).chain(&self.namespaces) {
+            lines.push(secret(ns));
+            lines.push(launcher(ns));
+        }
+        lines.push(format!(
+            "no bundled SeaweedFS (its Deployment, Service, claim and jobs are left out): the store is {}",
+            self.describe()
+        ));
+        lines
+    }
+
     /// Rewrites the rendered Kubeflow Pipelines objects for this store (see the module docs).
     /// For the bundled store upstream's objects stay as they are; extra namespaces still get the
     /// Secret and `kfp-launcher`.
@@ -318,10 +426,9 @@ impl Wiring {
         })
     }
 
-    /// The API server's `OBJECTSTORECONFIG_*` variables (credentials stay references to the
-    /// Secret, as upstream has them).
-    fn wire_api_server(&self, deployment: &mut Value) {
-        let wanted = [
+    /// The API server's `OBJECTSTORECONFIG_*` values; its keys stay references to the Secret.
+    fn api_server_env(&self) -> [(&'static str, String); 5] {
+        [
             ("OBJECTSTORECONFIG_HOST", self.endpoint.host.clone()),
             ("OBJECTSTORECONFIG_PORT", self.endpoint.port.to_string()),
             ("OBJECTSTORECONFIG_SECURE", self.endpoint.secure.to_string()),
@@ -330,7 +437,13 @@ impl Wiring {
                 "OBJECTSTORECONFIG_BUCKETNAME",
                 self.buckets.pipelines.to_string(),
             ),
-        ];
+        ]
+    }
+
+    /// The API server's `OBJECTSTORECONFIG_*` variables (credentials stay references to the
+    /// Secret, as upstream has them).
+    fn wire_api_server(&self, deployment: &mut Value) {
+        let wanted = self.api_server_env();
         let Some(containers) = deployment
             .pointer_mut("/spec/template/spec/containers")
             .and_then(Value::as_array_mut)
@@ -365,6 +478,24 @@ impl Wiring {
         }
     }
 
+    /// The fields of Argo's `artifactRepository.s3` that the store decides.
+    fn argo_s3(&self) -> [(&'static str, Value); 6] {
+        [
+            ("endpoint", json!(self.endpoint.authority())),
+            ("bucket", json!(self.buckets.pipelines.as_str())),
+            ("insecure", json!(!self.endpoint.secure)),
+            ("region", json!(self.region)),
+            (
+                "accessKeySecret",
+                json!({"name": ARTIFACT_SECRET, "key": ACCESS_KEY}),
+            ),
+            (
+                "secretKeySecret",
+                json!({"name": ARTIFACT_SECRET, "key": SECRET_KEY}),
+            ),
+        ]
+    }
+
     /// Argo's artifact repository: upstream's settings (key format, log archiving) kept, the
     /// store's endpoint, bucket, TLS and region put in.
     fn wire_argo(&self, configmap: &mut Value) {
@@ -378,12 +509,9 @@ impl Wiring {
             repo["s3"] = json!({});
         }
         let s3 = &mut repo["s3"];
-        s3["endpoint"] = json!(self.endpoint.authority());
-        s3["bucket"] = json!(self.buckets.pipelines.as_str());
-        s3["insecure"] = json!(!self.endpoint.secure);
-        s3["region"] = json!(self.region);
-        s3["accessKeySecret"] = json!({"name": ARTIFACT_SECRET, "key": ACCESS_KEY});
-        s3["secretKeySecret"] = json!({"name": ARTIFACT_SECRET, "key": SECRET_KEY});
+        for (k, v) in self.argo_s3() {
+            s3[k] = v;
+        }
         if s3.get("keyFormat").is_none() {
             s3["keyFormat"] = json!("artifacts/{{workflow.name}}/{{pod.name}}");
         }
@@ -486,7 +614,7 @@ fn resolve_ref(r: &crate::cluster::rke2::SecretRef, what: &str) -> Result<Secret
 /// The rewrite the Kubeflow Pipelines component applies to its rendered manifests.
 pub fn kfp_transform(wiring: Wiring) -> crate::components::Transform {
     // Passing the closure through a bound gives it the higher-ranked signature `Transform` needs.
-    fn transform<F>(f: F) -> crate::components::Transform
+    fn transform<F>(f: F) -> crate::components::Rewrite
     where
         F: for<'a> Fn(
                 &'a crate::step::Ctx,
@@ -500,8 +628,9 @@ pub fn kfp_transform(wiring: Wiring) -> crate::components::Transform {
     {
         std::sync::Arc::new(f)
     }
+    let changes = wiring.changes();
     let wiring = std::sync::Arc::new(wiring);
-    transform(move |ctx, objects| {
+    let rewrite = transform(move |ctx, objects| {
         let wiring = wiring.clone();
         Box::pin(async move {
             let keys = wiring.keys(ctx.kube().await?).await?;
@@ -519,7 +648,8 @@ pub fn kfp_transform(wiring: Wiring) -> crate::components::Transform {
                 })
                 .collect()
         })
-    })
+    });
+    crate::components::Transform { rewrite, changes }
 }
 
 /// What the store asks of the other components: kgf-up's MinIO makes the profile's buckets (its

@@ -1,9 +1,16 @@
 //! The parser's and serde's complaints as sentences a user can act on: what was expected here,
 //! in the profile's words ("a whole number from 0 to 4294967295", "a mapping of keys to values"),
 //! never the library's ("invalid u32", "expected mapping start", "set DuplicateKeyPolicy").
-//! It only rewrites text; where the error is belongs to the caller.
+//! It only rewrites text; where the error is belongs to the caller. Also the error of a section
+//! whose value parses but cannot be used ([`SpecError`]), which the sections' own checks return.
 
 use serde_saphyr::Error;
+
+/// A profile section's value that is well-formed but not usable (a GPU layout that does not
+/// fit, a host list without a server): the message says what and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
 
 /// The message and, where there is one beyond [`super::hint`]'s nearest key, a fix.
 pub fn sentence(e: &Error) -> (String, Option<String>) {
@@ -269,4 +276,16 @@ fn type_words(ty: &str) -> String {
         .find(|(t, _)| *t == ty)
         .map(|(_, w)| w.to_string())
         .unwrap_or_else(|| format!("a value of type {ty}"))
+}
+
+/// A value's kind in the profile's words, for messages.
+pub fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "list",
+        serde_json::Value::Object(_) => "mapping",
+    }
 }

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::SpecError;
 
+mod key_error;
 mod networking;
 mod patches;
+pub use key_error::KeyError;
 pub use networking::{Cidr, NetworkingSpec, parse_cidr};
 pub use patches::{MAX_PATCH_BYTES, MAX_PATCHES};
 
@@ -55,31 +57,6 @@ pub struct KindSpec {
     /// TOML merged into every node's containerd config after kgf-up's registry patch (kind's
     /// `containerdConfigPatches`).
     pub containerd_config_patches: Vec<String>,
-}
-
-/// A value of `cluster.kind` that kind would refuse or silently ignore: the key (relative to
-/// `cluster.kind`, list items by index: `kubeadm_config_patches.0`), what is wrong, the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyError {
-    pub key: String,
-    pub message: String,
-    pub fix: String,
-}
-
-impl KeyError {
-    fn new(key: &str, message: String, fix: impl Into<String>) -> Self {
-        KeyError {
-            key: key.to_string(),
-            message,
-            fix: fix.into(),
-        }
-    }
-}
-
-impl From<KeyError> for SpecError {
-    fn from(e: KeyError) -> Self {
-        SpecError(format!("{} (fix: {})", e.message, e.fix))
-    }
 }
 
 impl Default for KindSpec {

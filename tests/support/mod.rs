@@ -122,6 +122,19 @@ pub fn kgf_up_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// kgf-up as it runs unattended, with a private state directory (its logs land there): `CI=true`,
+/// no terminal, no `KGF_PROFILE` from the caller's environment, the repository as the working
+/// directory. Needs no bed.
+pub fn kgf_up_in(state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kgf-up"));
+    cmd.current_dir(repo())
+        .env("CI", "true")
+        .env("XDG_STATE_HOME", state)
+        .env_remove("KGF_PROFILE")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A finished command's stdout and stderr, for assertions and their messages.
 pub fn text(out: &Output) -> String {
     format!(

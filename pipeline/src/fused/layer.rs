@@ -21,8 +21,8 @@ pub struct LayerShape {
     pub heads: usize,
     pub intermediate: usize,
     pub eps: f32,
-    /// Past the attention, only the `[CLS]` row (the last layer: only it reaches the pooler).
-    pub cls_only: bool,
+    /// Local attention: each position sees the keys within this many positions of it.
+    pub window: Option<usize>,
 }
 
 /// An encoder layer's dropout factors (0 or 1/(1 − p)) in training.
@@ -88,9 +88,9 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// Rows past the attention: every token, or `[CLS]` alone.
+    /// Rows of the batch: every position of every sequence.
     fn rows(&self) -> usize {
-        self.batch * self.heads.queries
+        self.batch * self.heads.s
     }
 }
 
@@ -100,8 +100,7 @@ impl EncoderLayer {
             bail!("{op}: the input must be (batch, seq, hidden)")
         };
         let sh = self.shape;
-        let queries = if sh.cls_only { 1 } else { s };
-        let heads = Heads::new(op, s, h, sh.heads, queries)?;
+        let heads = Heads::new(op, s, h, sh.heads, sh.window)?;
         let sizes = part_sizes(h, sh.intermediate);
         if params != sizes.iter().sum::<usize>() {
             bail!(
@@ -109,7 +108,7 @@ impl EncoderLayer {
                 sh.intermediate
             );
         }
-        let rows = batch * queries;
+        let rows = batch * s;
         if let Some(m) = &self.masks
             && (m.attention.len() != batch * sh.heads * s * s
                 || m.attn_out.len() != rows * h
@@ -127,19 +126,6 @@ impl EncoderLayer {
     fn mask(&self, pick: impl Fn(&LayerMasks) -> &Vec<f32>) -> Option<&[f32]> {
         self.masks.as_ref().map(|m| pick(m).as_slice())
     }
-}
-
-/// The query rows of every sequence of `x` (all of `x` when every row is a query).
-fn query_rows<'a>(x: &'a [f32], n: &Heads) -> Cow<'a, [f32]> {
-    if n.queries == n.s {
-        return Cow::Borrowed(x);
-    }
-    Cow::Owned(
-        x.chunks_exact(n.s * n.h)
-            .flat_map(|seq| &seq[..n.queries * n.h])
-            .copied()
-            .collect(),
-    )
 }
 
 /// y ← r + m ⊙ y (dropout factors `m`, or none): a residual connection around dropout.
@@ -207,7 +193,7 @@ impl CustomOp2 for EncoderLayer {
         let mut ctx = vec![0f32; geo.rows() * h];
         n.forward(self.mask(|m| &m.attention), &qkv, &mut ctx);
         let mut s1 = linear_rows(&ctx, w_o, b_o);
-        add_dropped(&query_rows(x, &n), &mut s1, self.mask(|m| &m.attn_out));
+        add_dropped(x, &mut s1, self.mask(|m| &m.attn_out));
         let mut x1 = vec![0f32; s1.len()];
         layer_norm_rows(&s1, &norm1[..h], &norm1[h..], eps, &mut x1);
         let pre = linear_rows(&x1, w_in, b_in);
@@ -229,7 +215,7 @@ impl CustomOp2 for EncoderLayer {
         if self.saved.set(saved).is_err() {
             bail!("{name}: the op ran forward twice (each call makes its own)");
         }
-        Ok((CpuStorage::F32(y), Shape::from((geo.batch, n.queries, h))))
+        Ok((CpuStorage::F32(y), Shape::from((geo.batch, n.s, h))))
     }
 
     fn bwd(
@@ -323,13 +309,8 @@ impl EncoderLayerBwd<'_> {
         let mut dqkv = vec![0f32; saved.qkv.len()];
         n.backward(layer.mask(|m| &m.attention), &saved.qkv, &dctx, &mut dqkv);
         linear_param_grads(x, &dqkv, dw_qkv, db_qkv);
-        // ∂x: the residual path into the query rows, plus the path through the projections.
-        for (seq, rows) in dx
-            .chunks_exact_mut(n.s * h)
-            .zip(ds1.chunks_exact(n.queries * h))
-        {
-            seq[..rows.len()].copy_from_slice(rows);
-        }
+        // ∂x: the residual path, plus the path through the projections.
+        dx.copy_from_slice(&ds1);
         matmul(dx, true, Mat::AsStored(&dqkv), Mat::AsStored(w_qkv), 3 * h);
         Ok(())
     }
@@ -370,8 +351,7 @@ impl CustomOp3 for EncoderLayerBwd<'_> {
 /// One encoder layer over `x` (batch, seq, hidden), post-norm as BERT:
 /// `x1 = norm(x + drop(attention(x)·w_oᵀ + b_o))`, `y = norm(x1 + drop(gelu(x1·w_inᵀ + b_in)·w_outᵀ + b_out))`.
 /// `params` holds the layer's variables flattened and concatenated in the order of
-/// [`part_sizes`]; `masks` the dropout factors in training. With `shape.cls_only` the result is
-/// (batch, 1, hidden), the `[CLS]` rows alone (its attention still reads every token).
+/// [`part_sizes`]; `masks` the dropout factors in training; with `shape.window`, local attention.
 pub fn encoder_layer(
     x: &Tensor,
     params: &Tensor,

@@ -1,5 +1,6 @@
-//! Shared by the serve and deploy tests: the model `kgf-step all --preset tiny` trains, reads of
-//! its test split, a running `kgf-step serve`, and a MinIO server on loopback.
+//! Shared by the tests of kgf-step: running the real binary, the model `kgf-step all --preset
+//! tiny` trains, reads of its test split, a running `kgf-step serve`, and a MinIO server on
+//! loopback.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::io::{BufRead, BufReader};
@@ -16,6 +17,30 @@ use kgf_step::http::Http;
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kgf-step");
+
+/// Runs the real kgf-step with `args` and the environment `env`, whatever its exit status.
+pub fn kgf_step(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("kgf-step runs")
+}
+
+/// Runs a step on the tiny preset (`--preset tiny --seed SEED --device cpu` after `args`),
+/// asserts that it succeeded, and returns its stdout.
+pub fn tiny_step(seed: u64, args: &[&str]) -> String {
+    let seed = seed.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--preset", "tiny", "--seed", &seed, "--device", "cpu"]);
+    let out = kgf_step(&all, &[]);
+    assert!(
+        out.status.success(),
+        "kgf-step {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// The model every test serves: one `all --preset tiny` run, made once per test binary.
 pub fn model_dir() -> &'static Path {

@@ -400,7 +400,7 @@ impl GpuNodeStep {
 
 impl Step for GpuNodeStep {
     fn id(&self) -> StepId {
-        ids::gpu_node(self.name(), self.task)
+        ids::gpu_node(self.name(), self.task.slug())
     }
 
     fn needs(&self) -> Vec<StepId> {
@@ -408,7 +408,7 @@ impl Step for GpuNodeStep {
         let pos = tasks.iter().position(|t| *t == self.task).unwrap_or(0);
         match pos {
             0 => vec![ids::cluster()],
-            _ => vec![ids::gpu_node(self.name(), tasks[pos - 1])],
+            _ => vec![ids::gpu_node(self.name(), tasks[pos - 1].slug())],
         }
     }
 

@@ -13,132 +13,28 @@ mod cluster;
 mod cmds;
 pub mod config;
 mod context;
+mod error;
 mod gpu_node;
+pub mod ids;
+mod plan;
 pub mod record;
 mod registry;
 pub use crate::profile::kind as spec;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub use error::KindError;
 pub use gpu_node::{ContainerdGpu, NodeTask};
+pub use plan::KindPlan;
 pub use spec::{
     DEFAULT_NODE_IMAGE, GpuLayout, GpuSpec, KIND_VERSION, KindSpec, NodeGpus, NodePlan,
     RegistrySpec, Role, ToolkitSource,
 };
 
 use crate::exec::{Cmd, Exec, ExecError};
-use crate::step::{Ctx, DynStep, StepId};
-
-impl From<crate::profile::SpecError> for KindError {
-    fn from(e: crate::profile::SpecError) -> Self {
-        KindError::Spec(e.0)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KindError {
-    #[error("invalid cluster.kind: {0}")]
-    Spec(String),
-    #[error("{what}")]
-    Exec {
-        what: String,
-        #[source]
-        source: Box<ExecError>,
-    },
-    #[error("could not understand {what}: {detail}")]
-    Parse { what: String, detail: String },
-    #[error("could not write {}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Step ids of the kind provider, made only here.
-pub mod ids {
-    use super::NodeTask;
-    use crate::step::StepId;
-
-    pub fn cluster() -> StepId {
-        StepId::new("kind", "cluster")
-    }
-    pub fn context() -> StepId {
-        StepId::new("kind", "context")
-    }
-    pub fn registry() -> StepId {
-        StepId::new("kind", "registry")
-    }
-    pub fn registry_hosts(node: &str) -> StepId {
-        StepId::new("kind/registry-hosts", node)
-    }
-    pub fn registry_hosting() -> StepId {
-        StepId::new("kind", "registry-hosting")
-    }
-    pub fn gpu_node(node: &str, task: NodeTask) -> StepId {
-        StepId::new("kind/gpu", &format!("{node}/{}", task.slug()))
-    }
-    pub fn runtime_class() -> StepId {
-        StepId::new("kind", "runtime-class")
-    }
-}
-
-/// The kind cluster a run wants: the spec, its nodes and the rendered config.
-#[derive(Debug)]
-pub struct KindPlan {
-    pub spec: KindSpec,
-    /// GPUs planned for (the profile's `gpus.count`, else what preflight detected).
-    pub gpu_count: u32,
-    pub nodes: Vec<NodePlan>,
-    /// The kind config, exactly as written for `kind create cluster` and recorded in the cluster.
-    pub config: String,
-}
+use crate::step::{DynStep, StepId};
 
 impl KindPlan {
-    /// Plans the cluster for a host on which preflight found `detected_gpus` GPUs.
-    pub fn new(spec: KindSpec, detected_gpus: u32) -> Result<Arc<Self>, KindError> {
-        let gpu_count = spec.gpu_count(detected_gpus);
-        let nodes = spec.nodes(gpu_count)?;
-        let config = config::render_nodes(&spec, &nodes);
-        Ok(Arc::new(KindPlan {
-            spec,
-            gpu_count,
-            nodes,
-            config,
-        }))
-    }
-
-    /// The nodes given GPUs (their kind node names) and how many each got, which GPU validation
-    /// holds their allocatable GPUs to.
-    pub fn gpu_nodes(&self) -> Vec<crate::cluster::GpuNode> {
-        self.nodes
-            .iter()
-            .filter_map(|n| {
-                let gpus = match &n.gpus {
-                    NodeGpus::None => return None,
-                    NodeGpus::All => self.gpu_count,
-                    NodeGpus::Indices(list) => list.len() as u32,
-                };
-                Some(crate::cluster::GpuNode {
-                    name: n.name.clone(),
-                    gpus: Some(gpus),
-                })
-            })
-            .collect()
-    }
-
-    /// Where the kind config is written for `kind create cluster`.
-    pub fn config_path(&self, ctx: &Ctx) -> PathBuf {
-        ctx.work_dir.join(format!("kind-{}.yaml", self.spec.name))
-    }
-
-    /// The cluster's own kubeconfig file (kgf-up's; the user's is changed only by `kind/context`).
-    pub fn kubeconfig_path(&self, ctx: &Ctx) -> PathBuf {
-        ctx.work_dir
-            .join(format!("kind-{}.kubeconfig", self.spec.name))
-    }
-
     /// The steps, in order: cluster, context, registry (container, hosts.toml per node, hosting
     /// ConfigMap), the GPU parts of each GPU node, RuntimeClass. `after` are the steps the cluster
     /// step needs (e.g. preflight).
@@ -169,7 +65,7 @@ impl KindPlan {
         for node in self.nodes.iter().filter(|n| n.has_gpus()) {
             for task in NodeTask::for_node(node) {
                 if task == NodeTask::ContainerdRuntime {
-                    runtime_needs.push(ids::gpu_node(&node.name, task));
+                    runtime_needs.push(ids::gpu_node(&node.name, task.slug()));
                 }
                 steps.push(Arc::new(gpu_node::GpuNodeStep::new(
                     self.clone(),

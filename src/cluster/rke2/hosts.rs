@@ -13,10 +13,11 @@ use super::config::{self, CONFIG_PATH, REGISTRIES_PATH};
 use super::facts::{self, Facts, LOCK_DIR};
 use super::spec::{HostSpec, Rke2Spec, Role};
 use super::{Rke2Error, Rke2Plan, ids};
+use crate::exec::shell_quote;
 use crate::fix::Fix;
 use crate::gate::Change;
 use crate::secret::Secret;
-use crate::ssh::{SshError, quote};
+use crate::ssh::SshError;
 use crate::step::{Ctx, Description, Observation, ShownFile, Step, StepError, StepId, StepResult};
 use crate::wait::{self, Seen, Stop};
 
@@ -430,7 +431,7 @@ impl HostStep {
 
     async fn lock(&self) -> Result<(), Rke2Error> {
         let ssh = &self.plan.ssh;
-        let owner = quote(&self.plan.owner);
+        let owner = shell_quote(&self.plan.owner);
         let script = format!(
             "sudo -n mkdir -p /run/lock && if sudo -n mkdir -m 0700 {LOCK_DIR} 2>/dev/null; then \
              printf '%s\\n' {owner} | sudo -n tee {LOCK_DIR}/owner >/dev/null; echo acquired; \
@@ -457,7 +458,7 @@ impl HostStep {
 
     async fn unlock(&self) -> Result<(), Rke2Error> {
         let ssh = &self.plan.ssh;
-        let owner = quote(&self.plan.owner);
+        let owner = shell_quote(&self.plan.owner);
         let script = format!(
             "if [ \"$(sudo -n cat {LOCK_DIR}/owner 2>/dev/null)\" = {owner} ]; then sudo -n rm -rf {LOCK_DIR}; fi"
         );
@@ -513,7 +514,7 @@ fn install_command(spec: &Rke2Spec, role: Role) -> (String, bool) {
             }
         }
     }
-    let env: Vec<String> = env.iter().map(|e| quote(e)).collect();
+    let env: Vec<String> = env.iter().map(shell_quote).collect();
     match &spec.artifact_dir {
         Some(dir) => {
             let dir = dir.display().to_string();
@@ -521,8 +522,8 @@ fn install_command(spec: &Rke2Spec, role: Role) -> (String, bool) {
                 format!(
                     "sudo -n env {} {} sh {}",
                     env.join(" "),
-                    quote(&format!("INSTALL_RKE2_ARTIFACT_PATH={dir}")),
-                    quote(&format!("{dir}/install.sh"))
+                    shell_quote(format!("INSTALL_RKE2_ARTIFACT_PATH={dir}")),
+                    shell_quote(format!("{dir}/install.sh"))
                 ),
                 false,
             )

@@ -200,13 +200,7 @@ impl NodesStep {
     /// Hosts whose Node is missing or not Ready, with why.
     async fn not_ready(&self, ctx: &Ctx) -> Result<Vec<String>, Rke2Error> {
         let kc = ctx.kubeconfig().map_err(|e| Rke2Error::Api(e.message))?;
-        let file = kube::config::Kubeconfig::read_from(&kc.path)
-            .map_err(|e| Rke2Error::Api(e.to_string()))?;
-        let options = kube::config::KubeConfigOptions {
-            context: kc.context.clone(),
-            ..Default::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(file, &options)
+        let config = crate::kube::config(kc)
             .await
             .map_err(|e| Rke2Error::Api(e.to_string()))?;
         let client = kube::Client::try_from(config).map_err(|e| Rke2Error::Api(e.to_string()))?;
@@ -220,21 +214,10 @@ impl NodesStep {
                 .items
                 .iter()
                 .find(|n| n.metadata.name.as_deref() == Some(&name));
-            let ready = node
-                .and_then(|n| n.status.as_ref())
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-            match (node, ready) {
-                (None, _) => pending.push(format!("{address}: no Node {name}")),
-                (Some(_), Some(c)) if c.status == "True" => {}
-                (Some(_), Some(c)) => pending.push(format!(
-                    "{address}: Node {name} Ready={} ({})",
-                    c.status,
-                    c.message.as_deref().unwrap_or("no message")
-                )),
-                (Some(_), None) => {
-                    pending.push(format!("{address}: Node {name} has no Ready condition yet"))
-                }
+            match node.map(crate::kube::ready::node_not_ready) {
+                None => pending.push(format!("{address}: no Node {name}")),
+                Some(None) => {}
+                Some(Some(why)) => pending.push(format!("{address}: Node {name} {why}")),
             }
         }
         Ok(pending)

@@ -7,9 +7,10 @@ use serde_json::json;
 use super::{BuiltIn, needs, oci};
 use crate::components::Component;
 use crate::components::health::{
-    condition_true, deployments_available, dynamic_api, read_error, ready_endpoints, simulated,
+    deployments_available, dynamic_api, read_error, ready_endpoints, simulated,
 };
 use crate::kube::Kube;
+use crate::kube::ready::condition_true;
 use crate::profile::{ComponentSpec, Provider};
 use crate::step::StepError;
 

@@ -9,9 +9,9 @@ use kube::runtime::wait::await_condition;
 use super::{BuiltIn, helm};
 use crate::components::Component;
 use crate::components::health::{
-    PROBE, condition_true, crds_established, deployments_available, dynamic_api, fullname,
-    simulated,
+    PROBE, crds_established, deployments_available, dynamic_api, fullname, simulated,
 };
+use crate::kube::ready::condition_true;
 use crate::kube::{Conflicts, Kube, ObjectRef, parse_manifests};
 use crate::profile::{ComponentSpec, Provider};
 use crate::step::StepError;
