@@ -42,6 +42,7 @@ impl KindPlan {
         let mut steps: Vec<DynStep> = vec![Arc::new(cluster::ClusterStep {
             plan: self.clone(),
             needs: after.to_vec(),
+            unfinished: Default::default(),
         })];
         if self.spec.select_context {
             steps.push(Arc::new(context::ContextStep { plan: self.clone() }));
