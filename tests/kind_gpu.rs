@@ -742,6 +742,50 @@ async fn offline_toolkit_comes_from_local_debs() {
     );
 }
 
+/// Regression (issue 24): a failed `kind create cluster` showed the last 20 lines of stderr (a
+/// kubeadm stack trace) without kind's `ERROR:` line, said "creating the kind cluster" twice, and
+/// pointed at `kind delete` for nodes kind had already removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_create_hid_kind_s_error_line() {
+    let world = World::new(0);
+    let mut stderr = String::from(
+        " ✓ Ensuring node image (kindest/node:v1.36.4) 🖼\n ✗ Starting control-plane 🕹️\nDeleted nodes: [\"kgf-control-plane\"]\nERROR: failed to create cluster: failed to init node with kubeadm: command \"docker exec --privileged kgf-control-plane kubeadm init --config=/kind/kubeadm.conf --skip-token-print --v=6\" failed with error: exit status 1\nCommand Output: I1207 21:40:01.000000     211 initconfiguration.go:261] loading configuration from \"/kind/kubeadm.conf\"\n[wait-control-plane] Waiting for the kubelet to boot up the control plane\nerror execution phase wait-control-plane: could not initialize a Kubernetes cluster\n",
+    );
+    for i in 0..40 {
+        stderr.push_str(&format!(
+            "k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow.(*Runner).Run.func1\n\t/go/src/k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow/runner.go:{}\n",
+            200 + i
+        ));
+    }
+    world.write("host/kind-create-fails", &stderr);
+    let plan = KindPlan::new(KindSpec::default(), 0).unwrap();
+    let steps = plan.steps(&[]);
+    let ctx = world.ctx();
+    let seen = steps[0].observe(&ctx).await.unwrap();
+    let err = steps[0].apply(&ctx, &seen).await.unwrap_err();
+    assert!(
+        err.message
+            .contains("ERROR: failed to create cluster: failed to init node with kubeadm"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        err.message.matches("creating the kind cluster").count(),
+        1,
+        "{}",
+        err.message
+    );
+    let fix = err.fix.unwrap();
+    assert!(
+        fix.starts_with("kind has already removed the nodes it made"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("kind create cluster --retain --name kgf --config="),
+        "{fix}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Preflight
 
@@ -1070,6 +1114,105 @@ async fn doctor_without_docker_daemon_or_driver_says_what_to_do() {
     assert!(report.facts.gpus.is_empty());
 }
 
+/// Regression (issue 24): on a cgroup v1 host kubelet 1.36 refuses to start unless told
+/// `failCgroupV1: false`, and doctor did not look: it reads `docker info`'s CgroupVersion and
+/// names the kubeadm patch, which the profile can now carry.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_did_not_see_a_cgroup_v1_host() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    opts.needs_gpu = false;
+    let report = preflight::run(&Exec::new(), &opts).await;
+    assert_eq!(by_name(&report, "cgroup version").status, Status::Ok);
+
+    let v1 = world
+        .read("host/docker-info.json")
+        .replace("\"CgroupVersion\":\"2\"", "\"CgroupVersion\":\"1\"");
+    world.write("host/docker-info.json", &v1);
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let cgroup = by_name(&report, "cgroup version");
+    assert_eq!(cgroup.status, Status::Fail, "{}", cgroup.found);
+    assert!(
+        cgroup.found.contains("kubelet 1.36 refuses"),
+        "{}",
+        cgroup.found
+    );
+    let fix = &cgroup.fix.as_ref().unwrap().shown;
+    assert!(
+        fix.contains("cluster.kind.kubeadm_config_patches=[\"kind: KubeletConfiguration\\nfailCgroupV1: false\"]"),
+        "{fix}"
+    );
+
+    let mut patched = opts.clone();
+    patched.kind.as_mut().unwrap().kubeadm_config_patches =
+        vec!["kind: KubeletConfiguration\nfailCgroupV1: false\n".into()];
+    let report = preflight::run(&Exec::new(), &patched).await;
+    assert_eq!(by_name(&report, "cgroup version").status, Status::Warn);
+}
+
+/// Regression (issue 24): doctor warned that the toolkit inside GPU nodes needs internet on a
+/// host without GPUs, where the cluster has no GPU node and nothing is installed in one.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_warned_about_the_node_toolkit_with_0_gpus() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    opts.needs_gpu = false;
+    std::fs::remove_file(world.path("host/nvidia-smi.csv")).unwrap();
+    let report = preflight::run(&Exec::new(), &opts).await;
+    assert!(report.facts.gpus.is_empty());
+    assert!(
+        !report
+            .checks
+            .iter()
+            .any(|c| c.name == "toolkit for kind GPU nodes"),
+        "{}",
+        report.render()
+    );
+    // With GPUs the check is there.
+    let report = preflight::run(&Exec::new(), &workstation(&world)).await;
+    assert_eq!(
+        by_name(&report, "toolkit for kind GPU nodes").status,
+        Status::Warn
+    );
+}
+
+/// The built-in `kind` profile plans no GPU: doctor checks Docker, the tools and the host's
+/// limits, and nothing of the NVIDIA setup (here absent altogether), and passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_for_the_kind_profile_checks_no_nvidia_setup() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    std::fs::remove_file(world.path("host/nvidia-smi.csv")).unwrap();
+    std::fs::remove_file(world.path("host/config.toml")).unwrap();
+    let profile = kgf_up::load::load("kind", &[]).unwrap().profile;
+    let from_profile = kgf_up::cluster::preflight_options(&profile);
+    opts.needs_gpu = from_profile.needs_gpu;
+    opts.kind = from_profile.kind;
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("NVIDIA") && !n.contains("GPU") && *n != "docker default runtime"),
+        "{names:?}"
+    );
+    for wanted in [
+        "container engine",
+        "kind",
+        "helm",
+        "kubectl",
+        "cgroup version",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    // The stand-in world has no helm; nothing else fails (inotify is only a warning).
+    assert!(
+        report.failed().all(|c| c.name == "helm"),
+        "{}",
+        report.render()
+    );
+}
+
 /// A host whose only problem is a warning (inotify limits, the toolkit handing GPUs to any
 /// container that names them) is fixed by `--fix` too.
 #[tokio::test(flavor = "multi_thread")]
@@ -1374,4 +1517,156 @@ impl Drop for BedPath {
         // SAFETY: ENV is still held (the guard drops after this).
         unsafe { std::env::set_var("PATH", &self.old_path) };
     }
+}
+
+/// A TCP forwarder to the bed's API server: a stand-in for the address of a kind cluster that
+/// `recreate` is about to delete. Deleting it closes the listener and every open connection.
+struct OldCluster {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    gone: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OldCluster {
+    fn start(to: String) -> OldCluster {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tracked, stop) = (open.clone(), gone.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (Ok(client), Ok(server)) = (client, std::net::TcpStream::connect(&to)) else {
+                    continue;
+                };
+                let mut list = tracked.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        OldCluster { port, open, gone }
+    }
+
+    fn delete(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        // Wakes the accept loop so that it sees `gone` and drops the listener.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Regression (issue 24): `recreate` deleted and re-created the kind cluster, but the run's API
+/// client, inventory and lock (taken before the cluster step's apply) kept pointing at the old
+/// cluster's address and CA: the next step failed with `ServiceError: client error (Connect)` and
+/// the lock's renewal failed every 15 s. Here the old cluster is a forwarder that goes away and
+/// the new one the bed's API server, behind the same kubeconfig path, as kind rewrites it.
+/// (The real-node bed runs the same through `kgf-up up` on real kind clusters.)
+#[tokio::test(flavor = "multi_thread")]
+async fn recreate_left_the_runs_client_lock_and_inventory_on_the_old_cluster() {
+    let bed = support::bed();
+    let namespace = "kgf-recreate-system";
+    let kubeconfig = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("the bed's kubeconfig names its server")
+        .trim()
+        .to_string();
+    let address = server.trim_start_matches("https://").to_string();
+    let old = OldCluster::start(address.clone());
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("kind-kgf.kubeconfig");
+    std::fs::write(
+        &path,
+        kubeconfig.replace(&server, &format!("https://127.0.0.1:{}", old.port)),
+    )
+    .unwrap();
+    let ctx = Ctx::new(
+        Exec::new(),
+        work.path().to_path_buf(),
+        Duration::from_secs(30),
+        namespace.into(),
+    );
+    ctx.kubeconfig
+        .set(Kubeconfig {
+            path: path.clone(),
+            context: None,
+        })
+        .unwrap();
+    let holder = || {
+        bed.kubectl(&[
+            "get",
+            "lease",
+            "kgf-up-lock",
+            "-n",
+            namespace,
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+
+    // Before the cluster step's apply: the lock is taken and the inventory read, on the old one.
+    ctx.lock_for_change().await.unwrap();
+    assert!(ctx.inventory().await.unwrap().records.is_empty());
+    let mine = format!("pid {}", std::process::id());
+    assert!(holder().ends_with(&mine), "{}", holder());
+
+    // recreate: the old cluster goes (its lease with it); the new one answers elsewhere, and
+    // already holds a record (what the inventory read now must show).
+    old.delete();
+    bed.kubectl(&["delete", "lease", "kgf-up-lock", "-n", namespace]);
+    std::fs::write(&path, &kubeconfig).unwrap();
+    let record = kgf_up::inventory::Record {
+        state: kgf_up::inventory::RecordState::Done,
+        source: "test".into(),
+        version: "1".into(),
+        hash: "0".into(),
+        objects: Vec::new(),
+        release: None,
+        created_namespaces: Vec::new(),
+        time: kgf_up::inventory::now(),
+    };
+    kgf_up::inventory::write(&bed.kube().await, namespace, &"component/x", &record)
+        .await
+        .unwrap();
+
+    ctx.cluster_replaced().await.unwrap();
+    assert!(
+        holder().ends_with(&mine),
+        "the lock is taken again in the new cluster: {:?}",
+        holder()
+    );
+    let client = ctx.kube().await.unwrap().client();
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    namespaces
+        .get(namespace)
+        .await
+        .expect("the run's client talks to the new cluster");
+    assert!(
+        ctx.inventory().await.unwrap().get(&"component/x").is_some(),
+        "the inventory is the new cluster's"
+    );
+    assert!(
+        ctx.cluster_replaced().await.is_err(),
+        "a run replaces its cluster once"
+    );
+    ctx.release_lock().await;
+    assert_eq!(holder(), "", "released in the new cluster");
+    bed.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
 }

@@ -42,6 +42,7 @@ impl ClusterStep {
                 self.plan.kubeconfig_path(ctx).display()
             ))
             .timeout(CREATE_TIMEOUT)
+            .headline("ERROR:")
             .changes()
     }
 
@@ -49,7 +50,39 @@ impl ClusterStep {
         Cmd::new("kind")
             .args(["delete", "cluster", "--name", self.name()])
             .timeout(CREATE_TIMEOUT)
+            .headline("ERROR:")
             .changes()
+    }
+
+    /// A failed `kind create cluster`: kind's reason (its `ERROR:` line is in the error), and a
+    /// fix that fits what kind left behind: on failure kind deletes the nodes it made, so
+    /// commands against them would find nothing.
+    async fn create_failed(&self, ctx: &Ctx, e: KindError) -> StepError {
+        let name = self.name();
+        let left = ctx
+            .exec
+            .run_async(Cmd::new("kind").args(["get", "nodes", "--name", name]))
+            .await
+            .map(|o| {
+                o.stdout
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let fix = match left.first() {
+            None => format!(
+                "kind has already removed the nodes it made: fix the cause in kind's ERROR line, then run kgf-up again. To look inside a failing node, keep it: kind create cluster --retain --name {name} --config={config}, then docker exec {name}-control-plane journalctl -u kubelet --no-pager | tail -50, and kind delete cluster --name {name} when done",
+                config = self.plan.config_path(ctx).display()
+            ),
+            Some(node) => format!(
+                "kind left node(s) {}: see docker exec {node} journalctl -u kubelet --no-pager | tail -50, then remove them with kind delete cluster --name {name} and run kgf-up again",
+                left.join(", ")
+            ),
+        };
+        StepError::new(crate::fix::chain(&e)).with_fix(fix)
     }
 
     /// Has kind write the cluster's kubeconfig to kgf-up's own file in the run's work dir and
@@ -195,19 +228,25 @@ impl ClusterStep {
                 })
                 .map_err(|e| StepError::context("marking the cluster as being created", e))?;
         }
-        cmds::run(&ctx.exec, self.create_cmd(ctx), "creating the kind cluster")
-            .await
-            .map_err(|e| {
-                StepError::context("creating the kind cluster", e).with_fix(format!(
-                    "read kind's message above; `kind delete cluster --name {}` removes a half-created cluster, then run kgf-up again",
-                    self.name()
-                ))
-            })?;
+        if let Err(e) =
+            cmds::run(&ctx.exec, self.create_cmd(ctx), "creating the kind cluster").await
+        {
+            return Err(self.create_failed(ctx, e).await);
+        }
         if ctx.gate().recording() {
-            // No cluster was made: there is nothing to record the config in.
+            // No cluster was made: there is nothing to record the config in. What `plan` sees
+            // of the old cluster says nothing of the new one.
+            if seen.state == State::Drifted {
+                ctx.cluster_replaced().await?;
+            }
             return Ok(());
         }
         self.set_kubeconfig(ctx);
+        if seen.state == State::Drifted {
+            // Same kubeconfig path, new cluster: nothing of this run may keep talking to the
+            // old one (its client, inventory and lock were taken before this step's apply).
+            ctx.cluster_replaced().await?;
+        }
         let kc = ctx.kubeconfig()?;
         cmds::run(
             &ctx.exec,
