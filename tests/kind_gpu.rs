@@ -1,10 +1,16 @@
 //! kind-gpu: rendered kind configs (golden files, checked by kind v0.33.0's own loader),
-//! preflight on real-format tool outputs, and the command sequences of the kind steps.
+//! preflight on real-format tool outputs, and the command sequences of the kind steps that need a
+//! GPU.
 //!
-//! Docker, kind clusters and GPUs do not exist on CI, so `docker`, `kind`, `kubectl` (whose
-//! cluster would be a kind cluster), `nvidia-smi`, `nvidia-ctk`, `systemctl` and `sysctl` are the
-//! STAND-INS in tests/support/standins/: they record every call and keep a small model of the
-//! world, so the steps run through the real `Exec` layer and a second run sees what the first did.
+//! Everything of the kind provider that needs no GPU runs against the real docker, kind and
+//! kubelets of the real-node bed (tests/kind_real.rs). What is here needs a GPU, which CI does not
+//! have: an NVIDIA driver, the container toolkit on the host and inside GPU nodes, GPUs handed to
+//! workers. So `docker`, `kind`, `kubectl` (whose cluster would be a GPU kind cluster),
+//! `nvidia-smi`, `nvidia-ctk`, `systemctl` and `sysctl` are the STAND-INS in
+//! tests/support/standins/: they record every call and keep a small model of the world, so the
+//! steps run through the real `Exec` layer and a second run sees what the first did. (The real
+//! `nvidia-ctk`, built from its module, edits a kind-shaped containerd config in one test.) On a
+//! GPU host, `kgf-up up --profile kind-gpu` and `kgf-up verify` check the same for real.
 
 mod support;
 
@@ -586,16 +592,15 @@ async fn fresh_workstation_runs_every_step_once_then_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn half_done_workstation_runs_only_the_missing_steps() {
+async fn a_node_whose_containerd_lost_the_nvidia_runtime_gets_only_that_back() {
     let world = World::new(2);
     let plan = KindPlan::new(per_gpu_spec(), 2).unwrap();
     let steps = plan.steps(&[]);
     converge(&steps, &world.ctx()).await;
     world.take_calls();
 
-    // The cluster exists, the registry container is gone, and one node's containerd lost the
-    // nvidia runtime.
-    std::fs::remove_dir_all(world.path("containers/kind-registry")).unwrap();
+    // The cluster exists and one node's containerd lost the nvidia runtime. (A missing registry
+    // container, with the real docker: tests/kind_real.rs.)
     let config = world.read("nodes/kgf-worker2/fs/etc/containerd/config.toml");
     let stock = config
         .split("\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]")
@@ -609,16 +614,11 @@ async fn half_done_workstation_runs_only_the_missing_steps() {
         .filter(|(_, s, _)| *s != State::Converged)
         .map(|(id, _, _)| id.as_str())
         .collect();
+    assert_eq!(not_converged, ["kind/gpu/kgf-worker2/containerd"]);
     assert_eq!(
-        not_converged,
-        ["kind/registry", "kind/gpu/kgf-worker2/containerd"]
+        changes(&world, &world.take_calls()),
+        runtime_setup("kgf-worker2")
     );
-    let mut expected = vec![
-        "docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:3".to_string(),
-        "docker network connect kind kind-registry".to_string(),
-    ];
-    expected.extend(runtime_setup("kgf-worker2"));
-    assert_eq!(changes(&world, &world.take_calls()), expected);
 }
 
 /// The CDI path keeps runc containerd's default: a node someone set to default to nvidia (every
@@ -697,96 +697,6 @@ async fn a_restarted_node_gets_its_mask_and_device_removal_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_existing_cluster_with_another_config_is_explained_not_recreated() {
-    let world = World::new(2);
-    converge(
-        &KindPlan::new(per_gpu_spec(), 2).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    world.take_calls();
-
-    let one_worker = KindPlan::new(KindSpec::default(), 2).unwrap();
-    let steps = one_worker.steps(&[]);
-    let ctx = world.ctx();
-    let obs = steps[0].observe(&ctx).await.unwrap();
-    assert_eq!(obs.state, State::Drifted);
-    assert!(
-        obs.reason.contains("nodes: 3 entries recorded, 2 wanted"),
-        "{}",
-        obs.reason
-    );
-    assert!(obs.reason.contains(
-        "nodes[1].extraMounts[0].containerPath: \"/var/run/nvidia-container-devices/0\" → \"/var/run/nvidia-container-devices/all\""
-    ), "{}", obs.reason);
-    let err = steps[0].apply(&ctx, &obs).await.unwrap_err();
-    assert!(
-        err.fix
-            .as_deref()
-            .unwrap()
-            .contains("--set cluster.kind.recreate=true")
-    );
-    assert!(
-        err.message
-            .contains("kind cannot change an existing cluster")
-    );
-    assert_eq!(changes(&world, &world.take_calls()), Vec::<String>::new());
-
-    // With recreate allowed: delete, create, record.
-    let spec = KindSpec {
-        recreate: true,
-        ..KindSpec::default()
-    };
-    let plan = KindPlan::new(spec, 2).unwrap();
-    let steps = plan.steps(&[]);
-    let seen = converge(&steps[..1], &world.ctx()).await;
-    assert_eq!(seen[0].1, State::Drifted);
-    assert_eq!(
-        changes(&world, &world.take_calls()),
-        [
-            "kind delete cluster --name kgf",
-            "kind create cluster --name kgf --config=<W>/kind-kgf.yaml --kubeconfig=<W>/kind-kgf.kubeconfig",
-            KUBECTL_APPLY,
-        ]
-    );
-    assert!(!world.path("nodes/kgf-worker2").exists());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_kgf_up_did_not_create_is_not_adopted_silently() {
-    let world = World::new(1);
-    converge(
-        &KindPlan::new(KindSpec::default(), 1).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    std::fs::remove_file(world.path("kube/configmap/kube-public/kgf-up-kind-config.json")).unwrap();
-    world.take_calls();
-    let steps = KindPlan::new(KindSpec::default(), 1).unwrap().steps(&[]);
-    let obs = steps[0].observe(&world.ctx()).await.unwrap();
-    assert_eq!(obs.state, State::Drifted);
-    assert!(
-        obs.reason.contains("has no config recorded by kgf-up"),
-        "{}",
-        obs.reason
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_whose_api_does_not_answer_gets_the_start_command() {
-    let world = World::new(0);
-    let steps = KindPlan::new(KindSpec::default(), 0).unwrap().steps(&[]);
-    converge(&steps, &world.ctx()).await;
-    world.write("kube/unreachable", "");
-    let err = steps[0].observe(&world.ctx()).await.unwrap_err();
-    assert!(err.message.contains("was refused"), "{}", err.message);
-    assert_eq!(
-        err.fix.as_deref(),
-        Some("start the cluster's node containers: docker start $(kind get nodes --name kgf)")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn offline_toolkit_comes_from_local_debs() {
     let world = World::new(1);
     let debs = world.path("debs");
@@ -830,145 +740,6 @@ async fn offline_toolkit_comes_from_local_debs() {
             .iter()
             .any(|c| c.contains("apt-get") || c.contains("kind-registry") || c.contains("export"))
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn down_deletes_the_cluster_and_the_registry_only_with_all() {
-    let world = World::new(0);
-    let spec = KindSpec::default();
-    converge(
-        &KindPlan::new(spec.clone(), 0).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    world.take_calls();
-    let exec = Exec::new();
-    let removed = kind::down(&exec, &spec, false).await.unwrap();
-    assert_eq!(
-        (removed.cluster, removed.registry),
-        (true, false),
-        "the cluster went, the registry stays"
-    );
-    assert!(world.path("containers/kind-registry").exists());
-    let removed = kind::down(&exec, &spec, true).await.unwrap();
-    assert_eq!((removed.cluster, removed.registry), (false, true));
-    assert!(!world.path("containers/kind-registry").exists());
-    // Again, with nothing left: still fine, and nothing is claimed.
-    assert_eq!(
-        kind::down(&exec, &spec, true).await.unwrap(),
-        kind::Removed::default()
-    );
-    assert_eq!(
-        changes(&world, &world.take_calls()),
-        [
-            "kind delete cluster --name kgf",
-            "kind delete cluster --name kgf",
-            "docker rm -f -v kind-registry",
-            "kind delete cluster --name kgf",
-            "docker rm -f -v kind-registry",
-        ]
-    );
-    assert!(!world.path("clusters/kgf").exists());
-}
-
-/// Regression (issue 24): `down --all` ran `docker rm -f` without `-v`, so the registry's
-/// anonymous volume, with every image pushed to it, outlived the container. STAND-IN: the docker
-/// stand-in models registry:3's VOLUME; the real-node bed checks real Docker.
-#[tokio::test(flavor = "multi_thread")]
-async fn down_all_left_the_registry_volume() {
-    let world = World::new(0);
-    let spec = KindSpec::default();
-    converge(
-        &KindPlan::new(spec.clone(), 0).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    assert!(world.path("volumes/kind-registry-data").exists());
-    kind::down(&Exec::new(), &spec, true).await.unwrap();
-    assert!(!world.path("containers/kind-registry").exists());
-    assert!(
-        !world.path("volumes/kind-registry-data").exists(),
-        "the registry's volume outlived down --all"
-    );
-}
-
-/// Regression (issue 24): `plan` on a cluster made with fewer workers than the profile asks for
-/// showed `kind/registry-hosts/<new worker>` as "would fail: No such container": reading a file
-/// in a node that does not exist yet is "missing", and the plan writes it once the node exists.
-#[tokio::test(flavor = "multi_thread")]
-async fn plan_after_a_worker_count_drift_said_no_such_container() {
-    let world = World::new(0);
-    converge(
-        &KindPlan::new(KindSpec::default(), 0).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    let more = KindSpec {
-        workers: 2,
-        recreate: true,
-        ..KindSpec::default()
-    };
-    let plan = KindPlan::new(more, 0).unwrap();
-    let steps = plan.steps(&[]);
-    let ctx = world.ctx();
-    for step in &steps {
-        let id = step.id().to_string();
-        if !id.starts_with("kind/registry-hosts/") {
-            continue;
-        }
-        let seen = step
-            .observe(&ctx)
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {}", e.message));
-        if id.ends_with("kgf-worker2") {
-            assert_eq!(seen.state, State::Missing, "{id}: {}", seen.reason);
-            assert!(
-                seen.reason.contains("node kgf-worker2 does not exist yet"),
-                "{}",
-                seen.reason
-            );
-        }
-    }
-
-    // `plan` itself: the re-created cluster is previewed, and what follows is described offline
-    // (the old cluster's contents say nothing of the new one), with the reason, never "failed".
-    let levels = kgf_up::plan::levels(&steps).unwrap();
-    let whole = kgf_up::plan::Plan {
-        steps,
-        helm: "helm".into(),
-        rke2: None,
-        levels,
-        gpu_nodes: kgf_up::cluster::GpuNodes::Any,
-    };
-    let recording = Ctx::new(
-        Exec::with_gate(kgf_up::gate::Gate::record()),
-        world.path("work"),
-        Duration::from_secs(5),
-        "kgf-system".into(),
-    );
-    let previews = kgf_up::runner::preview(&whole, &recording).await;
-    assert!(
-        matches!(&previews[0].1, kgf_up::plan::Preview::Changes { .. }),
-        "{:?}",
-        previews[0]
-    );
-    let offline: Vec<&str> = previews[1..]
-        .iter()
-        .map(|(id, p)| match p {
-            kgf_up::plan::Preview::Offline { .. } => id.as_str(),
-            other => panic!("{id} is {other:?}, not offline"),
-        })
-        .collect();
-    assert!(
-        offline.contains(&"kind/registry-hosts/kgf-worker2"),
-        "{offline:?}"
-    );
-    assert!(
-        matches!(&previews[1].1, kgf_up::plan::Preview::Offline { why: Some(why), .. } if why.contains("deleted and created again")),
-        "{:?}",
-        previews[1]
-    );
-    assert!(world.path("clusters/kgf").exists(), "plan deleted nothing");
 }
 
 /// Regression (issue 24): a failed `kind create cluster` showed the last 20 lines of stderr (a

@@ -650,7 +650,7 @@ async fn disk_check(exec: &Exec, opts: &Options, docker: Option<&DockerInfo>) ->
         "/".to_string()
     };
     let needed = format!(
-        "{} GiB free for images (node image, GPU operator, Kubeflow)",
+        "{} GiB free for images (node image, components, the step image)",
         opts.min_free_gib
     );
     match read(exec, Cmd::new("df").args(["-Pk", &target]))
