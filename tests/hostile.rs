@@ -534,11 +534,12 @@ fn a_profile_that_is_a_fifo_or_a_device_is_refused_at_once() {
 #[test]
 fn up_on_a_machine_without_a_gpu_says_once_what_failed_and_offers_sim() {
     let state = tempfile::tempdir().unwrap();
-    // No docker and no nvidia-smi on this PATH: the kind-gpu preflight fails.
+    // No working docker (the bed's Debian docker has no daemon but the bed's, whose DOCKER_HOST
+    // is dropped) and no nvidia-smi on this PATH: the kind-gpu preflight fails.
     let (out, took) = run_bounded(
         {
             let mut cmd = support::kgf_up_in(state.path());
-            cmd.env("PATH", "/usr/bin:/bin");
+            cmd.env("PATH", "/usr/bin:/bin").env_remove("DOCKER_HOST");
             cmd
         },
         Duration::from_secs(60),

@@ -226,8 +226,8 @@ fn kind_v0_33_config_loader_accepts_every_rendered_config() {
 /// exact `runtime configure` of step `kind/gpu/<node>/containerd` on a containerd config shaped
 /// like a kind node's: what it writes (the top-level file importing its drop-in, as containerd
 /// merges them) is what the step's observe wants, and a default of nvidia left by an earlier
-/// `--set-as-default` is gone after the step's configure. A real kind node's containerd (the
-/// real-node bed) is the next proof; a GPU is not needed for either.
+/// `--set-as-default` is gone after the step's configure. The same step in a real kind node's
+/// containerd: tests/kind_real.rs; a GPU is not needed for either.
 #[test]
 fn the_real_nvidia_ctk_writes_what_the_containerd_step_checks() {
     let bin = PathBuf::from(

@@ -814,3 +814,133 @@ fn pipeline_build_and_push_make_an_image_a_pod_runs() {
         .collect();
     assert_eq!(splits, ["train", "val", "test"], "{labels}");
 }
+
+/// The real nvidia-ctk (v1.20.2, built by `scripts/testbed build`) in a real kind node, through
+/// step `kind/gpu/<node>/containerd`'s own code. The bed's node runs Debian bookworm's containerd
+/// 1.6, which has no CDI (kindest/node images ship containerd 2): observe refuses it by name with
+/// the fix instead of re-configuring every run. The step's configure then adds the nvidia runtime
+/// the GPU operator's operands use, runc stays the default, containerd restarts with it, and the
+/// node keeps running pods. With containerd 1.7 or later the step observes it converged. What
+/// needs a GPU (the runtime's hooks finding a driver, the device plugin's CDI devices) is what
+/// `kgf-up verify` checks on a GPU host.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_nvidia_ctk_configures_a_real_nodes_containerd() {
+    use kgf_up::cluster::kind::{self, ContainerdGpu, KindPlan, KindSpec};
+    use kgf_up::exec::Exec;
+    use kgf_up::step::{Ctx, Observation, State};
+
+    let w = World::new();
+    w.converged();
+    let worker = format!("{CLUSTER}-worker");
+    // The bed's bin dir links into its store: `docker cp` would copy the link, not the binary.
+    let bin = PathBuf::from(std::env::var_os("KGF_TESTBED_BIN").expect("run inside the test bed"))
+        .join("nvidia-ctk")
+        .canonicalize()
+        .unwrap();
+    let original = w
+        .node
+        .docker_ok(&["exec", &worker, "cat", "/etc/containerd/config.toml"]);
+    // What a failed run of this test may have left.
+    w.node
+        .docker_ok(&["exec", &worker, "rm", "-f", "/usr/local/bin/nvidia-ctk"]);
+    w.node.docker_ok(&[
+        "cp",
+        bin.to_str().unwrap(),
+        &format!("{worker}:/usr/local/bin/nvidia-ctk"),
+    ]);
+    let version = w
+        .node
+        .docker_ok(&["exec", &worker, "containerd", "--version"]);
+    let cdi_capable = !version.contains(" 1.6.");
+
+    let spec = KindSpec {
+        name: CLUSTER.to_string(),
+        ..KindSpec::default()
+    };
+    let steps = KindPlan::new(spec, 1).unwrap().steps(&[]);
+    let step = steps
+        .iter()
+        .find(|s| s.id() == kind::ids::gpu_node(&worker, kind::NodeTask::ContainerdRuntime.slug()))
+        .expect("a GPU worker gets the containerd step");
+    let work = w.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let ctx = Ctx::new(
+        Exec::new(),
+        work,
+        Duration::from_secs(120),
+        "kgf-system".into(),
+    );
+    let seen = step.observe(&ctx).await;
+    if cdi_capable {
+        assert_eq!(seen.unwrap().state, State::Missing);
+    } else {
+        let err = seen.unwrap_err();
+        assert!(
+            err.message
+                .contains("has no CDI support (it came in containerd 1.7)")
+                && err
+                    .message
+                    .contains(version.split_whitespace().nth(2).unwrap()),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("cluster.kind.node_image"),
+            "{:?}",
+            err.fix
+        );
+    }
+    step.apply(&ctx, &Observation::missing("no nvidia runtime"))
+        .await
+        .unwrap();
+
+    // containerd restarted with nvidia-ctk's drop-in: what it now runs, from its own dump.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dump = loop {
+        let out = w.in_node(&worker, &["containerd", "config", "dump"]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(Instant::now() < deadline, "containerd: {}", text(&out));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let running = ContainerdGpu::parse(&dump);
+    assert!(running.nvidia_runtime, "{dump}");
+    assert_eq!(running.default_runtime.as_deref(), Some("runc"), "{dump}");
+    if cdi_capable {
+        let seen = step.observe(&ctx).await.unwrap();
+        assert_eq!(seen.state, State::Converged, "{}", seen.reason);
+    }
+
+    // The restarted containerd still runs the node's pods.
+    let image = format!(
+        "localhost:5001/kgf-bed/after-nvidia-ctk:{}",
+        std::process::id()
+    );
+    w.node
+        .docker_ok(&["tag", "debian:trixie-slim", image.as_str()]);
+    w.node.docker_ok(&["push", image.as_str()]);
+    let log = w.run_pod("after-nvidia-ctk", &worker, &image, "echo ran");
+    assert_eq!(log.trim(), "ran");
+    w.node.docker_ok(&["rmi", image.as_str()]);
+
+    // The node as it was, for the tests after this one.
+    let restore = "cat > /etc/containerd/config.toml && rm -f /etc/containerd/conf.d/99-nvidia.toml /usr/local/bin/nvidia-ctk && systemctl restart containerd";
+    let mut child = Command::new("docker")
+        .args(["exec", "-i", &worker, "sh", "-c", restore])
+        .env("DOCKER_HOST", &w.node.docker_host)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(original.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

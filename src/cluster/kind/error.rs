@@ -25,6 +25,11 @@ pub enum KindError {
     /// `docker exec` found no container of the node's name: the cluster has no such node (yet).
     #[error("node {node} does not exist in the kind cluster")]
     NoNode { node: String },
+    /// The GPU path kgf-up sets up in the nodes is CDI, which containerd has from 1.7.
+    #[error(
+        "containerd {version} in node {node} has no CDI support (it came in containerd 1.7), and GPUs reach pods through CDI"
+    )]
+    ContainerdWithoutCdi { node: String, version: String },
     #[error("could not write {}", path.display())]
     Io {
         path: PathBuf,

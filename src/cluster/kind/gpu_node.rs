@@ -171,6 +171,16 @@ impl ContainerdGpu {
     }
 }
 
+/// The version `containerd --version` prints, when it is older than 1.7 (the first with CDI);
+/// `None` for 1.7 and later, or a line not understood (the config's own check still applies).
+fn containerd_without_cdi(version_line: &str) -> Option<String> {
+    let version = version_line.split_whitespace().nth(2)?;
+    let mut parts = version.trim_start_matches('v').split(['.', '~', '-', '+']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    ((major, minor) < (1, 7)).then(|| version.to_string())
+}
+
 /// The rest of a table name after the CRI plugin's (`""` for the plugin itself), or `None` for a
 /// table of another plugin.
 fn cri_plugin(table: &str) -> Option<&str> {
@@ -334,6 +344,22 @@ impl GpuNodeStep {
                 )
                 .await?;
                 let seen = ContainerdGpu::parse(&dump);
+                if seen.cdi != Some(true) {
+                    // containerd before 1.7 drops `enable_cdi` from its config: configuring
+                    // cannot turn CDI on there, so say why instead of re-applying every run.
+                    let out = cmds::run(
+                        exec,
+                        node_exec(node).args(["containerd", "--version"]),
+                        &format!("reading containerd's version in {node}"),
+                    )
+                    .await?;
+                    if let Some(version) = containerd_without_cdi(&out) {
+                        return Err(KindError::ContainerdWithoutCdi {
+                            node: node.to_string(),
+                            version,
+                        });
+                    }
+                }
                 let problems = seen.problems();
                 Ok(if problems.is_empty() {
                     Observation::converged(format!(
@@ -431,10 +457,18 @@ impl Step for GpuNodeStep {
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, StepError>> {
         async move {
             self.observe_inner(ctx).await.map_err(|e| {
-                StepError::context(
+                let old_containerd = matches!(e, KindError::ContainerdWithoutCdi { .. });
+                let err = StepError::context(
                     format!("observing {} in {}", self.task.slug(), self.name()),
                     e,
-                )
+                );
+                if old_containerd {
+                    err.with_fix(
+                        "use a node image whose containerd is 1.7 or later (kind's own kindest/node images are): cluster.kind.node_image names it",
+                    )
+                } else {
+                    err
+                }
             })
         }
         .boxed()
@@ -585,6 +619,29 @@ impl Step for RuntimeClassStep {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn containerd_before_1_7_is_named_as_having_no_cdi() {
+        let cases = [
+            (
+                "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3",
+                Some("1.6.20~ds1"),
+            ),
+            (
+                "containerd containerd.io 1.6.33 d2d58213f83a",
+                Some("1.6.33"),
+            ),
+            ("containerd containerd.io 1.7.27 05044ec0a9a7", None),
+            (
+                "containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4",
+                None,
+            ),
+            ("something else", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(containerd_without_cdi(line).as_deref(), want, "{line}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -198,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn down_removes_the_registry_only_with_all() {
+    fn down_removes_the_registry_and_the_kind_network_only_with_all() {
         let spec = KindSpec::default();
         let shown =
             |all| -> Vec<String> { down_commands(&spec, all).iter().map(Cmd::display).collect() };
@@ -207,7 +207,8 @@ mod tests {
             shown(true),
             [
                 "kind delete cluster --name kgf",
-                "docker rm -f -v kind-registry"
+                "docker rm -f -v kind-registry",
+                "docker network rm kind"
             ]
         );
     }
