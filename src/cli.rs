@@ -123,7 +123,7 @@ pub enum PipelineAction {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// A built-in profile (kind-gpu, rke2, sim) or the path of a profile YAML file.
+    /// A built-in profile (kind-gpu, kind, rke2, sim) or the path of a profile YAML file.
     #[arg(
         long,
         short = 'p',

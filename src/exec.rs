@@ -33,6 +33,7 @@ pub struct Cmd {
     changes: bool,
     retry: Retry,
     secret_stdout: bool,
+    headline: Option<String>,
 }
 
 /// Retry policy: up to `attempts` tries, only when stderr or stdout contains one of `transient`.
@@ -56,7 +57,16 @@ impl Cmd {
             changes: false,
             retry: Retry::default(),
             secret_stdout: false,
+            headline: None,
         }
+    }
+
+    /// On failure, keeps the first stderr line that starts with `prefix` ahead of the last lines:
+    /// tools like kind print their one-line reason (`ERROR: ...`) and then pages of the failed
+    /// inner command's output, which would push it out of the tail.
+    pub fn headline(mut self, prefix: &str) -> Self {
+        self.headline = Some(prefix.to_string());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -412,10 +422,29 @@ impl Exec {
             Err(ExecError::Failed {
                 command: line.to_string(),
                 code,
-                stderr: tail(&stderr, 20),
+                stderr: shown_stderr(&stderr, cmd.headline.as_deref()),
                 stdout: logged_stdout,
             })
         }
+    }
+}
+
+/// What a failure shows of stderr: the last 20 distinct lines, after the headline line when the
+/// command has one and the tail does not already hold it.
+fn shown_stderr(stderr: &str, headline: Option<&str>) -> String {
+    let shown = tail(stderr, 20);
+    let line =
+        headline.and_then(|prefix| stderr.lines().find(|l| l.trim_start().starts_with(prefix)));
+    match line {
+        Some(line) if !shown.lines().any(|l| l == line) => {
+            format!(
+                "{}
+(... the last lines:)
+{shown}",
+                line.trim_end()
+            )
+        }
+        _ => shown,
     }
 }
 
@@ -589,6 +618,42 @@ mod tests {
             "Error: 2 errors\nfailed calling webhook x (×3)\nother"
         );
         assert_eq!(tail("a\nb\nc", 2), "b\nc");
+    }
+
+    #[test]
+    fn a_failed_kind_create_shows_kind_s_error_line_above_the_stack_trace() {
+        let mut script = String::from(
+            "echo 'Creating cluster \"kgf\" ...' >&2; echo 'Deleted nodes: [\"kgf-control-plane\"]' >&2; \
+             echo 'ERROR: failed to create cluster: failed to init node with kubeadm: exit status 1' >&2; \
+             echo 'Command Output: [wait-control-plane] Waiting for the kubelet' >&2;",
+        );
+        for i in 0..30 {
+            script.push_str(&format!(" echo 'k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow.(*Runner).Run frame {i}' >&2;"));
+        }
+        script.push_str(" exit 1");
+        let cmd = Cmd::new("sh").args(["-c", &script]);
+        let plain = Exec::new().run(&cmd).unwrap_err();
+        assert!(
+            !plain
+                .stderr()
+                .unwrap()
+                .contains("ERROR: failed to create cluster")
+        );
+        let err = Exec::new().run(&cmd.headline("ERROR:")).unwrap_err();
+        let stderr = err.stderr().unwrap();
+        assert!(
+            stderr.starts_with("ERROR: failed to create cluster: failed to init node with kubeadm"),
+            "{stderr}"
+        );
+        assert!(stderr.ends_with("frame 29"), "{stderr}");
+        // Already in the tail: shown once.
+        let short = Cmd::new("sh")
+            .args(["-c", "echo 'ERROR: boom' >&2; exit 1"])
+            .headline("ERROR:");
+        assert_eq!(
+            Exec::new().run(&short).unwrap_err().stderr(),
+            Some("ERROR: boom")
+        );
     }
 
     #[test]

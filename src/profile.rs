@@ -26,6 +26,7 @@ pub use errors::{SpecError, kind_of};
 /// The built-in profiles, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("kind-gpu", include_str!("../profiles/kind-gpu.yaml")),
+    ("kind", include_str!("../profiles/kind.yaml")),
     ("rke2", include_str!("../profiles/rke2.yaml")),
     ("sim", include_str!("../profiles/sim.yaml")),
 ];
@@ -558,10 +559,11 @@ impl Fix for ProfileError {
     fn fix(&self) -> Option<String> {
         match self {
             ProfileError::UnknownName(_) => Some(
-                "use a built-in profile (kind-gpu, rke2, sim) or the path of a YAML file".into(),
+                "use a built-in profile (kind-gpu, kind, rke2, sim) or the path of a YAML file"
+                    .into(),
             ),
             ProfileError::Read { .. } => {
-                Some("check the path; built-in profiles are kind-gpu, rke2, sim".into())
+                Some("check the path; built-in profiles are kind-gpu, kind, rke2, sim".into())
             }
             ProfileError::Invalid { fix, .. }
             | ProfileError::Semantic { fix, .. }
@@ -832,6 +834,44 @@ mod tests {
             .map_err(|e| crate::fix::shown(&e))
             .unwrap_err();
         assert!(err.contains("cluster.rke2.hosts is empty"), "{err}");
+    }
+
+    #[test]
+    fn the_kind_profile_has_no_gpu_and_takes_another_image_and_subnets() {
+        let p = load(
+            "kind",
+            &[
+                "cluster.kind.node_image=kgf-bed/node:v1.36.3".into(),
+                "cluster.kind.networking.pod_subnet=198.18.0.0/16".into(),
+                "cluster.kind.networking.service_subnet=198.19.0.0/16".into(),
+            ],
+        )
+        .unwrap()
+        .profile;
+        assert_eq!(p.cluster.provider, Provider::Kind);
+        let kind = &p.cluster.kind;
+        assert_eq!(kind.gpus.count, Some(0));
+        // Even on a host with GPUs: no GPU worker.
+        assert!(
+            kind.nodes(kind.gpu_count(4))
+                .unwrap()
+                .iter()
+                .all(|n| !n.has_gpus())
+        );
+        assert_eq!(kind.node_image, "kgf-bed/node:v1.36.3");
+        assert_eq!(kind.networking.pod_subnet.as_deref(), Some("198.18.0.0/16"));
+        assert_eq!(p.validation.min_gpu_nodes, 0);
+        assert!(p.pipeline.enabled && p.pipeline.cpu);
+        assert!(!p.components.contains_key("gpu-operator"));
+        // Every other component of kind-gpu is there.
+        let gpu = load("kind-gpu", &[]).unwrap().profile;
+        let mut wanted: Vec<&String> = gpu
+            .components
+            .keys()
+            .filter(|k| *k != "gpu-operator")
+            .collect();
+        wanted.sort();
+        assert_eq!(p.components.keys().collect::<Vec<_>>(), wanted);
     }
 
     #[test]

@@ -102,9 +102,11 @@ impl ClusterProvider for Kind {
         Some(cluster::preflight_options(profile))
     }
 
-    fn ready(&self, _profile: &Profile, report: Option<&Report>) -> Result<(), StepError> {
+    fn ready(&self, profile: &Profile, report: Option<&Report>) -> Result<(), StepError> {
         match report {
-            Some(report) if report.status() == Status::Fail => Err(not_ready_for_kind(report)),
+            Some(report) if report.status() == Status::Fail => {
+                Err(not_ready_for_kind(profile, report))
+            }
             _ => Ok(()),
         }
     }
@@ -135,12 +137,26 @@ impl ClusterProvider for Kind {
     ) -> LocalBoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let spec = &profile.cluster.kind;
-            cluster::kind::down(&ctx.exec, spec, all)
+            let removed = cluster::kind::down(&ctx.exec, spec, all)
                 .await
                 .map_err(|e| {
                     StepError::context(format!("deleting kind cluster {}", spec.name), e)
                 })?;
-            ui.note(&format!("deleted kind cluster {}", spec.name));
+            ui.note(&if removed.cluster {
+                format!("deleted kind cluster {}", spec.name)
+            } else {
+                format!("no kind cluster named {}: nothing to delete", spec.name)
+            });
+            if all && spec.registry.enabled {
+                ui.note(&if removed.registry {
+                    format!(
+                        "removed registry container {} and its volume (the pushed images)",
+                        spec.registry.name
+                    )
+                } else {
+                    format!("no registry container named {}", spec.registry.name)
+                });
+            }
             Ok(())
         })
     }
@@ -291,10 +307,15 @@ fn sim_missing(profile: &Profile) -> Vec<String> {
         .collect()
 }
 
-/// `up` on a machine that fails the kind-gpu preflight: what failed, once, and how to try
-/// kgf-up without a GPU (the sim profile, and whether its tools are here).
-fn not_ready_for_kind(report: &Report) -> StepError {
-    let mut message = String::from("this machine is not ready for a GPU kind cluster:");
+/// `up` on a machine that fails the kind preflight: what failed, once, and what to try instead.
+/// A GPU profile on a host whose Docker works offers the `kind` profile (the platform without a
+/// GPU); without a working Docker, the sim profile (and whether its tools are here).
+fn not_ready_for_kind(profile: &Profile, report: &Report) -> StepError {
+    let wants_gpus = profile.validation.min_gpu_nodes > 0;
+    let mut message = format!(
+        "this machine is not ready for a {}kind cluster:",
+        if wants_gpus { "GPU " } else { "" }
+    );
     for c in report.failed() {
         message.push_str(&format!(
             "\n  ✗ {}: found {}; needed {}",
@@ -304,16 +325,38 @@ fn not_ready_for_kind(report: &Report) -> StepError {
             message.push_str(&format!("\n{}", crate::fix::line(4, &fix.shown)));
         }
     }
-    let sim = crate::load::load("sim", &[]).map(|l| l.profile);
-    let missing = sim.as_ref().map(sim_missing).unwrap_or_default();
-    let needs = if missing.is_empty() {
-        "it needs kwokctl and helm, both found here".to_string()
+    let docker_works = report
+        .facts
+        .docker
+        .as_ref()
+        .is_some_and(preflight::parse::DockerInfo::reachable);
+    let instead = if wants_gpus && docker_works {
+        let also: Vec<&str> = report
+            .failed()
+            .map(|c| c.name)
+            .filter(|n| !preflight::is_gpu_check(n))
+            .collect();
+        let needs = if also.is_empty() {
+            "Docker works here".to_string()
+        } else {
+            format!("it needs the fixes above for {} too", also.join(", "))
+        };
+        format!(
+            "or, without a GPU, the whole platform on this Docker host with the pipeline on the CPU: `kgf-up --profile kind` ({needs})"
+        )
     } else {
-        format!("it needs kwokctl and helm: {}", missing.join("; "))
+        let sim = crate::load::load("sim", &[]).map(|l| l.profile);
+        let missing = sim.as_ref().map(sim_missing).unwrap_or_default();
+        let needs = if missing.is_empty() {
+            "it needs kwokctl and helm, both found here".to_string()
+        } else {
+            format!("it needs kwokctl and helm: {}", missing.join("; "))
+        };
+        format!("or try kgf-up without a GPU or Docker: `kgf-up --profile sim` ({needs})")
     };
     StepError::new(message)
         .with_fix(format!(
-            "run the fixes above (`kgf-up doctor --fix` applies the automatic ones); or try kgf-up without a GPU or Docker: `kgf-up --profile sim` ({needs})"
+            "run the fixes above (`kgf-up doctor --fix` applies the automatic ones); {instead}"
         ))
         .preflight()
 }

@@ -134,6 +134,8 @@ pub async fn preview(plan: &Plan, ctx: &Ctx) -> Vec<(StepId, Preview)> {
     let steps: BTreeMap<StepId, DynStep> = plan.steps.iter().map(|s| (s.id(), s.clone())).collect();
     let mut out = Vec::new();
     let mut offline = false;
+    // Said once, on the first step described offline.
+    let mut offline_why: Option<String> = None;
     for level in &plan.levels {
         for id in level {
             let step = &steps[id];
@@ -142,7 +144,7 @@ pub async fn preview(plan: &Plan, ctx: &Ctx) -> Vec<(StepId, Preview)> {
                     id.clone(),
                     Preview::Offline {
                         description: step.describe(),
-                        why: None,
+                        why: offline_why.take(),
                     },
                 ));
                 continue;
@@ -168,8 +170,14 @@ pub async fn preview(plan: &Plan, ctx: &Ctx) -> Vec<(StepId, Preview)> {
             out.push((id.clone(), previewed));
         }
         // Without a cluster after a level that would change something (create it), nothing
-        // after it can be observed.
+        // after it can be observed; nor after a level that would re-create it (what is in the
+        // old cluster says nothing of the new one).
         let changing = out.iter().rev().take(level.len()).any(|(_, p)| p.pending());
+        if changing && !offline && ctx.cluster_was_replaced() {
+            offline = true;
+            offline_why =
+                Some("the cluster would be deleted and created again (recreate)".to_string());
+        }
         offline |= changing && ctx.kubeconfig.get().is_none();
     }
     out

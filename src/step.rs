@@ -7,6 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -268,9 +269,19 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// Namespace of kgf-up's own objects (the inventory).
     pub namespace: String,
+    /// What this run connected to: `[0]` the cluster it found, `[1]` the one its cluster step
+    /// made in its place (`recreate`). A run replaces its cluster at most once; the old
+    /// connection is set aside, never used again.
+    connections: [Connection; 2],
+    replaced: AtomicBool,
+    lock: tokio::sync::Mutex<Option<crate::lock::Held>>,
+}
+
+/// A client of one cluster and the inventory read through it.
+#[derive(Default)]
+struct Connection {
     kube: OnceCell<Kube>,
     inventory: OnceCell<Inventory>,
-    lock: tokio::sync::Mutex<Option<crate::lock::Held>>,
 }
 
 impl Ctx {
@@ -281,10 +292,33 @@ impl Ctx {
             timeout,
             work_dir,
             namespace,
-            kube: OnceCell::new(),
-            inventory: OnceCell::new(),
+            connections: Default::default(),
+            replaced: AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(None),
         }
+    }
+
+    fn connection(&self) -> &Connection {
+        &self.connections[usize::from(self.replaced.load(Ordering::Acquire))]
+    }
+
+    /// The cluster step deleted the cluster and created a new one at the same kubeconfig path
+    /// (new port, new CA): the API client and inventory of the old one are set aside, and the
+    /// lock, when this run held one, is taken again in the new cluster (the old lease went with
+    /// the old cluster, so it is dropped without being given back). Under `plan` it only marks
+    /// the cluster as one that would be replaced.
+    pub async fn cluster_replaced(&self) -> StepResult<()> {
+        if self.replaced.swap(true, Ordering::AcqRel) {
+            return Err(StepError::new(
+                "the cluster was replaced twice in one run; kgf-up re-creates a cluster at most once per run",
+            ));
+        }
+        let held = self.lock.lock().await.take();
+        if let Some(old) = held {
+            drop(old);
+            self.lock_for_change().await?;
+        }
+        Ok(())
     }
 
     /// Takes the cluster's lock before the first change of this run, once the cluster is known
@@ -304,6 +338,11 @@ impl Ctx {
         Ok(())
     }
 
+    /// Whether the cluster step replaced the cluster (or, under `plan`, would).
+    pub fn cluster_was_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
+    }
+
     /// The gate every change of this run passes.
     pub fn gate(&self) -> &crate::gate::Gate {
         self.exec.gate()
@@ -319,7 +358,8 @@ impl Ctx {
     /// The API client, connected on first use from the kubeconfig.
     pub async fn kube(&self) -> StepResult<&Kube> {
         let kubeconfig = self.kubeconfig()?;
-        self.kube
+        self.connection()
+            .kube
             .get_or_try_init(|| async {
                 Kube::connect(kubeconfig, self.exec.gate().clone())
                     .await
@@ -335,7 +375,8 @@ impl Ctx {
     /// The inventory as it was when first read in this run.
     pub async fn inventory(&self) -> StepResult<&Inventory> {
         let kube = self.kube().await?;
-        self.inventory
+        self.connection()
+            .inventory
             .get_or_try_init(|| async {
                 Inventory::read(kube, &self.namespace)
                     .await

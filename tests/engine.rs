@@ -170,6 +170,40 @@ fn up_installs_a_second_up_changes_nothing_and_down_restores_the_bed() {
     );
 }
 
+/// Regression (issue 24): on a profile without Kubeflow Pipelines, Grafana or an object store,
+/// `status` printed "Where things are:" with nothing under it, and `verify` of a profile without
+/// GPU checks ended "no changes: all 0 steps are converged".
+#[test]
+fn status_printed_an_empty_where_things_are_and_verify_said_all_0_steps() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = profile(dir.path(), "w", "");
+    let _down = DownOnDrop(path.clone());
+    let p = path.to_str().unwrap();
+    let no_gpu = "validation.min_gpu_nodes=0";
+    let out = kgf_up(&["up", "--profile", p, "--set", no_gpu])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = kgf_up(&["status", "--profile", p, "--set", no_gpu])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("Where things are"), "{}", text(&out));
+
+    let out = kgf_up(&["verify", "--profile", p, "--set", no_gpu])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("all 0 steps"), "{}", text(&out));
+    assert!(
+        text(&out).contains("no GPU checks (validation.min_gpu_nodes is 0)"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converge() {
     let _serial = serial();
@@ -179,7 +213,7 @@ fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converg
         dir.path(),
         "n",
         &format!(
-            "  stuck:\n    source: {{kustomize: {{paths: [{}]}}}}\n    namespace: kgf-n-stuck\n    timeout: 5s\n  \
+            "  stuck:\n    source: {{kustomize: {{paths: [{}]}}}}\n    namespace: kgf-n-stuck\n    timeout: 15s\n  \
                after-stuck:\n    source: {{chart: {{path: {}}}}}\n    namespace: kgf-n-after\n    needs: [stuck]\n",
             fixture("engine/never-ready").display(),
             fixture("testbed/chart").display()
@@ -196,7 +230,7 @@ fn a_component_that_never_gets_ready_fails_with_a_diagnosis_and_the_rest_converg
         "failed within its deadline"
     );
     assert!(
-        all.contains("timed out after 5s waiting for Deployment kgf-n-stuck/stuck"),
+        all.contains("timed out after 15s waiting for Deployment kgf-n-stuck/stuck"),
         "{all}"
     );
     assert!(

@@ -572,6 +572,60 @@ fn up_on_a_machine_without_a_gpu_says_once_what_failed_and_offers_sim() {
     );
 }
 
+/// Issue 24, item 4: `kgf-up` with no arguments on a machine whose Docker works but that has no
+/// GPU offers the `kind` profile (the whole platform on Docker), not `sim`, whose tools a newcomer
+/// does not have. STAND-IN: `docker` answers `docker info` with a reachable daemon.
+#[test]
+fn up_on_a_docker_host_without_a_gpu_offers_the_kind_profile() {
+    let state = tempfile::tempdir().unwrap();
+    let bin = state.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let info = std::fs::read_to_string(
+        support::repo().join("tests/fixtures/kind/preflight/docker-info-nvidia.json"),
+    )
+    .unwrap()
+    .replace(
+        "\"DefaultRuntime\":\"nvidia\"",
+        "\"DefaultRuntime\":\"runc\"",
+    );
+    std::fs::write(bin.join("docker-info.json"), info).unwrap();
+    let docker = bin.join("docker");
+    std::fs::write(
+        &docker,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = info ] && exec cat '{}'\nexit 1\n",
+            bin.join("docker-info.json").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (out, _) = run_bounded(
+        {
+            let mut cmd = support::kgf_up_in(state.path());
+            cmd.env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+            cmd
+        },
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("not ready for a GPU kind cluster"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("`kgf-up --profile kind`").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--profile sim"), "{stderr}");
+    assert!(
+        stderr.contains("it needs the fixes above for kind"),
+        "what the kind profile still needs here: {stderr}"
+    );
+}
+
 mod loader {
     //! The profile loader over the whole schema: the built-in profiles, each value replaced by
     //! hostile ones (huge numbers, wrong types, odd strings, nested junk, removed keys), written

@@ -1,10 +1,11 @@
-//! The pipeline deployment: upload, runs and errors of the Kubeflow Pipelines client, the
-//! service-proxy route against the bed's real API server, and the step image's build and push.
+//! The pipeline deployment: upload, runs and errors of the Kubeflow Pipelines client and the
+//! service-proxy route against the bed's real API server. (The step image's build and push run
+//! with the real docker: tests/images.rs.)
 //!
 //! The Kubeflow Pipelines API server here is a STAND-IN (tests/fixtures/kfp/kfp_standin.py,
 //! started per test on a loopback port): the real one cannot be built in this project's
 //! environment (scripts/kfp-server says why). Its shapes come from the published kfp-server-api
-//! models. `docker` is a stand-in too (tests/fixtures/kfp/standins/docker): no Docker engine here.
+//! models.
 
 mod support;
 
@@ -15,7 +16,6 @@ use std::time::Duration;
 use kgf_up::exec::Exec;
 use kgf_up::fix::Fix;
 use kgf_up::pipeline::deploy::{self, Change, Found, RunRequest};
-use kgf_up::pipeline::image::{Engine, EngineKind, ImageError, StepImage, Variant};
 use kgf_up::pipeline::kfp::{self, KfpClient, KfpError, Polling, RunState};
 use kgf_up::pipeline::spec::{self, RenderedSpec};
 use serde_json::{Map, Value, json};
@@ -494,107 +494,6 @@ async fn the_service_proxy_route_reaches_the_bed_api_server() {
             "/api/v1/namespaces/{namespace}/services/ml-pipeline:8888/proxy/apis/v2beta1/healthz"
         )),
         "no proxy request in the audit log"
-    );
-}
-
-fn source_tree(root: &Path) {
-    std::fs::create_dir_all(root.join("pipeline/src")).unwrap();
-    std::fs::write(root.join("Cargo.toml"), "[workspace]\n").unwrap();
-    std::fs::write(root.join("Cargo.lock"), "# lock\n").unwrap();
-    std::fs::write(root.join("pipeline/Dockerfile"), "FROM scratch AS cpu\n").unwrap();
-    std::fs::write(root.join("pipeline/src/main.rs"), "fn main() {}\n").unwrap();
-}
-
-fn calls(state: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(state.join("calls.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            l.split('\x1f')
-                .filter(|a| !a.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
-}
-
-#[test]
-fn the_step_image_is_built_once_per_source_hash_and_pushed() {
-    let tree = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    source_tree(tree.path());
-    let docker = support::fixture("kfp/standins/docker");
-    let engine = Engine::at(EngineKind::Docker, docker.display().to_string());
-    let exec = Exec::new();
-    // The stand-in reads its state directory from the environment of the command, which kgf-up
-    // does not set; a wrapper script fixes it per test without touching this process's env.
-    let wrapper = state.path().join("docker");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nKGF_STANDIN_STATE='{}' exec '{}' \"$@\"\n",
-            state.path().display(),
-            docker.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let engine = Engine::at(engine.kind, wrapper.display().to_string());
-
-    let image = StepImage::new(tree.path(), "localhost:5001", "0.1.0", Variant::Cuda).unwrap();
-    assert!(image.build(&exec, &engine).unwrap(), "first build runs");
-    assert!(
-        !image.build(&exec, &engine).unwrap(),
-        "same sources: no rebuild"
-    );
-    image.push(&exec, &engine).unwrap();
-    let root = tree.path().display().to_string();
-    assert_eq!(
-        calls(state.path()),
-        vec![
-            vec!["image", "inspect", "--format", "{{.Id}}", &image.reference],
-            vec![
-                "build",
-                "-f",
-                &format!("{root}/pipeline/Dockerfile"),
-                "-t",
-                &image.reference,
-                &root
-            ],
-            vec!["image", "inspect", "--format", "{{.Id}}", &image.reference],
-            vec!["image", "inspect", "--format", "{{.Id}}", &image.reference],
-            vec!["push", &image.reference],
-        ]
-    );
-
-    // A changed source is a new tag, built anew; the spec takes whichever tag is current.
-    std::fs::write(tree.path().join("pipeline/src/main.rs"), "fn main() { }\n").unwrap();
-    let next = StepImage::new(tree.path(), "localhost:5001", "0.1.0", Variant::Cuda).unwrap();
-    assert_ne!(next.reference, image.reference);
-    assert!(next.build(&exec, &engine).unwrap());
-    let spec = spec::with_image(&ir(), &next.reference).unwrap();
-    assert!(spec.yaml.contains(&next.reference));
-    assert!(!spec.yaml.contains("image: kgf-step:dev"));
-
-    // An unreachable registry: the error names the image and the registry to check.
-    std::fs::write(
-        state.path().join("push-fails"),
-        format!("{}\n", next.reference),
-    )
-    .unwrap();
-    let err = next.push(&exec, &engine).unwrap_err();
-    assert!(matches!(err, ImageError::Push { .. }), "{err:?}");
-    assert!(err.to_string().contains(&next.reference), "{err}");
-    assert!(
-        err.fix()
-            .unwrap_or_default()
-            .contains("registry localhost:5001"),
-        "{}",
-        err.fix().unwrap_or_default()
     );
 }
 

@@ -1,10 +1,16 @@
 //! kind-gpu: rendered kind configs (golden files, checked by kind v0.33.0's own loader),
-//! preflight on real-format tool outputs, and the command sequences of the kind steps.
+//! preflight on real-format tool outputs, and the command sequences of the kind steps that need a
+//! GPU.
 //!
-//! Docker, kind clusters and GPUs do not exist on CI, so `docker`, `kind`, `kubectl` (whose
-//! cluster would be a kind cluster), `nvidia-smi`, `nvidia-ctk`, `systemctl` and `sysctl` are the
-//! STAND-INS in tests/support/standins/: they record every call and keep a small model of the
-//! world, so the steps run through the real `Exec` layer and a second run sees what the first did.
+//! Everything of the kind provider that needs no GPU runs against the real docker, kind and
+//! kubelets of the real-node bed (tests/kind_real.rs). What is here needs a GPU, which CI does not
+//! have: an NVIDIA driver, the container toolkit on the host and inside GPU nodes, GPUs handed to
+//! workers. So `docker`, `kind`, `kubectl` (whose cluster would be a GPU kind cluster),
+//! `nvidia-smi`, `nvidia-ctk`, `systemctl` and `sysctl` are the STAND-INS in
+//! tests/support/standins/: they record every call and keep a small model of the world, so the
+//! steps run through the real `Exec` layer and a second run sees what the first did. (The real
+//! `nvidia-ctk`, built from its module, edits a kind-shaped containerd config in one test.) On a
+//! GPU host, `kgf-up up --profile kind-gpu` and `kgf-up verify` check the same for real.
 
 mod support;
 
@@ -586,16 +592,15 @@ async fn fresh_workstation_runs_every_step_once_then_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn half_done_workstation_runs_only_the_missing_steps() {
+async fn a_node_whose_containerd_lost_the_nvidia_runtime_gets_only_that_back() {
     let world = World::new(2);
     let plan = KindPlan::new(per_gpu_spec(), 2).unwrap();
     let steps = plan.steps(&[]);
     converge(&steps, &world.ctx()).await;
     world.take_calls();
 
-    // The cluster exists, the registry container is gone, and one node's containerd lost the
-    // nvidia runtime.
-    std::fs::remove_dir_all(world.path("containers/kind-registry")).unwrap();
+    // The cluster exists and one node's containerd lost the nvidia runtime. (A missing registry
+    // container, with the real docker: tests/kind_real.rs.)
     let config = world.read("nodes/kgf-worker2/fs/etc/containerd/config.toml");
     let stock = config
         .split("\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]")
@@ -609,16 +614,11 @@ async fn half_done_workstation_runs_only_the_missing_steps() {
         .filter(|(_, s, _)| *s != State::Converged)
         .map(|(id, _, _)| id.as_str())
         .collect();
+    assert_eq!(not_converged, ["kind/gpu/kgf-worker2/containerd"]);
     assert_eq!(
-        not_converged,
-        ["kind/registry", "kind/gpu/kgf-worker2/containerd"]
+        changes(&world, &world.take_calls()),
+        runtime_setup("kgf-worker2")
     );
-    let mut expected = vec![
-        "docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:3".to_string(),
-        "docker network connect kind kind-registry".to_string(),
-    ];
-    expected.extend(runtime_setup("kgf-worker2"));
-    assert_eq!(changes(&world, &world.take_calls()), expected);
 }
 
 /// The CDI path keeps runc containerd's default: a node someone set to default to nvidia (every
@@ -697,96 +697,6 @@ async fn a_restarted_node_gets_its_mask_and_device_removal_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_existing_cluster_with_another_config_is_explained_not_recreated() {
-    let world = World::new(2);
-    converge(
-        &KindPlan::new(per_gpu_spec(), 2).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    world.take_calls();
-
-    let one_worker = KindPlan::new(KindSpec::default(), 2).unwrap();
-    let steps = one_worker.steps(&[]);
-    let ctx = world.ctx();
-    let obs = steps[0].observe(&ctx).await.unwrap();
-    assert_eq!(obs.state, State::Drifted);
-    assert!(
-        obs.reason.contains("nodes: 3 entries recorded, 2 wanted"),
-        "{}",
-        obs.reason
-    );
-    assert!(obs.reason.contains(
-        "nodes[1].extraMounts[0].containerPath: \"/var/run/nvidia-container-devices/0\" → \"/var/run/nvidia-container-devices/all\""
-    ), "{}", obs.reason);
-    let err = steps[0].apply(&ctx, &obs).await.unwrap_err();
-    assert!(
-        err.fix
-            .as_deref()
-            .unwrap()
-            .contains("--set cluster.kind.recreate=true")
-    );
-    assert!(
-        err.message
-            .contains("kind cannot change an existing cluster")
-    );
-    assert_eq!(changes(&world, &world.take_calls()), Vec::<String>::new());
-
-    // With recreate allowed: delete, create, record.
-    let spec = KindSpec {
-        recreate: true,
-        ..KindSpec::default()
-    };
-    let plan = KindPlan::new(spec, 2).unwrap();
-    let steps = plan.steps(&[]);
-    let seen = converge(&steps[..1], &world.ctx()).await;
-    assert_eq!(seen[0].1, State::Drifted);
-    assert_eq!(
-        changes(&world, &world.take_calls()),
-        [
-            "kind delete cluster --name kgf",
-            "kind create cluster --name kgf --config=<W>/kind-kgf.yaml --kubeconfig=<W>/kind-kgf.kubeconfig",
-            KUBECTL_APPLY,
-        ]
-    );
-    assert!(!world.path("nodes/kgf-worker2").exists());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_kgf_up_did_not_create_is_not_adopted_silently() {
-    let world = World::new(1);
-    converge(
-        &KindPlan::new(KindSpec::default(), 1).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    std::fs::remove_file(world.path("kube/configmap/kube-public/kgf-up-kind-config.json")).unwrap();
-    world.take_calls();
-    let steps = KindPlan::new(KindSpec::default(), 1).unwrap().steps(&[]);
-    let obs = steps[0].observe(&world.ctx()).await.unwrap();
-    assert_eq!(obs.state, State::Drifted);
-    assert!(
-        obs.reason.contains("has no config recorded by kgf-up"),
-        "{}",
-        obs.reason
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_whose_api_does_not_answer_gets_the_start_command() {
-    let world = World::new(0);
-    let steps = KindPlan::new(KindSpec::default(), 0).unwrap().steps(&[]);
-    converge(&steps, &world.ctx()).await;
-    world.write("kube/unreachable", "");
-    let err = steps[0].observe(&world.ctx()).await.unwrap_err();
-    assert!(err.message.contains("was refused"), "{}", err.message);
-    assert_eq!(
-        err.fix.as_deref(),
-        Some("start the cluster's node containers: docker start $(kind get nodes --name kgf)")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn offline_toolkit_comes_from_local_debs() {
     let world = World::new(1);
     let debs = world.path("debs");
@@ -832,34 +742,48 @@ async fn offline_toolkit_comes_from_local_debs() {
     );
 }
 
+/// Regression (issue 24): a failed `kind create cluster` showed the last 20 lines of stderr (a
+/// kubeadm stack trace) without kind's `ERROR:` line, said "creating the kind cluster" twice, and
+/// pointed at `kind delete` for nodes kind had already removed.
 #[tokio::test(flavor = "multi_thread")]
-async fn down_deletes_the_cluster_and_the_registry_only_with_all() {
+async fn a_failed_create_hid_kind_s_error_line() {
     let world = World::new(0);
-    let spec = KindSpec::default();
-    converge(
-        &KindPlan::new(spec.clone(), 0).unwrap().steps(&[]),
-        &world.ctx(),
-    )
-    .await;
-    world.take_calls();
-    let exec = Exec::new();
-    kind::down(&exec, &spec, false).await.unwrap();
-    assert!(world.path("containers/kind-registry").exists());
-    kind::down(&exec, &spec, true).await.unwrap();
-    assert!(!world.path("containers/kind-registry").exists());
-    // Again, with nothing left: still fine.
-    kind::down(&exec, &spec, true).await.unwrap();
-    assert_eq!(
-        changes(&world, &world.take_calls()),
-        [
-            "kind delete cluster --name kgf",
-            "kind delete cluster --name kgf",
-            "docker rm -f kind-registry",
-            "kind delete cluster --name kgf",
-            "docker rm -f kind-registry",
-        ]
+    let mut stderr = String::from(
+        " ✓ Ensuring node image (kindest/node:v1.36.4) 🖼\n ✗ Starting control-plane 🕹️\nDeleted nodes: [\"kgf-control-plane\"]\nERROR: failed to create cluster: failed to init node with kubeadm: command \"docker exec --privileged kgf-control-plane kubeadm init --config=/kind/kubeadm.conf --skip-token-print --v=6\" failed with error: exit status 1\nCommand Output: I1207 21:40:01.000000     211 initconfiguration.go:261] loading configuration from \"/kind/kubeadm.conf\"\n[wait-control-plane] Waiting for the kubelet to boot up the control plane\nerror execution phase wait-control-plane: could not initialize a Kubernetes cluster\n",
     );
-    assert!(!world.path("clusters/kgf").exists());
+    for i in 0..40 {
+        stderr.push_str(&format!(
+            "k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow.(*Runner).Run.func1\n\t/go/src/k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow/runner.go:{}\n",
+            200 + i
+        ));
+    }
+    world.write("host/kind-create-fails", &stderr);
+    let plan = KindPlan::new(KindSpec::default(), 0).unwrap();
+    let steps = plan.steps(&[]);
+    let ctx = world.ctx();
+    let seen = steps[0].observe(&ctx).await.unwrap();
+    let err = steps[0].apply(&ctx, &seen).await.unwrap_err();
+    assert!(
+        err.message
+            .contains("ERROR: failed to create cluster: failed to init node with kubeadm"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        err.message.matches("creating the kind cluster").count(),
+        1,
+        "{}",
+        err.message
+    );
+    let fix = err.fix.unwrap();
+    assert!(
+        fix.starts_with("kind has already removed the nodes it made"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("kind create cluster --retain --name kgf --config="),
+        "{fix}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1190,6 +1114,105 @@ async fn doctor_without_docker_daemon_or_driver_says_what_to_do() {
     assert!(report.facts.gpus.is_empty());
 }
 
+/// Regression (issue 24): on a cgroup v1 host kubelet 1.36 refuses to start unless told
+/// `failCgroupV1: false`, and doctor did not look: it reads `docker info`'s CgroupVersion and
+/// names the kubeadm patch, which the profile can now carry.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_did_not_see_a_cgroup_v1_host() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    opts.needs_gpu = false;
+    let report = preflight::run(&Exec::new(), &opts).await;
+    assert_eq!(by_name(&report, "cgroup version").status, Status::Ok);
+
+    let v1 = world
+        .read("host/docker-info.json")
+        .replace("\"CgroupVersion\":\"2\"", "\"CgroupVersion\":\"1\"");
+    world.write("host/docker-info.json", &v1);
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let cgroup = by_name(&report, "cgroup version");
+    assert_eq!(cgroup.status, Status::Fail, "{}", cgroup.found);
+    assert!(
+        cgroup.found.contains("kubelet 1.36 refuses"),
+        "{}",
+        cgroup.found
+    );
+    let fix = &cgroup.fix.as_ref().unwrap().shown;
+    assert!(
+        fix.contains("cluster.kind.kubeadm_config_patches=[\"kind: KubeletConfiguration\\nfailCgroupV1: false\"]"),
+        "{fix}"
+    );
+
+    let mut patched = opts.clone();
+    patched.kind.as_mut().unwrap().kubeadm_config_patches =
+        vec!["kind: KubeletConfiguration\nfailCgroupV1: false\n".into()];
+    let report = preflight::run(&Exec::new(), &patched).await;
+    assert_eq!(by_name(&report, "cgroup version").status, Status::Warn);
+}
+
+/// Regression (issue 24): doctor warned that the toolkit inside GPU nodes needs internet on a
+/// host without GPUs, where the cluster has no GPU node and nothing is installed in one.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_warned_about_the_node_toolkit_with_0_gpus() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    opts.needs_gpu = false;
+    std::fs::remove_file(world.path("host/nvidia-smi.csv")).unwrap();
+    let report = preflight::run(&Exec::new(), &opts).await;
+    assert!(report.facts.gpus.is_empty());
+    assert!(
+        !report
+            .checks
+            .iter()
+            .any(|c| c.name == "toolkit for kind GPU nodes"),
+        "{}",
+        report.render()
+    );
+    // With GPUs the check is there.
+    let report = preflight::run(&Exec::new(), &workstation(&world)).await;
+    assert_eq!(
+        by_name(&report, "toolkit for kind GPU nodes").status,
+        Status::Warn
+    );
+}
+
+/// The built-in `kind` profile plans no GPU: doctor checks Docker, the tools and the host's
+/// limits, and nothing of the NVIDIA setup (here absent altogether), and passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_for_the_kind_profile_checks_no_nvidia_setup() {
+    let world = World::new(0);
+    let mut opts = workstation(&world);
+    std::fs::remove_file(world.path("host/nvidia-smi.csv")).unwrap();
+    std::fs::remove_file(world.path("host/config.toml")).unwrap();
+    let profile = kgf_up::load::load("kind", &[]).unwrap().profile;
+    let from_profile = kgf_up::cluster::preflight_options(&profile);
+    opts.needs_gpu = from_profile.needs_gpu;
+    opts.kind = from_profile.kind;
+    let report = preflight::run(&Exec::new(), &opts).await;
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("NVIDIA") && !n.contains("GPU") && *n != "docker default runtime"),
+        "{names:?}"
+    );
+    for wanted in [
+        "container engine",
+        "kind",
+        "helm",
+        "kubectl",
+        "cgroup version",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    // The stand-in world has no helm; nothing else fails (inotify is only a warning).
+    assert!(
+        report.failed().all(|c| c.name == "helm"),
+        "{}",
+        report.render()
+    );
+}
+
 /// A host whose only problem is a warning (inotify limits, the toolkit handing GPUs to any
 /// container that names them) is fixed by `--fix` too.
 #[tokio::test(flavor = "multi_thread")]
@@ -1494,4 +1517,156 @@ impl Drop for BedPath {
         // SAFETY: ENV is still held (the guard drops after this).
         unsafe { std::env::set_var("PATH", &self.old_path) };
     }
+}
+
+/// A TCP forwarder to the bed's API server: a stand-in for the address of a kind cluster that
+/// `recreate` is about to delete. Deleting it closes the listener and every open connection.
+struct OldCluster {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    gone: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OldCluster {
+    fn start(to: String) -> OldCluster {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tracked, stop) = (open.clone(), gone.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (Ok(client), Ok(server)) = (client, std::net::TcpStream::connect(&to)) else {
+                    continue;
+                };
+                let mut list = tracked.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        OldCluster { port, open, gone }
+    }
+
+    fn delete(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        // Wakes the accept loop so that it sees `gone` and drops the listener.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Regression (issue 24): `recreate` deleted and re-created the kind cluster, but the run's API
+/// client, inventory and lock (taken before the cluster step's apply) kept pointing at the old
+/// cluster's address and CA: the next step failed with `ServiceError: client error (Connect)` and
+/// the lock's renewal failed every 15 s. Here the old cluster is a forwarder that goes away and
+/// the new one the bed's API server, behind the same kubeconfig path, as kind rewrites it.
+/// (The real-node bed runs the same through `kgf-up up` on real kind clusters.)
+#[tokio::test(flavor = "multi_thread")]
+async fn recreate_left_the_runs_client_lock_and_inventory_on_the_old_cluster() {
+    let bed = support::bed();
+    let namespace = "kgf-recreate-system";
+    let kubeconfig = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("the bed's kubeconfig names its server")
+        .trim()
+        .to_string();
+    let address = server.trim_start_matches("https://").to_string();
+    let old = OldCluster::start(address.clone());
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("kind-kgf.kubeconfig");
+    std::fs::write(
+        &path,
+        kubeconfig.replace(&server, &format!("https://127.0.0.1:{}", old.port)),
+    )
+    .unwrap();
+    let ctx = Ctx::new(
+        Exec::new(),
+        work.path().to_path_buf(),
+        Duration::from_secs(30),
+        namespace.into(),
+    );
+    ctx.kubeconfig
+        .set(Kubeconfig {
+            path: path.clone(),
+            context: None,
+        })
+        .unwrap();
+    let holder = || {
+        bed.kubectl(&[
+            "get",
+            "lease",
+            "kgf-up-lock",
+            "-n",
+            namespace,
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+
+    // Before the cluster step's apply: the lock is taken and the inventory read, on the old one.
+    ctx.lock_for_change().await.unwrap();
+    assert!(ctx.inventory().await.unwrap().records.is_empty());
+    let mine = format!("pid {}", std::process::id());
+    assert!(holder().ends_with(&mine), "{}", holder());
+
+    // recreate: the old cluster goes (its lease with it); the new one answers elsewhere, and
+    // already holds a record (what the inventory read now must show).
+    old.delete();
+    bed.kubectl(&["delete", "lease", "kgf-up-lock", "-n", namespace]);
+    std::fs::write(&path, &kubeconfig).unwrap();
+    let record = kgf_up::inventory::Record {
+        state: kgf_up::inventory::RecordState::Done,
+        source: "test".into(),
+        version: "1".into(),
+        hash: "0".into(),
+        objects: Vec::new(),
+        release: None,
+        created_namespaces: Vec::new(),
+        time: kgf_up::inventory::now(),
+    };
+    kgf_up::inventory::write(&bed.kube().await, namespace, &"component/x", &record)
+        .await
+        .unwrap();
+
+    ctx.cluster_replaced().await.unwrap();
+    assert!(
+        holder().ends_with(&mine),
+        "the lock is taken again in the new cluster: {:?}",
+        holder()
+    );
+    let client = ctx.kube().await.unwrap().client();
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    namespaces
+        .get(namespace)
+        .await
+        .expect("the run's client talks to the new cluster");
+    assert!(
+        ctx.inventory().await.unwrap().get(&"component/x").is_some(),
+        "the inventory is the new cluster's"
+    );
+    assert!(
+        ctx.cluster_replaced().await.is_err(),
+        "a run replaces its cluster once"
+    );
+    ctx.release_lock().await;
+    assert_eq!(holder(), "", "released in the new cluster");
+    bed.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
 }

@@ -38,9 +38,10 @@ pub(super) async fn status(
             "  ({unobserved} steps not observed: the cluster is not there)"
         ))?;
     }
-    if !ui.is_json() {
+    let access = crate::proof::access(profile);
+    if !ui.is_json() && !access.is_empty() {
         outln("\nWhere things are:")?;
-        for a in crate::proof::access(profile) {
+        for a in access {
             outln(&format!(
                 "  {:<34} {}\n  {:<34} $ {}",
                 a.what, a.at, "", a.command

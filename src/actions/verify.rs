@@ -71,7 +71,15 @@ pub(super) async fn verify(
             1,
         ));
     }
-    ui.summary(&finished, started.elapsed(), "kgf-up status");
+    if finished.is_empty() && !ui.is_json() {
+        // Nothing ran that could be "converged": say what was checked instead.
+        ui.note(&format!(
+            "\nverified: the cluster and every component's health; no GPU checks (validation.min_gpu_nodes is 0) ({:.1}s)\nnext: kgf-up status",
+            started.elapsed().as_secs_f64()
+        ));
+    } else {
+        ui.summary(&finished, started.elapsed(), "kgf-up status");
+    }
     match finished
         .iter()
         .find(|f| matches!(f.outcome, Outcome::Failed(_)))

@@ -110,14 +110,45 @@ pub fn steps(
 }
 
 /// Preflight for a profile: GPUs are needed when validation wants GPU nodes; the driver must run
-/// the CUDA sample validation starts and, when the pipeline uses GPUs, its image.
+/// the CUDA sample validation starts and, when the pipeline uses GPUs, its image. With GPUs comes
+/// the disk for the GPU operator's and CUDA images; without, a kind cluster and its components need
+/// far less (the node image is 1 GiB, the CPU step image 0.1 GiB).
 pub fn preflight_options(profile: &Profile) -> crate::preflight::Options {
     let v = &profile.validation;
+    let needs_gpu = v.min_gpu_nodes > 0;
+    let defaults = crate::preflight::Options::default();
     crate::preflight::Options {
-        needs_gpu: v.min_gpu_nodes > 0,
+        needs_gpu,
         kind: (profile.cluster.provider == Provider::Kind).then(|| profile.cluster.kind.clone()),
-        smoke_image: (v.min_gpu_nodes > 0 && v.cuda_smoke).then(|| v.cuda_image.clone()),
+        smoke_image: (needs_gpu && v.cuda_smoke).then(|| v.cuda_image.clone()),
         pipeline_gpu: profile.pipeline.enabled && !profile.pipeline.cpu,
-        ..Default::default()
+        min_free_gib: if needs_gpu { defaults.min_free_gib } else { 20 },
+        ..defaults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(min_gpu_nodes: u32) -> Profile {
+        crate::profile::parse(
+            &format!(
+                "name: p\ncluster: {{provider: kind}}\nvalidation: {{min_gpu_nodes: {min_gpu_nodes}, cuda_smoke: false}}\n"
+            ),
+            "p.yaml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_kind_cluster_without_gpus_asks_for_less_free_disk() {
+        let gpu = preflight_options(&profile(1));
+        assert!(gpu.needs_gpu);
+        assert_eq!(gpu.min_free_gib, 50);
+        let cpu = preflight_options(&profile(0));
+        assert!(!cpu.needs_gpu);
+        assert_eq!(cpu.min_free_gib, 20);
+        assert!(cpu.kind.is_some());
     }
 }

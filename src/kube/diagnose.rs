@@ -98,7 +98,21 @@ impl Kube {
             }
             out.push('\n');
         }
-        if out.is_empty() {
+        if list.items.is_empty() {
+            // Nothing made a pod yet: the reason is on the owners (a ReplicaSet's FailedCreate, a
+            // Job's quota), so the namespace's latest events say it.
+            out = format!("no pod in {namespace} yet: its controller has made none");
+            for e in all_events.iter().rev().take(5).rev() {
+                out.push_str(&format!(
+                    "\n    event {} {}/{} {}: {}",
+                    e.type_.clone().unwrap_or_default(),
+                    e.involved_object.kind.clone().unwrap_or_default(),
+                    e.involved_object.name.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default().trim()
+                ));
+            }
+        } else if out.is_empty() {
             out = format!("every pod in {namespace} is ready");
         }
         out.trim_end().to_string()

@@ -151,10 +151,15 @@ impl StepImage {
         })
     }
 
-    /// `build -f pipeline/Dockerfile[.cpu] -t <reference> <root>`.
+    /// `build -f pipeline/Dockerfile[.cpu] -t <reference> <root>`. Docker gets `DOCKER_BUILDKIT=1`:
+    /// the Dockerfiles' cache mounts need BuildKit, which Docker 20.10 uses only when asked (23
+    /// and later by default, and then the variable changes nothing).
     pub fn build_cmd(&self, engine: &Engine) -> Cmd {
-        Cmd::new(&engine.program)
-            .args(["build", "-f"])
+        let cmd = match engine.kind {
+            EngineKind::Docker => Cmd::new(&engine.program).env("DOCKER_BUILDKIT", "1"),
+            EngineKind::Podman => Cmd::new(&engine.program),
+        };
+        cmd.args(["build", "-f"])
             .arg(
                 self.root
                     .join(self.variant.dockerfile())
@@ -340,6 +345,15 @@ mod tests {
             ]
         );
         assert!(build.is_change());
+        let docker = image.build_cmd(&Engine::at(EngineKind::Docker, "docker"));
+        assert!(
+            docker
+                .display()
+                .starts_with("DOCKER_BUILDKIT=1 docker build -f "),
+            "{}",
+            docker.display()
+        );
+        assert!(!build.display().contains("DOCKER_BUILDKIT"));
         assert_eq!(
             image
                 .push_cmd(&Engine::at(EngineKind::Podman, "podman"))

@@ -8,6 +8,7 @@
 //! `--fix`, for failures and warnings alike. Installing software (driver, toolkit, tools) is left to the
 //! user: the check prints the commands.
 
+mod cgroup;
 pub mod cuda;
 mod host;
 pub mod parse;
@@ -70,6 +71,11 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
         Err(_) => None,
     };
     checks.push(engine_check(exec, docker.as_ref()).await);
+    if let (Some(kind), Some(info)) = (&opts.kind, docker.as_ref())
+        && info.reachable()
+    {
+        checks.push(cgroup::check(kind, info));
+    }
     checks.extend(host::resources(docker.as_ref()));
     facts.docker = docker.clone();
 
@@ -235,7 +241,12 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
     if opts.gpu_container_probe {
         checks.push(gpu_container_check(exec, opts, &checks, &facts).await);
     }
-    if let Some(kind) = &opts.kind {
+    // Only a cluster with GPU nodes installs the toolkit in them.
+    if let Some(kind) = &opts.kind
+        && kind
+            .nodes(kind.gpu_count(facts.gpus.len() as u32))
+            .is_ok_and(|nodes| nodes.iter().any(|n| n.has_gpus()))
+    {
         checks.push(node_toolkit_check(kind));
     }
 
@@ -245,7 +256,34 @@ pub async fn run(exec: &Exec, opts: &Options) -> Report {
     checks.extend(inotify_checks(opts));
     checks.push(disk_check(exec, opts, docker.as_ref()).await);
 
+    if plans_no_gpu(opts) {
+        checks.retain(|c| !GPU_CHECKS.contains(&c.name));
+    }
     Report { checks, facts }
+}
+
+/// The checks of the host's NVIDIA setup, which only a cluster with GPU nodes uses (WSL2 matters
+/// only for GPUs: kind itself runs there).
+const GPU_CHECKS: &[&str] = &[
+    "not WSL2",
+    "NVIDIA GPUs",
+    "NVIDIA container toolkit",
+    "driver for the CUDA images",
+    "docker default runtime",
+    "GPU requests as volume mounts",
+    "GPUs only by request",
+    "GPU inside a container",
+];
+
+/// Whether a check is about the host's NVIDIA setup (the rest concern any kind cluster).
+pub fn is_gpu_check(name: &str) -> bool {
+    GPU_CHECKS.contains(&name) || name == "toolkit for kind GPU nodes"
+}
+
+/// A kind cluster planned without GPUs (`gpus.count: 0`) and no GPU validation (the built-in
+/// `kind` profile): the NVIDIA checks would be noise about software it never uses.
+fn plans_no_gpu(opts: &Options) -> bool {
+    !opts.needs_gpu && opts.kind.as_ref().is_some_and(|k| k.gpus.count == Some(0))
 }
 
 const KIND_INSTALL: &str = "curl -fsSLo kind https://kind.sigs.k8s.io/dl/v0.33.0/kind-linux-amd64 && chmod +x kind && sudo mv kind /usr/local/bin/kind";
@@ -612,7 +650,7 @@ async fn disk_check(exec: &Exec, opts: &Options, docker: Option<&DockerInfo>) ->
         "/".to_string()
     };
     let needed = format!(
-        "{} GiB free for images (node image, GPU operator, Kubeflow)",
+        "{} GiB free for images (node image, components, the step image)",
         opts.min_free_gib
     );
     match read(exec, Cmd::new("df").args(["-Pk", &target]))

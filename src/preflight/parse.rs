@@ -121,6 +121,8 @@ pub struct DockerInfo {
     pub default_runtime: Option<String>,
     pub runtimes: Vec<String>,
     pub root_dir: Option<String>,
+    /// `1` or `2`: the cgroup version the daemon runs containers (and so kind nodes) on.
+    pub cgroup_version: Option<String>,
     /// CPUs and memory (bytes) the daemon's containers can use: the host's, or Docker Desktop's
     /// VM's.
     pub cpus: Option<u64>,
@@ -161,6 +163,7 @@ pub fn docker_info(json: &str) -> Result<DockerInfo, String> {
         default_runtime: s("DefaultRuntime"),
         runtimes,
         root_dir: s("DockerRootDir"),
+        cgroup_version: s("CgroupVersion"),
         cpus: v["NCPU"].as_u64().filter(|n| *n > 0),
         memory: v["MemTotal"].as_u64().filter(|n| *n > 0),
         server_errors,
@@ -350,6 +353,7 @@ mod tests {
         assert_eq!(info.default_runtime.as_deref(), Some("nvidia"));
         assert_eq!(info.runtimes, ["io.containerd.runc.v2", "nvidia", "runc"]);
         assert_eq!(info.root_dir.as_deref(), Some("/var/lib/docker"));
+        assert_eq!(info.cgroup_version.as_deref(), Some("2"));
         assert_eq!(info.cpus, Some(32));
         assert_eq!(info.memory, Some(134_850_437_120));
     }

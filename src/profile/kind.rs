@@ -207,6 +207,11 @@ impl KindSpec {
         patches::check_containerd(&self.containerd_config_patches)
     }
 
+    /// Whether the kubeadm patches let kubelet start on a cgroup v1 host.
+    pub fn kubelet_accepts_cgroup_v1(&self) -> bool {
+        patches::kubelet_accepts_cgroup_v1(&self.kubeadm_config_patches)
+    }
+
     /// Checks what can be checked without the host: the name, the image, explicit GPU lists,
     /// networking and patches.
     pub fn validate(&self) -> Result<(), SpecError> {

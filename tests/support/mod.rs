@@ -35,6 +35,65 @@ pub fn bed() -> Bed {
     }
 }
 
+/// The real-node bed (scripts/nodebed), as the environment describes it: Debian's dockerd in the
+/// bed's namespace, the kind node image it made, and the subnets kind clusters use there (inside
+/// 198.18.0.0/15, the bed's network rule).
+pub struct NodeBed {
+    pub docker_host: String,
+    pub node_image: String,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+}
+
+/// The real-node bed; fails with the fix when the tests run outside it or its dockerd is down.
+pub fn node_bed() -> NodeBed {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run the tests inside the test bed, e.g. \
+                 `scripts/testbed test` or `scripts/testbed run -- cargo test`"
+            )
+        })
+    };
+    let bed = NodeBed {
+        docker_host: var("DOCKER_HOST"),
+        node_image: var("KGF_NODEBED_IMAGE"),
+        pod_subnet: var("KGF_NODEBED_POD_SUBNET"),
+        service_subnet: var("KGF_NODEBED_SERVICE_SUBNET"),
+    };
+    let version = bed.docker(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(
+        version.status.success(),
+        "the real-node bed's dockerd does not answer on {}: {} (start it: scripts/testbed up)",
+        bed.docker_host,
+        text(&version)
+    );
+    bed
+}
+
+impl NodeBed {
+    /// Runs the docker CLI the bed puts first on PATH (Debian's), whatever the exit status.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.docker_host)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run docker: {e}"))
+    }
+
+    /// Runs docker and returns stdout; panics with its output when it fails.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {} failed: {}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 /// The repository root (where `scripts/` and `tests/fixtures/` are).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

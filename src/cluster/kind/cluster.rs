@@ -2,7 +2,9 @@
 //!
 //! Creates the cluster only when no cluster of the name exists. When one exists, compares the
 //! config recorded in it ([`super::record`]) with the rendered one and names every difference;
-//! it deletes and re-creates the cluster only when the profile sets `recreate: true`.
+//! it deletes and re-creates the cluster only when the profile sets `recreate: true`, or when it
+//! is one kgf-up began to create and never finished (a run killed during `kind create`: a marker
+//! file in the work dir says so, and nothing in such a cluster can be the user's).
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -13,11 +15,15 @@ use crate::exec::Cmd;
 use crate::gate::Change;
 use crate::kube::Kubeconfig;
 use crate::step::{Ctx, Description, Observation, State, Step, StepError, StepId};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct ClusterStep {
     pub(super) plan: Arc<KindPlan>,
     pub(super) needs: Vec<StepId>,
+    /// Observe found a cluster kgf-up began to create and did not finish.
+    pub(super) unfinished: AtomicBool,
 }
 
 impl ClusterStep {
@@ -36,6 +42,7 @@ impl ClusterStep {
                 self.plan.kubeconfig_path(ctx).display()
             ))
             .timeout(CREATE_TIMEOUT)
+            .headline("ERROR:")
             .changes()
     }
 
@@ -43,7 +50,39 @@ impl ClusterStep {
         Cmd::new("kind")
             .args(["delete", "cluster", "--name", self.name()])
             .timeout(CREATE_TIMEOUT)
+            .headline("ERROR:")
             .changes()
+    }
+
+    /// A failed `kind create cluster`: kind's reason (its `ERROR:` line is in the error), and a
+    /// fix that fits what kind left behind: on failure kind deletes the nodes it made, so
+    /// commands against them would find nothing.
+    async fn create_failed(&self, ctx: &Ctx, e: KindError) -> StepError {
+        let name = self.name();
+        let left = ctx
+            .exec
+            .run_async(Cmd::new("kind").args(["get", "nodes", "--name", name]))
+            .await
+            .map(|o| {
+                o.stdout
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let fix = match left.first() {
+            None => format!(
+                "kind has already removed the nodes it made: fix the cause in kind's ERROR line, then run kgf-up again. To look inside a failing node, keep it: kind create cluster --retain --name {name} --config={config}, then docker exec {name}-control-plane journalctl -u kubelet --no-pager | tail -50, and kind delete cluster --name {name} when done",
+                config = self.plan.config_path(ctx).display()
+            ),
+            Some(node) => format!(
+                "kind left node(s) {}: see docker exec {node} journalctl -u kubelet --no-pager | tail -50, then remove them with kind delete cluster --name {name} and run kgf-up again",
+                left.join(", ")
+            ),
+        };
+        StepError::new(crate::fix::chain(&e)).with_fix(fix)
     }
 
     /// Has kind write the cluster's kubeconfig to kgf-up's own file in the run's work dir and
@@ -73,7 +112,15 @@ impl ClusterStep {
         });
     }
 
+    /// Written before `kind create cluster`, removed once the config is recorded in the cluster:
+    /// while it exists, a cluster of this name may be one kgf-up did not finish making.
+    fn unfinished_marker(&self, ctx: &Ctx) -> PathBuf {
+        ctx.work_dir
+            .join(format!("kind-{}.creating", self.plan.spec.name))
+    }
+
     async fn observe_inner(&self, ctx: &Ctx) -> Result<Observation, KindError> {
+        self.unfinished.store(false, Ordering::Relaxed);
         let clusters = cmds::run(
             &ctx.exec,
             Cmd::new("kind").args(["get", "clusters"]),
@@ -86,6 +133,26 @@ impl ClusterStep {
                 self.name()
             )));
         }
+        let seen = self.observe_recorded(ctx).await;
+        if self.unfinished_marker(ctx).exists() && !matches!(&seen, Ok(Some(_))) {
+            self.unfinished.store(true, Ordering::Relaxed);
+            return Ok(Observation::drifted(format!(
+                "kind cluster {} is one kgf-up began to create and did not finish (that run was stopped): it is deleted and created again",
+                self.name()
+            )));
+        }
+        Ok(seen?.unwrap_or_else(|| {
+            Observation::drifted(format!(
+                "kind cluster {} exists but has no config recorded by kgf-up (ConfigMap {}/{}): it was made by something else, so its nodes, GPU mounts and registry patch are unknown",
+                self.name(),
+                record::NAMESPACE,
+                record::NAME
+            ))
+        }))
+    }
+
+    /// The existing cluster against the config recorded in it; `None` when it has no record.
+    async fn observe_recorded(&self, ctx: &Ctx) -> Result<Option<Observation>, KindError> {
         self.export_kubeconfig(ctx).await?;
         let kc = ctx.kubeconfig.get().expect("set by export_kubeconfig");
         let configmap = cmds::get_object(
@@ -97,31 +164,27 @@ impl ClusterStep {
         )
         .await?;
         let Some(recorded) = configmap.as_ref().and_then(record::recorded) else {
-            return Ok(Observation::drifted(format!(
-                "kind cluster {} exists but has no config recorded by kgf-up (ConfigMap {}/{}): it was made by something else, so its nodes, GPU mounts and registry patch are unknown",
-                self.name(),
-                record::NAMESPACE,
-                record::NAME
-            )));
+            return Ok(None);
         };
         let differences = record::diff(recorded, &self.plan.config)?;
-        if differences.is_empty() {
-            Ok(Observation::converged(format!(
+        Ok(Some(if differences.is_empty() {
+            Observation::converged(format!(
                 "kind cluster {} exists with the profile's config",
                 self.name()
-            )))
+            ))
         } else {
-            Ok(Observation::drifted(format!(
+            Observation::drifted(format!(
                 "kind cluster {} was created with a different config (recorded → profile):\n  {}",
                 self.name(),
                 differences.join("\n  ")
-            )))
-        }
+            ))
+        }))
     }
 
     async fn apply_inner(&self, ctx: &Ctx, seen: &Observation) -> Result<(), StepError> {
+        let unfinished = self.unfinished.load(Ordering::Relaxed);
         if seen.state == State::Drifted {
-            if !self.plan.spec.recreate {
+            if !self.plan.spec.recreate && !unfinished {
                 return Err(StepError::new(format!(
                     "{}; kind cannot change an existing cluster",
                     seen.reason
@@ -132,7 +195,11 @@ impl ClusterStep {
                 ))
                 .input());
             }
-            tracing::warn!(cluster = %self.name(), "recreate is set: deleting the cluster to re-create it");
+            if unfinished {
+                tracing::warn!(cluster = %self.name(), "deleting the cluster an interrupted run left half made");
+            } else {
+                tracing::warn!(cluster = %self.name(), "recreate is set: deleting the cluster to re-create it");
+            }
             cmds::run(&ctx.exec, self.delete_cmd(), "deleting the kind cluster")
                 .await
                 .map_err(|e| StepError::context("re-creating the kind cluster", e))?;
@@ -152,19 +219,34 @@ impl ClusterStep {
                 },
             )
             .map_err(|e| StepError::context("writing the kind config", e))?;
-        cmds::run(&ctx.exec, self.create_cmd(ctx), "creating the kind cluster")
-            .await
-            .map_err(|e| {
-                StepError::context("creating the kind cluster", e).with_fix(format!(
-                    "read kind's message above; `kind delete cluster --name {}` removes a half-created cluster, then run kgf-up again",
-                    self.name()
-                ))
-            })?;
+        let marker = self.unfinished_marker(ctx);
+        if !ctx.gate().recording() {
+            std::fs::write(&marker, &self.plan.config)
+                .map_err(|source| KindError::Io {
+                    path: marker.clone(),
+                    source,
+                })
+                .map_err(|e| StepError::context("marking the cluster as being created", e))?;
+        }
+        if let Err(e) =
+            cmds::run(&ctx.exec, self.create_cmd(ctx), "creating the kind cluster").await
+        {
+            return Err(self.create_failed(ctx, e).await);
+        }
         if ctx.gate().recording() {
-            // No cluster was made: there is nothing to record the config in.
+            // No cluster was made: there is nothing to record the config in. What `plan` sees
+            // of the old cluster says nothing of the new one.
+            if seen.state == State::Drifted {
+                ctx.cluster_replaced().await?;
+            }
             return Ok(());
         }
         self.set_kubeconfig(ctx);
+        if seen.state == State::Drifted {
+            // Same kubeconfig path, new cluster: nothing of this run may keep talking to the
+            // old one (its client, inventory and lock were taken before this step's apply).
+            ctx.cluster_replaced().await?;
+        }
         let kc = ctx.kubeconfig()?;
         cmds::run(
             &ctx.exec,
@@ -173,6 +255,13 @@ impl ClusterStep {
         )
         .await
         .map_err(|e| StepError::context("recording the kind config", e))?;
+        // The cluster is whole and says so itself from here on.
+        std::fs::remove_file(&marker)
+            .map_err(|source| KindError::Io {
+                path: marker.clone(),
+                source,
+            })
+            .map_err(|e| StepError::context("clearing the creation marker", e))?;
         Ok(())
     }
 }
@@ -224,9 +313,16 @@ impl Step for ClusterStep {
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, StepError>> {
         async move {
             self.observe_inner(ctx).await.map_err(|e| {
-                // The cluster is listed but its API server does not answer: most often its node
-                // containers are stopped.
-                let unreachable = matches!(&e, KindError::Exec { what, .. } if what.starts_with("reading configmap"));
+                // The cluster is listed but its API server does not answer, or (with the
+                // containers stopped) kind cannot read its kubeconfig from the control plane:
+                // docker says the container "is not running".
+                let unreachable = match &e {
+                    KindError::Exec { what, source } => {
+                        what.starts_with("reading configmap")
+                            || source.to_string().contains("is not running")
+                    }
+                    _ => false,
+                };
                 let err = StepError::context("observing the kind cluster", e);
                 if unreachable {
                     err.with_fix(format!(

@@ -82,8 +82,15 @@ pub fn apply_object(kc: &Kubeconfig, object: &Value) -> Cmd {
         .changes()
 }
 
+/// Whether a failed `docker exec` means the node container is not there (Docker's "Error
+/// response from daemon: No such container: NAME"), as in a cluster that has fewer nodes than
+/// the profile asks for.
+fn no_such_container(e: &ExecError) -> bool {
+    e.stderr().is_some_and(|s| s.contains("No such container"))
+}
+
 /// Reads a file in a node; `None` when it does not exist (cat's own message, passed on by
-/// `docker exec` with cat's exit status).
+/// `docker exec` with cat's exit status), [`KindError::NoNode`] when the node does not.
 pub async fn read_node_file(
     exec: &Exec,
     node: &str,
@@ -94,6 +101,9 @@ pub async fn read_node_file(
         Err(ExecError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => {
             Ok(None)
         }
+        Err(e) if no_such_container(&e) => Err(KindError::NoNode {
+            node: node.to_string(),
+        }),
         Err(source) => Err(KindError::Exec {
             what: format!("reading {path} in node {node}"),
             source: Box::new(source),
@@ -101,7 +111,8 @@ pub async fn read_node_file(
     }
 }
 
-/// Whether a path exists in a node (`ls -d`, whose "No such file or directory" docker passes on).
+/// Whether a path exists in a node (`ls -d`, whose "No such file or directory" docker passes on);
+/// [`KindError::NoNode`] when the node does not.
 pub async fn node_path_exists(exec: &Exec, node: &str, path: &str) -> Result<bool, KindError> {
     match exec
         .run_async(node_exec(node).args(["ls", "-d", path]))
@@ -111,6 +122,9 @@ pub async fn node_path_exists(exec: &Exec, node: &str, path: &str) -> Result<boo
         Err(ExecError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => {
             Ok(false)
         }
+        Err(e) if no_such_container(&e) => Err(KindError::NoNode {
+            node: node.to_string(),
+        }),
         Err(source) => Err(KindError::Exec {
             what: format!("looking for {path} in node {node}"),
             source: Box::new(source),

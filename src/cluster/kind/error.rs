@@ -22,6 +22,9 @@ pub enum KindError {
     },
     #[error("could not understand {what}: {detail}")]
     Parse { what: String, detail: String },
+    /// `docker exec` found no container of the node's name: the cluster has no such node (yet).
+    #[error("node {node} does not exist in the kind cluster")]
+    NoNode { node: String },
     #[error("could not write {}", path.display())]
     Io {
         path: PathBuf,

@@ -42,6 +42,7 @@ impl KindPlan {
         let mut steps: Vec<DynStep> = vec![Arc::new(cluster::ClusterStep {
             plan: self.clone(),
             needs: after.to_vec(),
+            unfinished: Default::default(),
         })];
         if self.spec.select_context {
             steps.push(Arc::new(context::ContextStep { plan: self.clone() }));
@@ -84,33 +85,66 @@ impl KindPlan {
 }
 
 /// The commands `kgf-up down` runs for a kind profile: delete the cluster (kind's delete is a
-/// no-op for a missing cluster), and with `all` the registry container too. Asking the user
-/// first is the caller's job.
+/// no-op for a missing cluster), and with `all` the registry container with its volume (the
+/// pushed images: `registry:3` keeps them in an anonymous volume, which `docker rm` without `-v`
+/// leaves behind), then kind's `kind` network, which kind makes and never removes (docker keeps
+/// it while another cluster's nodes use it). Asking the user first is the caller's job.
 pub fn down_commands(spec: &KindSpec, all: bool) -> Vec<Cmd> {
     let mut cmds = vec![
         Cmd::new("kind")
             .args(["delete", "cluster", "--name", &spec.name])
             .timeout(cmds::CREATE_TIMEOUT)
+            .headline("ERROR:")
             .changes(),
     ];
     if all && spec.registry.enabled {
         cmds.push(
             Cmd::new("docker")
-                .args(["rm", "-f", &spec.registry.name])
+                .args(["rm", "-f", "-v", &spec.registry.name])
+                .changes(),
+        );
+    }
+    if all {
+        cmds.push(
+            Cmd::new("docker")
+                .args(["network", "rm", KIND_NETWORK])
                 .changes(),
         );
     }
     cmds
 }
 
-/// Runs [`down_commands`]. A registry that is already gone is not an error.
-pub async fn down(exec: &Exec, spec: &KindSpec, all: bool) -> Result<(), KindError> {
+/// The docker network kind puts every cluster's nodes on.
+const KIND_NETWORK: &str = "kind";
+
+/// What [`down`] found to remove.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// kind deleted node containers (it says "Deleted nodes: [...]" only when there were any).
+    pub cluster: bool,
+    /// The registry container existed and was removed with its volume.
+    pub registry: bool,
+}
+
+/// Runs [`down_commands`]. A cluster or registry that is already gone is not an error; what was
+/// there is reported, so nothing claims a deletion that did not happen.
+pub async fn down(exec: &Exec, spec: &KindSpec, all: bool) -> Result<Removed, KindError> {
+    let mut removed = Removed::default();
     for cmd in down_commands(spec, all) {
+        let is_docker = cmd.program() == "docker";
+        let is_network = is_docker && cmd.get_args().first().map(String::as_str) == Some("network");
         match exec.run_async(cmd.clone()).await {
-            Ok(_) => {}
+            Ok(_) if is_network => {}
+            Ok(_) if is_docker => removed.registry = true,
+            Ok(out) => removed.cluster = out.stderr.contains("Deleted nodes:"),
             Err(ExecError::Failed { stderr, .. })
-                if cmd.program() == "docker"
-                    && stderr.to_lowercase().contains("no such container") => {}
+                if is_docker && stderr.to_lowercase().contains("no such container") => {}
+            // Gone already, or still used by another kind cluster's nodes: left as it is.
+            Err(ExecError::Failed { stderr, .. })
+                if is_network
+                    && ["not found", "no such network", "active endpoints"]
+                        .iter()
+                        .any(|s| stderr.to_lowercase().contains(s)) => {}
             Err(source) => {
                 return Err(KindError::Exec {
                     what: format!("running {}", cmd.display()),
@@ -119,7 +153,7 @@ pub async fn down(exec: &Exec, spec: &KindSpec, all: bool) -> Result<(), KindErr
             }
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -173,7 +207,7 @@ mod tests {
             shown(true),
             [
                 "kind delete cluster --name kgf",
-                "docker rm -f kind-registry"
+                "docker rm -f -v kind-registry"
             ]
         );
     }

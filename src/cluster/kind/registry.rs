@@ -248,9 +248,22 @@ impl Step for RegistryHostsStep {
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, StepError>> {
         async move {
             let path = format!("{}/hosts.toml", self.dir());
-            let found = cmds::read_node_file(&ctx.exec, &self.node, &path)
-                .await
-                .map_err(|e| StepError::context("observing the registry hosts.toml", e))?;
+            let found = match cmds::read_node_file(&ctx.exec, &self.node, &path).await {
+                Ok(found) => found,
+                // A node the profile adds to a cluster made with fewer (a drifted worker count):
+                // what `up` would do is write it once the node exists, not fail.
+                Err(KindError::NoNode { node }) => {
+                    return Ok(Observation::missing(format!(
+                        "node {node} does not exist yet: the cluster has fewer nodes than the profile"
+                    )));
+                }
+                Err(e) => {
+                    return Err(StepError::context(
+                        "observing the registry hosts.toml",
+                        e,
+                    ));
+                }
+            };
             let wanted = hosts_toml(&self.plan.spec.registry.name);
             Ok(match found {
                 None => Observation::missing(format!("{path} is missing in {}", self.node)),

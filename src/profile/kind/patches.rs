@@ -171,6 +171,15 @@ pub fn split_documents(text: &str) -> Vec<&str> {
     docs
 }
 
+/// Whether a patch sets `failCgroupV1: false` in the kubelet's config: what kubelet 1.35 and
+/// later need to start on a cgroup v1 host.
+pub fn kubelet_accepts_cgroup_v1(patches: &[String]) -> bool {
+    patches.iter().flat_map(|p| split_documents(p)).any(|doc| {
+        serde_saphyr::from_str::<serde_json::Value>(doc)
+            .is_ok_and(|v| v["kind"] == "KubeletConfiguration" && v["failCgroupV1"] == false)
+    })
+}
+
 fn kubeadm_document(at: &str, name: &str, doc: &str) -> Result<(), KeyError> {
     let value: serde_json::Value = serde_saphyr::from_str(doc).map_err(|e| {
         let (why, _) = crate::profile::errors::sentence(&e);
@@ -344,6 +353,22 @@ mod tests {
         let big = format!("{CGROUP_V1}# {}\n", "x".repeat(MAX_PATCH_BYTES));
         let e = kubeadm(&[&big]).unwrap_err();
         assert!(e.message.contains("the limit is 16 KiB"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_cgroup_v1_setting_is_found_in_any_document() {
+        let p = |t: &str| vec![t.to_string()];
+        assert!(kubelet_accepts_cgroup_v1(&p(CGROUP_V1)));
+        assert!(kubelet_accepts_cgroup_v1(&p(&format!(
+            "kind: InitConfiguration\n---\n{CGROUP_V1}"
+        ))));
+        assert!(!kubelet_accepts_cgroup_v1(&p(
+            "kind: KubeletConfiguration\nfailCgroupV1: true"
+        )));
+        assert!(!kubelet_accepts_cgroup_v1(&p(
+            "kind: ClusterConfiguration\nfailCgroupV1: false"
+        )));
+        assert!(!kubelet_accepts_cgroup_v1(&[]));
     }
 
     #[test]
