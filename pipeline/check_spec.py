@@ -54,7 +54,7 @@ def check_sdk(path: pathlib.Path) -> None:
         @dsl.pipeline(name="gene-fusion-check")
         def wrapper(seed: int = 7):
             gene_fusion(preset="tiny", seed=seed, read_length=20, k=3, words=8, lr=5e-3,
-                        batch_size=64, epochs=15)
+                        gc_batch_size=64, fc_batch_size=64, epochs=15)
 
         with tempfile.TemporaryDirectory() as tmp:
             compiler.Compiler().compile(wrapper, str(pathlib.Path(tmp) / "wrapper.yaml"))

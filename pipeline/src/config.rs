@@ -184,4 +184,54 @@ mod tests {
         }
         assert_eq!((p.gc.window, p.gc_train.batch_size), (10, 64));
     }
+
+    /// The pipeline passes every parameter as a flag and a flag overrides the preset, so the
+    /// spec's defaults must be the default preset's: otherwise a run on the cluster trains
+    /// another model than `kgf-step all --preset default` (as it did with the original's lr 5e-5
+    /// and 100 epochs). Read from the header the kfp compiler writes (check_spec.py keeps the
+    /// spec what generate.py writes).
+    #[test]
+    fn the_pipeline_spec_defaults_are_the_default_preset() {
+        let spec = include_str!("../spec/gene-fusion.yaml");
+        let default = |name: &str| -> f64 {
+            let prefix = format!("#    {name}: ");
+            let line = spec
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no parameter {name} in the spec's header"));
+            let value = line
+                .split("[Default: ")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches(']');
+            value.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+        };
+        let p = preset(PresetName::Default);
+        let (d, gc, fc) = (&p.data, &p.gc_train, &p.fc_train);
+        assert!(spec.contains("#    preset: str [Default: 'default']"));
+        assert_eq!(gc.lr, fc.lr, "one lr parameter serves both steps");
+        assert_eq!(
+            gc.max_epochs, fc.max_epochs,
+            "one epochs parameter serves both"
+        );
+        assert_eq!(gc.clip, fc.clip, "one clip parameter serves both");
+        for (name, want) in [
+            ("lr", gc.lr),
+            ("epochs", gc.max_epochs as f64),
+            ("clip", gc.clip),
+            ("gc_batch_size", gc.batch_size as f64),
+            ("gc_patience", gc.patience as f64),
+            ("fc_batch_size", fc.batch_size as f64),
+            ("fc_patience", fc.patience as f64),
+            ("fusions_per_gene", d.fusions_per_gene as f64),
+            ("read_length", d.reads.read_length as f64),
+            ("k", d.k as f64),
+            ("words", d.words as f64),
+            ("coverage", d.reads.coverage),
+            ("error_rate", d.reads.error_rate),
+        ] {
+            assert_eq!(default(name), want, "the spec's {name}");
+        }
+    }
 }
