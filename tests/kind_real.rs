@@ -90,6 +90,19 @@ impl World {
         text(&out)
     }
 
+    /// `up --output json`, which must succeed: its events.
+    fn up_events(&self, profile: &Path) -> Vec<Value> {
+        let out = self.kgf(&[
+            "up",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--output",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        json_lines(&String::from_utf8_lossy(&out.stdout))
+    }
+
     fn up(&self, profile: &Path) -> String {
         self.kgf_ok(&["up", "--profile", profile.to_str().unwrap()])
     }
@@ -235,6 +248,13 @@ impl World {
         self.kubectl_ok(&["delete", "pod", name, "--wait=false"]);
         log
     }
+}
+
+/// One JSON value per line, as `--output json` writes its events; other lines are skipped.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn node_names() -> Vec<String> {
@@ -544,21 +564,13 @@ fn a_removed_registry_is_all_the_next_up_puts_back() {
     let w = World::new();
     let profile = w.converged();
     w.node.docker_ok(&["rm", "-f", "-v", REGISTRY]);
-    let out = w.kgf(&[
-        "up",
-        "--profile",
-        profile.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let applied: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let events = w.up_events(&profile);
+    let applied: Vec<&str> = events
+        .iter()
         .filter(|e| e["phase"] == "done" && e["status"] == "applied")
-        .map(|e| e["step"].as_str().unwrap_or_default().to_string())
+        .map(|e| e["step"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(applied, ["kind/registry"], "{}", text(&out));
+    assert_eq!(applied, ["kind/registry"], "{events:?}");
     let running = w
         .node
         .docker_ok(&["inspect", "-f", "{{.State.Running}}", REGISTRY]);
@@ -625,11 +637,7 @@ fn kill_up_when(w: &World, profile: &Path, ready: impl Fn(&[Value]) -> bool) -> 
             return false;
         }
         std::thread::sleep(Duration::from_millis(100));
-        let events: Vec<Value> = std::fs::read_to_string(&events_file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let events = json_lines(&std::fs::read_to_string(&events_file).unwrap_or_default());
         came = ready(&events);
     }
     let running = came && child.try_wait().unwrap().is_none();
@@ -677,18 +685,7 @@ fn an_up_killed_after_the_cluster_is_made_is_finished_by_the_next() {
             .any(|e| e["step"] == "kind/cluster" && e["phase"] == "done")),
         "up ended before the kind cluster was made"
     );
-    let out = w.kgf(&[
-        "up",
-        "--profile",
-        profile.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = w.up_events(&profile);
     let status_of = |step: &str| {
         events
             .iter()
