@@ -439,6 +439,7 @@ fn is_read(call: &[String]) -> bool {
                 | ["ls", ..]
                 | ["nvidia-ctk", "--version"]
                 | ["containerd", "config", "dump"]
+                | ["containerd", "--version"]
                 | ["systemctl", "is-active", "containerd"]
         ),
         ["nvidia-smi", ..] | ["nvidia-ctk", "--version"] => true,
