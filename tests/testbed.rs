@@ -556,6 +556,8 @@ fn up_shows_why_minio_exited_the_next_up_finishes_and_down_stops_everything_idem
         ("KGF_TESTBED_CACHE", cache.as_str()),
         ("KGF_TESTBED_PORT", port.as_str()),
         ("KGF_TESTBED_NETNS", "kgf-testbed-down"),
+        // The private cache holds the kwok bed's binaries only: no real-node bed.
+        ("KGF_TESTBED_REAL_NODES", "0"),
     ];
     let _down = SecondBed { env: &env };
     let state = format!("{cache}/state");
